@@ -1,0 +1,299 @@
+//! Byte-level helpers shared by the message writers, the message views and the
+//! endpoint-state storage (which keeps its entries in the wire encoding).
+//!
+//! Everything here is bounds-checked: a write that does not fit reports
+//! [`Full`] and leaves the logical position unchanged; a read that does not
+//! parse reports [`Malformed`]. Nothing panics.
+
+use serde::{Deserialize, Serialize};
+
+use crate::state::{StateKey, Version, VersionedValue};
+
+/// A write did not fit the space left.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Full;
+
+/// Bytes did not parse.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Malformed;
+
+/// Room kept for a list's element count while the list is written: a varint of
+/// three bytes counts up to 2^21 - 1 elements, more than a 64 KiB datagram holds.
+pub(crate) const COUNT_RESERVE: usize = 3;
+
+/// A cursor that writes postcard values into a caller's buffer, never past
+/// `limit`.
+pub(crate) struct Cursor<'b> {
+    buf: &'b mut [u8],
+    pos: usize,
+    limit: usize,
+}
+
+impl<'b> Cursor<'b> {
+    pub(crate) fn new(buf: &'b mut [u8]) -> Self {
+        let limit = buf.len();
+        Self { buf, pos: 0, limit }
+    }
+
+    /// Bytes written so far.
+    pub(crate) fn pos(&self) -> usize {
+        self.pos
+    }
+
+    /// Forgets everything written after `pos` (used to roll back a partial item).
+    pub(crate) fn rewind(&mut self, pos: usize) {
+        if pos <= self.pos {
+            self.pos = pos;
+        }
+    }
+
+    /// Lowers (or raises, up to the buffer's end) the limit writes may reach.
+    pub(crate) fn set_limit(&mut self, limit: usize) {
+        self.limit = limit.min(self.buf.len());
+    }
+
+    /// The current limit.
+    pub(crate) fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// The buffer's full length.
+    pub(crate) fn capacity(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Writes raw bytes.
+    pub(crate) fn raw(&mut self, bytes: &[u8]) -> Result<(), Full> {
+        let end = self.pos.checked_add(bytes.len()).ok_or(Full)?;
+        if end > self.limit {
+            return Err(Full);
+        }
+        self.buf
+            .get_mut(self.pos..end)
+            .ok_or(Full)?
+            .copy_from_slice(bytes);
+        self.pos = end;
+        Ok(())
+    }
+
+    /// Writes one postcard-encoded value.
+    pub(crate) fn put<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Full> {
+        let room = self.buf.get_mut(self.pos..self.limit).ok_or(Full)?;
+        let used = postcard::to_slice(value, room).map_err(|_| Full)?.len();
+        self.pos += used;
+        Ok(())
+    }
+
+    /// Starts a counted list: reserves [`COUNT_RESERVE`] bytes for the count.
+    pub(crate) fn begin_list(&mut self) -> Result<usize, Full> {
+        let start = self.pos;
+        self.raw(&[0; COUNT_RESERVE])?;
+        Ok(start)
+    }
+
+    /// Ends a list started at `start` with `count` elements: writes the count as
+    /// a minimal varint and moves the elements down over the unused reserve, so
+    /// the encoding is canonical.
+    pub(crate) fn end_list(&mut self, start: usize, count: u32) -> Result<(), Full> {
+        let mut tmp = [0u8; 5];
+        let n = postcard::to_slice(&count, &mut tmp)
+            .map_err(|_| Full)?
+            .len();
+        if n > COUNT_RESERVE {
+            return Err(Full);
+        }
+        let body_start = start.checked_add(COUNT_RESERVE).ok_or(Full)?;
+        if body_start > self.pos {
+            return Err(Full);
+        }
+        let slot = self.buf.get_mut(start..start + n).ok_or(Full)?;
+        slot.copy_from_slice(tmp.get(..n).ok_or(Full)?);
+        let shift = COUNT_RESERVE - n;
+        if shift > 0 {
+            self.buf.copy_within(body_start..self.pos, start + n);
+            self.pos -= shift;
+        }
+        Ok(())
+    }
+}
+
+/// A reader over borrowed bytes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Reader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
+        Self { rest: bytes }
+    }
+
+    pub(crate) fn rest(&self) -> &'a [u8] {
+        self.rest
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.rest.is_empty()
+    }
+
+    /// Reads one postcard-encoded value.
+    pub(crate) fn take<T: Deserialize<'a>>(&mut self) -> Result<T, Malformed> {
+        let (value, rest) = postcard::take_from_bytes(self.rest).map_err(|_| Malformed)?;
+        self.rest = rest;
+        Ok(value)
+    }
+
+    /// Reads a list count and checks it is plausible: every element takes at
+    /// least `min_item` bytes, so a count larger than the bytes left is hostile.
+    pub(crate) fn count(&mut self, min_item: usize) -> Result<u32, Malformed> {
+        let count: u32 = self.take()?;
+        let needed = (count as usize).checked_mul(min_item).ok_or(Malformed)?;
+        if needed > self.rest.len() {
+            return Err(Malformed);
+        }
+        Ok(count)
+    }
+}
+
+/// The wire code of a user-defined key (followed by the key's UTF-8 name).
+pub(crate) const USER_KEY_CODE: u16 = 0;
+
+/// Writes a state key: a varint code, and for user keys the name as a
+/// postcard string.
+pub(crate) fn put_key(cur: &mut Cursor<'_>, key: &StateKey<'_>) -> Result<(), Full> {
+    match key {
+        StateKey::User(name) => {
+            cur.put(&USER_KEY_CODE)?;
+            cur.put(*name)
+        }
+        other => cur.put(&other.code()),
+    }
+}
+
+/// Reads a state key.
+pub(crate) fn take_key<'a>(rd: &mut Reader<'a>) -> Result<StateKey<'a>, Malformed> {
+    let code: u16 = rd.take()?;
+    if code == USER_KEY_CODE {
+        let name: &'a str = rd.take()?;
+        Ok(StateKey::User(name))
+    } else {
+        Ok(StateKey::from_code(code))
+    }
+}
+
+/// Writes one entry `(key, version, value)`.
+pub(crate) fn put_entry(
+    cur: &mut Cursor<'_>,
+    key: &StateKey<'_>,
+    value: &VersionedValue<'_>,
+) -> Result<(), Full> {
+    let start = cur.pos();
+    let res = put_key(cur, key)
+        .and_then(|()| cur.put(&value.version))
+        .and_then(|()| cur.put(&Bytes(value.value)));
+    if res.is_err() {
+        cur.rewind(start);
+    }
+    res
+}
+
+/// Reads one entry.
+pub(crate) fn take_entry<'a>(
+    rd: &mut Reader<'a>,
+) -> Result<(StateKey<'a>, VersionedValue<'a>), Malformed> {
+    let key = take_key(rd)?;
+    let version: Version = rd.take()?;
+    let value: &'a [u8] = rd.take()?;
+    Ok((key, VersionedValue { version, value }))
+}
+
+/// The encoded size of one entry.
+pub(crate) fn entry_len(key: &StateKey<'_>, value: &VersionedValue<'_>) -> usize {
+    let key_len = match key {
+        StateKey::User(name) => varint_len(u64::from(USER_KEY_CODE)) + bytes_len(name.len()),
+        other => varint_len(u64::from(other.code())),
+    };
+    key_len + varint_len(value.version.0) + bytes_len(value.value.len())
+}
+
+/// The size of a postcard byte string (or string) of `len` bytes.
+pub(crate) fn bytes_len(len: usize) -> usize {
+    varint_len(len as u64).saturating_add(len)
+}
+
+/// The size of an unsigned LEB128 varint.
+pub(crate) fn varint_len(mut v: u64) -> usize {
+    let mut n = 1;
+    while v >= 0x80 {
+        v >>= 7;
+        n += 1;
+    }
+    n
+}
+
+/// Serializes a byte slice as a postcard byte string (varint length, bytes).
+struct Bytes<'a>(&'a [u8]);
+
+impl Serialize for Bytes<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::ApplicationState;
+
+    #[test]
+    fn entry_len_matches_encoding() {
+        let cases: [(StateKey<'_>, u64, &[u8]); 4] = [
+            (StateKey::Known(ApplicationState::Status), 0, b""),
+            (StateKey::User("k"), 300, &[7; 200]),
+            (StateKey::Unknown(999), u64::MAX, b"xyz"),
+            (StateKey::User(""), 127, b"v"),
+        ];
+        for (key, version, value) in cases {
+            let vv = VersionedValue {
+                version: Version(version),
+                value,
+            };
+            let mut buf = [0u8; 512];
+            let mut cur = Cursor::new(&mut buf);
+            put_entry(&mut cur, &key, &vv).unwrap();
+            assert_eq!(cur.pos(), entry_len(&key, &vv));
+            let mut rd = Reader::new(&buf[..entry_len(&key, &vv)]);
+            assert_eq!(take_entry(&mut rd).unwrap(), (key, vv));
+            assert!(rd.is_empty());
+        }
+    }
+
+    #[test]
+    fn list_count_is_minimal() {
+        for count in [0u32, 1, 127, 128, 300, 16_383, 16_384] {
+            let mut buf = [0u8; 64];
+            let mut cur = Cursor::new(&mut buf);
+            let start = cur.begin_list().unwrap();
+            cur.raw(&[0xAA, 0xBB]).unwrap();
+            cur.end_list(start, count).unwrap();
+            let n = varint_len(u64::from(count));
+            assert_eq!(cur.pos(), n + 2);
+            let mut rd = Reader::new(&buf[..n + 2]);
+            assert_eq!(rd.take::<u32>().unwrap(), count);
+            assert_eq!(rd.rest(), &[0xAA, 0xBB]);
+        }
+    }
+
+    #[test]
+    fn failed_entry_write_rolls_back() {
+        let mut buf = [0u8; 8];
+        let mut cur = Cursor::new(&mut buf);
+        cur.raw(&[1, 2]).unwrap();
+        let vv = VersionedValue {
+            version: Version(1),
+            value: &[0; 16],
+        };
+        assert_eq!(put_entry(&mut cur, &StateKey::User("abc"), &vv), Err(Full));
+        assert_eq!(cur.pos(), 2);
+    }
+}

@@ -1,0 +1,505 @@
+//! The wire format: every byte that crosses the network is written and read
+//! here.
+//!
+//! # Datagram layout
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 2 | magic [`MAGIC`], `0x47 0x53` (`"GS"`) |
+//! | 2 | 1 | protocol version, [`PROTOCOL_VERSION`] (1) |
+//! | 3 | 1 | flags: bit 0 [`FLAG_AUTH`] means an authentication trailer ends the datagram; other bits must be 0 |
+//! | 4 | 4 | cluster identifier, [`ClusterId`], little endian |
+//! | 8 | 1 | message kind, [`Kind`]: 1 SYN, 2 ACK, 3 ACK2, 4 SHUTDOWN |
+//! | 9 | 6–8 or 18–20 | sender: the sending node's gossip address (postcard `SocketAddr`: variant byte 0 then 4 IPv4 address bytes, or 1 then 16 IPv6 bytes; then the port as a 1–3 byte varint; IPv6 flow info and scope id are not sent) |
+//! | .. | .. | body, postcard-encoded, by kind (below) |
+//! | end − n − 1 | n | authentication tag, only with [`FLAG_AUTH`] |
+//! | end − 1 | 1 | n, the tag's length, only with [`FLAG_AUTH`] |
+//!
+//! Postcard writes unsigned integers as LEB128 varints (7 bits a byte, low
+//! first), byte strings and strings as a varint length and the bytes. In the
+//! bodies, `list<T>` is a varint count followed by that many `T`:
+//!
+//! - **SYN**: `list<GossipDigest>`
+//! - **ACK**: `list<GossipDigest>` (requests), `list<EndpointDelta>` (deltas)
+//! - **ACK2**: `list<EndpointDelta>`
+//! - **SHUTDOWN**: the sender's own final delta without the endpoint:
+//!   `generation`, `list<Entry>`, `heartbeat`
+//!
+//! with
+//!
+//! - `GossipDigest` = `endpoint: SocketAddr`, `generation: varint`,
+//!   `max_version: varint`; in an ACK's requests the version is the requester's
+//!   and means "send me what is above it" (0 with an unknown or newer
+//!   generation: "send me everything");
+//! - `EndpointDelta` = `endpoint: SocketAddr`, `generation: varint`,
+//!   `list<Entry>`, `heartbeat: option<varint>` (`0x00` none, `0x01` then the
+//!   version);
+//! - `Entry` = `key`, `version: varint`, `value: bytes`, where `key` is a varint
+//!   code: 0 is a user-defined key followed by its name as a string; any other
+//!   code is a well-known [`ApplicationState`](crate::state::ApplicationState)
+//!   with no payload. Codes this build does not know decode as
+//!   [`StateKey::Unknown`](crate::state::StateKey::Unknown) and are kept and relayed, not rejected.
+//!
+//! Entries of one delta are in ascending version order. Encoding is canonical
+//! (minimal varints), so decoding and re-encoding gives the same bytes.
+//!
+//! # Sizes
+//!
+//! The writers ([`SynWriter`], [`AckWriter`], [`Ack2Writer`],
+//! [`encode_shutdown`]) write into the caller's buffer and never past it:
+//! pass a shorter slice to keep room for an authentication trailer. They take
+//! items in the caller's priority order and keep as many as fit.
+//!
+//! # Errors
+//!
+//! [`decode`] borrows from its input, needs no allocator and never panics. It
+//! rejects short input, a wrong magic, another protocol version, unknown
+//! flags, another cluster, an unknown message kind, a body that does not
+//! parse, and trailing bytes, each as its own [`Error`] variant.
+
+pub(crate) mod codec;
+mod writer;
+
+use core::fmt;
+use core::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::state::{Delta, Entries, Generation, Version};
+use codec::Reader;
+pub use writer::{Ack2Writer, AckWriter, SynWriter, encode_shutdown};
+
+/// The first two bytes of every datagram: `"GS"`.
+pub const MAGIC: [u8; 2] = *b"GS";
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u8 = 1;
+/// Flag bit: an authentication trailer (tag, then its one-byte length) ends
+/// the datagram.
+pub const FLAG_AUTH: u8 = 0b0000_0001;
+/// Bytes before the sender address: magic, version, flags, cluster, kind.
+pub const PREFIX_LEN: usize = 9;
+/// The largest header: [`PREFIX_LEN`] and an IPv6 sender.
+pub const MAX_HEADER_LEN: usize = PREFIX_LEN + 20;
+
+/// Identifies a cluster; datagrams of other clusters are refused.
+///
+/// Made from the cluster's name with [`ClusterId::from_name`] (32-bit FNV-1a),
+/// so nodes configured with the same name agree without coordination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClusterId(pub u32);
+
+impl ClusterId {
+    /// The identifier of the cluster named `name` (32-bit FNV-1a of its bytes).
+    pub const fn from_name(name: &str) -> Self {
+        let mut rest = name.as_bytes();
+        let mut hash: u32 = 0x811c_9dc5;
+        while let [byte, tail @ ..] = rest {
+            hash ^= *byte as u32;
+            hash = hash.wrapping_mul(0x0100_0193);
+            rest = tail;
+        }
+        ClusterId(hash)
+    }
+}
+
+impl fmt::Display for ClusterId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:08x}", self.0)
+    }
+}
+
+/// Message kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Kind {
+    /// Opens an exchange with digests.
+    Syn = 1,
+    /// Answers a SYN with requests and deltas.
+    Ack = 2,
+    /// Answers an ACK's requests with deltas.
+    Ack2 = 3,
+    /// Announces the sender's graceful shutdown.
+    Shutdown = 4,
+}
+
+impl Kind {
+    /// The kind with this code, if any.
+    pub fn from_code(code: u8) -> Option<Self> {
+        match code {
+            1 => Some(Kind::Syn),
+            2 => Some(Kind::Ack),
+            3 => Some(Kind::Ack2),
+            4 => Some(Kind::Shutdown),
+            _ => None,
+        }
+    }
+}
+
+/// What every datagram starts with, besides magic, version and flags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// The cluster the sender belongs to.
+    pub cluster: ClusterId,
+    /// The sender's gossip address: its identity in the cluster.
+    pub sender: SocketAddr,
+}
+
+/// `(endpoint, generation, max_version)`: what a node knows of an endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct GossipDigest {
+    /// The endpoint described.
+    pub endpoint: SocketAddr,
+    /// Its generation as known.
+    pub generation: Generation,
+    /// The highest version known of it.
+    pub max_version: Version,
+}
+
+/// A decoded datagram, borrowing from the received bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Datagram<'a> {
+    /// The sender's cluster and address.
+    pub header: Header,
+    /// The message.
+    pub message: Message<'a>,
+    /// The authentication tag, when [`FLAG_AUTH`] was set. Not verified here.
+    pub auth_tag: Option<&'a [u8]>,
+}
+
+/// A decoded message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Message<'a> {
+    /// SYN: the sender's digests.
+    Syn(Syn<'a>),
+    /// ACK: requests and deltas.
+    Ack(Ack<'a>),
+    /// ACK2: deltas.
+    Ack2(Ack2<'a>),
+    /// SHUTDOWN: the sender is leaving gracefully.
+    Shutdown(Shutdown<'a>),
+}
+
+impl Message<'_> {
+    /// The message's kind.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Message::Syn(_) => Kind::Syn,
+            Message::Ack(_) => Kind::Ack,
+            Message::Ack2(_) => Kind::Ack2,
+            Message::Shutdown(_) => Kind::Shutdown,
+        }
+    }
+}
+
+/// The body of a SYN.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Syn<'a> {
+    /// What the sender knows, one digest per endpoint.
+    pub digests: Digests<'a>,
+}
+
+/// The body of an ACK.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ack<'a> {
+    /// What the ACK's sender wants: for each, everything above the version.
+    pub requests: Digests<'a>,
+    /// What the ACK's sender has that the SYN's sender lacks.
+    pub deltas: Deltas<'a>,
+}
+
+/// The body of an ACK2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ack2<'a> {
+    /// Answers to the ACK's requests.
+    pub deltas: Deltas<'a>,
+}
+
+/// The body of a SHUTDOWN notice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shutdown<'a> {
+    /// The sender's own final delta (its STATUS and the highest heartbeat).
+    pub delta: Delta<'a>,
+}
+
+/// One endpoint's delta as carried by ACK and ACK2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EndpointDelta<'a> {
+    /// The endpoint the delta is about.
+    pub endpoint: SocketAddr,
+    /// The delta.
+    pub delta: Delta<'a>,
+}
+
+/// A validated list of digests: an iterator over [`GossipDigest`].
+#[derive(Clone, Copy)]
+pub struct Digests<'a> {
+    bytes: &'a [u8],
+    remaining: u32,
+}
+
+impl<'a> Digests<'a> {
+    fn parse(rd: &mut Reader<'a>) -> Result<Self, Error> {
+        let count = rd.count(1)?;
+        let start = rd.rest();
+        for _ in 0..count {
+            rd.take::<GossipDigest>()?;
+        }
+        let used = start.len() - rd.rest().len();
+        Ok(Self {
+            bytes: start.get(..used).ok_or(Error::Malformed)?,
+            remaining: count,
+        })
+    }
+
+    /// Digests left.
+    pub fn len(&self) -> usize {
+        self.remaining as usize
+    }
+
+    /// Whether none are left.
+    pub fn is_empty(&self) -> bool {
+        self.remaining == 0
+    }
+}
+
+impl Iterator for Digests<'_> {
+    type Item = GossipDigest;
+
+    fn next(&mut self) -> Option<GossipDigest> {
+        if self.remaining == 0 {
+            return None;
+        }
+        let mut rd = Reader::new(self.bytes);
+        match rd.take::<GossipDigest>() {
+            Ok(d) => {
+                self.bytes = rd.rest();
+                self.remaining -= 1;
+                Some(d)
+            }
+            Err(_) => {
+                self.remaining = 0;
+                None
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, Some(self.remaining as usize))
+    }
+}
+
+/// A validated list of endpoint deltas: an iterator over [`EndpointDelta`].
+#[derive(Clone, Copy)]
+pub struct Deltas<'a> {
+    bytes: &'a [u8],
+    remaining: u32,
+}
+
+impl<'a> Deltas<'a> {
+    fn parse(rd: &mut Reader<'a>) -> Result<Self, Error> {
+        let count = rd.count(1)?;
+        let start = rd.rest();
+        for _ in 0..count {
+            take_endpoint_delta(rd)?;
+        }
+        let used = start.len() - rd.rest().len();
+        Ok(Self {
+            bytes: start.get(..used).ok_or(Error::Malformed)?,
+            remaining: count,
+        })
+    }
+
+    /// Deltas left.
+    pub fn len(&self) -> usize {
+        self.remaining as usize
+    }
+
+    /// Whether none are left.
+    pub fn is_empty(&self) -> bool {
+        self.remaining == 0
+    }
+}
+
+impl<'a> Iterator for Deltas<'a> {
+    type Item = EndpointDelta<'a>;
+
+    fn next(&mut self) -> Option<EndpointDelta<'a>> {
+        if self.remaining == 0 {
+            return None;
+        }
+        let mut rd = Reader::new(self.bytes);
+        match take_endpoint_delta(&mut rd) {
+            Ok(d) => {
+                self.bytes = rd.rest();
+                self.remaining -= 1;
+                Some(d)
+            }
+            Err(_) => {
+                self.remaining = 0;
+                None
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, Some(self.remaining as usize))
+    }
+}
+
+macro_rules! list_view_traits {
+    ($ty:ident) => {
+        impl fmt::Debug for $ty<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_list().entries(*self).finish()
+            }
+        }
+
+        impl PartialEq for $ty<'_> {
+            fn eq(&self, other: &Self) -> bool {
+                self.len() == other.len() && self.zip(*other).all(|(a, b)| a == b)
+            }
+        }
+
+        impl Eq for $ty<'_> {}
+    };
+}
+
+list_view_traits!(Digests);
+list_view_traits!(Deltas);
+
+/// Why a datagram was not decoded (or a message not encoded). Decoding is pure:
+/// in every case no state anywhere changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// Shorter than a header (or than its authentication trailer claims).
+    Truncated,
+    /// The first two bytes are not [`MAGIC`].
+    BadMagic,
+    /// Another protocol version.
+    UnsupportedVersion(u8),
+    /// Flag bits this build does not know.
+    UnsupportedFlags(u8),
+    /// From another cluster.
+    OtherCluster(ClusterId),
+    /// A message kind this build does not know (skipped, not fatal).
+    UnknownKind(u8),
+    /// The sender address or the body does not parse.
+    Malformed,
+    /// Bytes left over after the body.
+    TrailingBytes,
+    /// Encoding: the buffer cannot hold even an empty message.
+    BufferTooSmall,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Truncated => f.write_str("datagram truncated"),
+            Error::BadMagic => f.write_str("not a gossip datagram (bad magic)"),
+            Error::UnsupportedVersion(v) => write!(f, "unsupported protocol version {v}"),
+            Error::UnsupportedFlags(v) => write!(f, "unsupported flags {v:#04x}"),
+            Error::OtherCluster(c) => write!(f, "datagram from another cluster ({c})"),
+            Error::UnknownKind(k) => write!(f, "unknown message kind {k}"),
+            Error::Malformed => f.write_str("malformed message body"),
+            Error::TrailingBytes => f.write_str("trailing bytes after message"),
+            Error::BufferTooSmall => f.write_str("buffer too small for the message"),
+        }
+    }
+}
+
+impl core::error::Error for Error {}
+
+impl From<codec::Malformed> for Error {
+    fn from(_: codec::Malformed) -> Self {
+        Error::Malformed
+    }
+}
+
+/// Decodes one datagram of cluster `cluster`.
+///
+/// Checks, in order: length, magic, protocol version, flags (and the
+/// authentication trailer's length), cluster, kind, then parses and validates
+/// the whole body (UTF-8 of user keys included) and rejects trailing bytes.
+/// The returned views iterate without re-validating.
+pub fn decode(datagram: &[u8], cluster: ClusterId) -> Result<Datagram<'_>, Error> {
+    let Some((prefix, rest)) = datagram.split_first_chunk::<PREFIX_LEN>() else {
+        return Err(Error::Truncated);
+    };
+    let [m0, m1, version, flags, c0, c1, c2, c3, kind] = *prefix;
+    if [m0, m1] != MAGIC {
+        return Err(Error::BadMagic);
+    }
+    if version != PROTOCOL_VERSION {
+        return Err(Error::UnsupportedVersion(version));
+    }
+    if flags & !FLAG_AUTH != 0 {
+        return Err(Error::UnsupportedFlags(flags));
+    }
+    let (rest, auth_tag) = if flags & FLAG_AUTH != 0 {
+        let (&tag_len, rest) = rest.split_last().ok_or(Error::Truncated)?;
+        let body_len = rest
+            .len()
+            .checked_sub(usize::from(tag_len))
+            .ok_or(Error::Truncated)?;
+        let (body, tag) = rest.split_at(body_len);
+        (body, Some(tag))
+    } else {
+        (rest, None)
+    };
+    let sent_cluster = ClusterId(u32::from_le_bytes([c0, c1, c2, c3]));
+    if sent_cluster != cluster {
+        return Err(Error::OtherCluster(sent_cluster));
+    }
+    let kind = Kind::from_code(kind).ok_or(Error::UnknownKind(kind))?;
+    let mut rd = Reader::new(rest);
+    let sender: SocketAddr = rd.take()?;
+    let message = match kind {
+        Kind::Syn => Message::Syn(Syn {
+            digests: Digests::parse(&mut rd)?,
+        }),
+        Kind::Ack => {
+            let requests = Digests::parse(&mut rd)?;
+            let deltas = Deltas::parse(&mut rd)?;
+            Message::Ack(Ack { requests, deltas })
+        }
+        Kind::Ack2 => Message::Ack2(Ack2 {
+            deltas: Deltas::parse(&mut rd)?,
+        }),
+        Kind::Shutdown => Message::Shutdown(Shutdown {
+            delta: take_delta_body(&mut rd)?,
+        }),
+    };
+    if !rd.is_empty() {
+        return Err(Error::TrailingBytes);
+    }
+    Ok(Datagram {
+        header: Header {
+            cluster: sent_cluster,
+            sender,
+        },
+        message,
+        auth_tag,
+    })
+}
+
+fn take_endpoint_delta<'a>(rd: &mut Reader<'a>) -> Result<EndpointDelta<'a>, Error> {
+    let endpoint: SocketAddr = rd.take()?;
+    let delta = take_delta_body(rd)?;
+    Ok(EndpointDelta { endpoint, delta })
+}
+
+fn take_delta_body<'a>(rd: &mut Reader<'a>) -> Result<Delta<'a>, Error> {
+    let generation: Generation = rd.take()?;
+    let count = rd.count(1)?;
+    let entries = Entries::parse(rd, count)?;
+    let heartbeat: Option<Version> = rd.take()?;
+    Ok(Delta {
+        generation,
+        heartbeat,
+        entries,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,701 @@
+extern crate std;
+
+use std::net::{IpAddr, Ipv6Addr, SocketAddrV6};
+use std::string::String;
+use std::vec::Vec;
+
+use quickcheck::{Arbitrary, Gen, QuickCheck, TestResult};
+
+use super::codec::COUNT_RESERVE;
+use super::*;
+use crate::state::tests::OwnedKey;
+use crate::state::{ApplicationState, DeltaItem, StateKey, VersionedValue};
+
+const CLUSTER: ClusterId = ClusterId::from_name("golden");
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn header(sender: &str) -> Header {
+    Header {
+        cluster: CLUSTER,
+        sender: addr(sender),
+    }
+}
+
+/// An owned endpoint delta, for building and comparing messages in tests.
+#[derive(Clone, Debug, PartialEq)]
+struct OwnedDelta {
+    endpoint: SocketAddr,
+    generation: u64,
+    entries: Vec<(OwnedKey, u64, Vec<u8>)>,
+    heartbeat: Option<u64>,
+}
+
+impl OwnedDelta {
+    /// Items as a writer takes them: entries, then the heartbeat last.
+    fn items(&self) -> Vec<DeltaItem<'_>> {
+        let mut items: Vec<DeltaItem<'_>> = self
+            .entries
+            .iter()
+            .map(|(k, v, value)| {
+                DeltaItem::State(
+                    k.borrow(),
+                    VersionedValue {
+                        version: Version(*v),
+                        value,
+                    },
+                )
+            })
+            .collect();
+        items.extend(self.heartbeat.map(|v| DeltaItem::Heartbeat(Version(v))));
+        items
+    }
+
+    fn from_view(endpoint: SocketAddr, delta: &Delta<'_>) -> Self {
+        OwnedDelta {
+            endpoint,
+            generation: delta.generation.0,
+            entries: delta
+                .entries
+                .map(|(k, v)| (owned_key(&k), v.version.0, v.value.to_vec()))
+                .collect(),
+            heartbeat: delta.heartbeat.map(|v| v.0),
+        }
+    }
+}
+
+fn owned_key(key: &StateKey<'_>) -> OwnedKey {
+    match key {
+        StateKey::Known(s) => OwnedKey::Known(*s),
+        StateKey::User(n) => OwnedKey::User((*n).into()),
+        StateKey::Unknown(c) => OwnedKey::Unknown(*c),
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum OwnedMessage {
+    Syn(Vec<GossipDigest>),
+    Ack(Vec<GossipDigest>, Vec<OwnedDelta>),
+    Ack2(Vec<OwnedDelta>),
+    /// The delta's endpoint is the header's sender.
+    Shutdown(OwnedDelta),
+}
+
+/// Encodes `msg` into `buf`, as many items as fit.
+fn encode(header: &Header, msg: &OwnedMessage, buf: &mut [u8]) -> Result<usize, Error> {
+    Ok(match msg {
+        OwnedMessage::Syn(digests) => {
+            let mut w = SynWriter::new(buf, header)?;
+            for d in digests {
+                w.push(d);
+            }
+            w.finish()
+        }
+        OwnedMessage::Ack(requests, deltas) => {
+            let mut w = AckWriter::new(buf, header)?;
+            for r in requests {
+                w.push_request(r);
+            }
+            for d in deltas {
+                w.push_delta(d.endpoint, Generation(d.generation), d.items());
+            }
+            w.finish()
+        }
+        OwnedMessage::Ack2(deltas) => {
+            let mut w = Ack2Writer::new(buf, header)?;
+            for d in deltas {
+                w.push_delta(d.endpoint, Generation(d.generation), d.items());
+            }
+            w.finish()
+        }
+        OwnedMessage::Shutdown(d) => {
+            encode_shutdown(buf, header, Generation(d.generation), d.items())?
+        }
+    })
+}
+
+fn to_owned(datagram: &Datagram<'_>) -> OwnedMessage {
+    let deltas = |ds: Deltas<'_>| -> Vec<OwnedDelta> {
+        ds.map(|d| OwnedDelta::from_view(d.endpoint, &d.delta))
+            .collect()
+    };
+    match datagram.message {
+        Message::Syn(s) => OwnedMessage::Syn(s.digests.collect()),
+        Message::Ack(a) => OwnedMessage::Ack(a.requests.collect(), deltas(a.deltas)),
+        Message::Ack2(a) => OwnedMessage::Ack2(deltas(a.deltas)),
+        Message::Shutdown(s) => {
+            OwnedMessage::Shutdown(OwnedDelta::from_view(datagram.header.sender, &s.delta))
+        }
+    }
+}
+
+fn digest(endpoint: &str, generation: u64, version: u64) -> GossipDigest {
+    GossipDigest {
+        endpoint: addr(endpoint),
+        generation: Generation(generation),
+        max_version: Version(version),
+    }
+}
+
+fn golden_messages() -> Vec<(&'static str, Header, OwnedMessage, &'static str)> {
+    let status = OwnedKey::Known(ApplicationState::Status);
+    std::vec![
+        (
+            "syn",
+            header("10.0.0.1:7000"),
+            OwnedMessage::Syn(std::vec![
+                digest("10.0.0.1:7000", 1_700_000_000, 42),
+                digest("10.0.0.2:7000", 1_700_000_001, 7),
+            ]),
+            "4753010044ad051701000a000001d836 02 000a000001d83680e2cfaa062a 000a000002d83681e2cfaa0607",
+        ),
+        (
+            "ack",
+            header("10.0.0.2:7000"),
+            OwnedMessage::Ack(
+                std::vec![digest("10.0.0.3:7000", 1_700_000_002, 0)],
+                std::vec![OwnedDelta {
+                    endpoint: addr("10.0.0.2:7000"),
+                    generation: 1_700_000_001,
+                    entries: std::vec![
+                        (status.clone(), 5, b"NORMAL".to_vec()),
+                        (OwnedKey::User("zone".into()), 6, b"eu-1".to_vec()),
+                    ],
+                    heartbeat: Some(8),
+                }],
+            ),
+            "4753010044ad051702000a000002d836 01 000a000003d83682e2cfaa0600 01 000a000002d83681e2cfaa06 02 0105064e4f524d414c 00047a6f6e65060465752d31 0108",
+        ),
+        (
+            "ack2",
+            header("[::1]:7001"),
+            OwnedMessage::Ack2(std::vec![OwnedDelta {
+                endpoint: addr("10.0.0.3:7000"),
+                generation: 1_700_000_002,
+                entries: std::vec![
+                    (OwnedKey::Known(ApplicationState::Load), 3, b"0.5".to_vec()),
+                    (OwnedKey::Unknown(300), 4, b"x".to_vec()),
+                ],
+                heartbeat: None,
+            }]),
+            "4753010044ad0517030100000000000000000000000000000001d936 01 000a000003d83682e2cfaa06 02 020303302e35 ac0204017800",
+        ),
+        (
+            "shutdown",
+            header("10.0.0.1:7000"),
+            OwnedMessage::Shutdown(OwnedDelta {
+                endpoint: addr("10.0.0.1:7000"),
+                generation: 1_700_000_000,
+                entries: std::vec![(status, 43, b"shutdown,true".to_vec())],
+                heartbeat: Some(u64::MAX),
+            }),
+            "4753010044ad051704000a000001d836 80e2cfaa06 01 012b0d73687574646f776e2c74727565 01ffffffffffffffffff01",
+        ),
+    ]
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| std::format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    let s: String = s.split_whitespace().collect();
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn golden_vectors() {
+    for (name, header, msg, golden) in golden_messages() {
+        let golden = unhex(golden);
+        // Decode and compare.
+        let datagram = decode(&golden, CLUSTER).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(datagram.header, header, "{name}");
+        assert_eq!(datagram.auth_tag, None, "{name}");
+        assert_eq!(to_owned(&datagram), msg, "{name}");
+        // Re-encode to the same bytes.
+        let mut buf = [0u8; 1400];
+        let len = encode(&header, &msg, &mut buf).unwrap();
+        assert_eq!(hex(&buf[..len]), hex(&golden), "{name}");
+    }
+}
+
+#[test]
+fn golden_prefix_layout() {
+    let (_, _, _, syn) = golden_messages().remove(0);
+    let bytes = unhex(syn);
+    assert_eq!(&bytes[0..2], b"GS");
+    assert_eq!(bytes[2], PROTOCOL_VERSION);
+    assert_eq!(bytes[3], 0);
+    assert_eq!(
+        u32::from_le_bytes(bytes[4..8].try_into().unwrap()),
+        CLUSTER.0
+    );
+    assert_eq!(bytes[8], Kind::Syn as u8);
+    // IPv4 sender: variant 0, four address bytes, port 7000 as a varint.
+    assert_eq!(&bytes[9..16], &[0, 10, 0, 0, 1, 0xd8, 0x36]);
+}
+
+#[test]
+fn auth_trailer_is_split_off() {
+    let (_, header, msg, syn) = golden_messages().remove(0);
+    let mut bytes = unhex(syn);
+    bytes[3] |= FLAG_AUTH;
+    let tag = [0xAB; 16];
+    bytes.extend_from_slice(&tag);
+    bytes.push(16);
+    let datagram = decode(&bytes, CLUSTER).unwrap();
+    assert_eq!(datagram.auth_tag, Some(&tag[..]));
+    assert_eq!(datagram.header, header);
+    assert_eq!(to_owned(&datagram), msg);
+    // A trailer longer than the datagram is truncation.
+    let last = bytes.len() - 1;
+    bytes[last] = 255;
+    assert_eq!(decode(&bytes, CLUSTER), Err(Error::Truncated));
+}
+
+#[test]
+fn each_defect_is_its_own_error() {
+    let (_, _, _, syn) = golden_messages().remove(0);
+    let good = unhex(syn);
+    assert!(decode(&good, CLUSTER).is_ok());
+
+    let with = |f: &dyn Fn(&mut Vec<u8>)| {
+        let mut b = good.clone();
+        f(&mut b);
+        decode(&b, CLUSTER).map(|_| ())
+    };
+    assert_eq!(with(&|b| b.truncate(0)), Err(Error::Truncated));
+    assert_eq!(with(&|b| b.truncate(8)), Err(Error::Truncated));
+    assert_eq!(with(&|b| b[0] = b'X'), Err(Error::BadMagic));
+    assert_eq!(with(&|b| b[2] = 2), Err(Error::UnsupportedVersion(2)));
+    assert_eq!(with(&|b| b[3] = 0x82), Err(Error::UnsupportedFlags(0x82)));
+    assert_eq!(
+        decode(&good, ClusterId::from_name("other")).map(|_| ()),
+        Err(Error::OtherCluster(CLUSTER))
+    );
+    assert_eq!(with(&|b| b[8] = 9), Err(Error::UnknownKind(9)));
+    assert_eq!(with(&|b| b[8] = 0), Err(Error::UnknownKind(0)));
+    assert_eq!(with(&|b| b.truncate(b.len() - 1)), Err(Error::Malformed));
+    assert_eq!(with(&|b| b.push(0)), Err(Error::TrailingBytes));
+    // A count far larger than the bytes left.
+    assert_eq!(with(&|b| b[16] = 0x7f), Err(Error::Malformed));
+    // A sender address that does not parse (variant 7).
+    assert_eq!(with(&|b| b[9] = 7), Err(Error::Malformed));
+}
+
+#[test]
+fn invalid_utf8_user_key_is_malformed() {
+    let (_, _, _, ack) = golden_messages().remove(1);
+    let mut bytes = unhex(ack);
+    let at = bytes.windows(4).position(|w| w == b"zone").unwrap();
+    bytes[at] = 0xff;
+    assert_eq!(decode(&bytes, CLUSTER).map(|_| ()), Err(Error::Malformed));
+}
+
+#[test]
+fn writers_refuse_buffers_without_room_for_an_empty_message() {
+    let h = header("10.0.0.1:7000");
+    // Header (9 + 7) and room for the count (3); the count then takes 1.
+    for n in 0..19 {
+        let mut buf = std::vec![0u8; n];
+        assert_eq!(
+            SynWriter::new(&mut buf, &h).err(),
+            Some(Error::BufferTooSmall)
+        );
+    }
+    let mut buf = [0u8; 19];
+    let w = SynWriter::new(&mut buf, &h).unwrap();
+    let len = w.finish();
+    assert_eq!(len, 17);
+    let d = decode(&buf[..len], CLUSTER).unwrap();
+    assert!(matches!(d.message, Message::Syn(s) if s.digests.is_empty()));
+}
+
+#[test]
+fn syn_is_filled_in_priority_order_up_to_the_limit() {
+    let h = header("10.0.0.1:7000");
+    let digests: Vec<GossipDigest> = (0..500u32)
+        .map(|i| GossipDigest {
+            endpoint: SocketAddr::new(IpAddr::from(i.to_be_bytes()), 7000),
+            generation: Generation(1_700_000_000 + u64::from(i)),
+            max_version: Version(u64::from(i) * 1000),
+        })
+        .collect();
+    let mut buf = [0u8; 1400];
+    let mut w = SynWriter::new(&mut buf, &h).unwrap();
+    for d in &digests {
+        w.push(d);
+    }
+    let count = w.count();
+    let len = w.finish();
+    assert!(len <= 1400);
+    assert!(count > 50 && count < 500, "{count}");
+    let decoded: Vec<GossipDigest> = match decode(&buf[..len], CLUSTER).unwrap().message {
+        Message::Syn(s) => s.digests.collect(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(decoded, digests[..count]);
+    // Full: what is left is less than one more digest (15 bytes here).
+    assert!(1400 - len < 15 + COUNT_RESERVE, "{len}");
+}
+
+#[test]
+fn delta_is_cut_at_the_first_entry_that_does_not_fit() {
+    let h = header("10.0.0.1:7000");
+    let d = OwnedDelta {
+        endpoint: addr("10.0.0.2:7000"),
+        generation: 5,
+        entries: (1..=20u64)
+            .map(|v| {
+                (
+                    OwnedKey::User(std::format!("k{v}")),
+                    v,
+                    std::vec![b'x'; 100],
+                )
+            })
+            .collect(),
+        heartbeat: Some(21),
+    };
+    let mut buf = [0u8; 1400];
+    let mut w = Ack2Writer::new(&mut buf, &h).unwrap();
+    let written = w.push_delta(d.endpoint, Generation(5), d.items());
+    let len = w.finish();
+    assert!(len <= 1400);
+    assert!(written > 5 && written < 20, "{written}");
+    let OwnedMessage::Ack2(got) = to_owned(&decode(&buf[..len], CLUSTER).unwrap()) else {
+        panic!()
+    };
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].entries, d.entries[..written]);
+    // The heartbeat follows the entries it is newer than, so it was cut too.
+    assert_eq!(got[0].heartbeat, None);
+}
+
+#[test]
+fn heartbeat_before_the_cut_is_kept() {
+    let h = header("10.0.0.1:7000");
+    let big = std::vec![b'x'; 1000];
+    let items = [
+        DeltaItem::State(
+            StateKey::User("a"),
+            VersionedValue {
+                version: Version(1),
+                value: b"1",
+            },
+        ),
+        DeltaItem::Heartbeat(Version(2)),
+        DeltaItem::State(
+            StateKey::User("b"),
+            VersionedValue {
+                version: Version(3),
+                value: &big,
+            },
+        ),
+        DeltaItem::State(
+            StateKey::User("c"),
+            VersionedValue {
+                version: Version(4),
+                value: &big,
+            },
+        ),
+    ];
+    let mut buf = [0u8; 1400];
+    let mut w = Ack2Writer::new(&mut buf, &h).unwrap();
+    assert_eq!(w.push_delta(addr("10.0.0.2:7000"), Generation(1), items), 3);
+    let len = w.finish();
+    let OwnedMessage::Ack2(got) = to_owned(&decode(&buf[..len], CLUSTER).unwrap()) else {
+        panic!()
+    };
+    assert_eq!(got[0].heartbeat, Some(2));
+    assert_eq!(got[0].entries.len(), 2);
+}
+
+#[test]
+fn deltas_that_do_not_fit_are_skipped_and_later_ones_tried() {
+    let h = header("10.0.0.1:7000");
+    let big = std::vec![b'x'; 2000];
+    let mut buf = [0u8; 1400];
+    let mut w = AckWriter::new(&mut buf, &h).unwrap();
+    assert!(w.push_request(&digest("10.0.0.9:7000", 1, 0)));
+    let huge = [DeltaItem::State(
+        StateKey::User("a"),
+        VersionedValue {
+            version: Version(1),
+            value: &big,
+        },
+    )];
+    assert_eq!(w.push_delta(addr("10.0.0.2:7000"), Generation(1), huge), 0);
+    // Requests are closed once deltas started.
+    assert!(!w.push_request(&digest("10.0.0.8:7000", 1, 0)));
+    let small = [DeltaItem::Heartbeat(Version(9))];
+    assert_eq!(w.push_delta(addr("10.0.0.3:7000"), Generation(1), small), 1);
+    assert_eq!(w.push_delta(addr("10.0.0.4:7000"), Generation(1), []), 0);
+    assert_eq!((w.requests(), w.deltas()), (1, 1));
+    let len = w.finish();
+    let OwnedMessage::Ack(reqs, deltas) = to_owned(&decode(&buf[..len], CLUSTER).unwrap()) else {
+        panic!()
+    };
+    assert_eq!(reqs, [digest("10.0.0.9:7000", 1, 0)]);
+    assert_eq!(deltas.len(), 1);
+    assert_eq!(deltas[0].endpoint, addr("10.0.0.3:7000"));
+    assert_eq!(deltas[0].heartbeat, Some(9));
+}
+
+#[test]
+fn ack_keeps_room_for_deltas_after_many_requests() {
+    let h = header("10.0.0.1:7000");
+    let mut buf = [0u8; 200];
+    let mut w = AckWriter::new(&mut buf, &h).unwrap();
+    let mut pushed = 0;
+    for i in 0..100u8 {
+        if w.push_request(&digest(&std::format!("10.0.1.{i}:7000"), 1, 0)) {
+            pushed += 1;
+        }
+    }
+    assert!(pushed > 0 && pushed < 100);
+    let len = w.finish();
+    assert!(len <= 200);
+    let OwnedMessage::Ack(reqs, deltas) = to_owned(&decode(&buf[..len], CLUSTER).unwrap()) else {
+        panic!()
+    };
+    assert_eq!((reqs.len(), deltas.len()), (pushed, 0));
+}
+
+// ---- properties -------------------------------------------------------------
+
+fn arbitrary_addr(g: &mut Gen) -> SocketAddr {
+    if bool::arbitrary(g) {
+        SocketAddr::new(
+            IpAddr::from(u32::arbitrary(g).to_be_bytes()),
+            u16::arbitrary(g),
+        )
+    } else {
+        // flowinfo and scope id are not sent.
+        SocketAddr::V6(SocketAddrV6::new(
+            Ipv6Addr::from(u128::arbitrary(g)),
+            u16::arbitrary(g),
+            0,
+            0,
+        ))
+    }
+}
+
+fn arbitrary_u64(g: &mut Gen) -> u64 {
+    match u8::arbitrary(g) % 4 {
+        0 => u64::from(u8::arbitrary(g)),
+        1 => u64::from(u32::arbitrary(g)),
+        2 => u64::MAX - u64::from(u8::arbitrary(g)),
+        _ => u64::arbitrary(g),
+    }
+}
+
+fn arbitrary_digests(g: &mut Gen) -> Vec<GossipDigest> {
+    (0..usize::arbitrary(g) % 12)
+        .map(|_| GossipDigest {
+            endpoint: arbitrary_addr(g),
+            generation: Generation(arbitrary_u64(g)),
+            max_version: Version(arbitrary_u64(g)),
+        })
+        .collect()
+}
+
+fn arbitrary_delta(g: &mut Gen) -> OwnedDelta {
+    let entries = (0..usize::arbitrary(g) % 6)
+        .map(|_| {
+            let key = match u8::arbitrary(g) % 3 {
+                0 => OwnedKey::Known(
+                    *g.choose(ApplicationState::ALL)
+                        .unwrap_or(&ApplicationState::Status),
+                ),
+                1 => OwnedKey::User(String::arbitrary(g).chars().take(20).collect()),
+                _ => OwnedKey::Unknown(17 + u16::arbitrary(g) % (u16::MAX - 17)),
+            };
+            let value: Vec<u8> = Vec::arbitrary(g).into_iter().take(40).collect();
+            (key, arbitrary_u64(g), value)
+        })
+        .collect();
+    OwnedDelta {
+        endpoint: arbitrary_addr(g),
+        generation: arbitrary_u64(g),
+        entries,
+        heartbeat: bool::arbitrary(g).then(|| arbitrary_u64(g)),
+    }
+}
+
+fn arbitrary_deltas(g: &mut Gen) -> Vec<OwnedDelta> {
+    (0..usize::arbitrary(g) % 5)
+        .map(|_| arbitrary_delta(g))
+        .filter(|d| !d.entries.is_empty() || d.heartbeat.is_some())
+        .collect()
+}
+
+impl Arbitrary for OwnedMessage {
+    fn arbitrary(g: &mut Gen) -> Self {
+        match u8::arbitrary(g) % 4 {
+            0 => OwnedMessage::Syn(arbitrary_digests(g)),
+            1 => OwnedMessage::Ack(arbitrary_digests(g), arbitrary_deltas(g)),
+            2 => OwnedMessage::Ack2(arbitrary_deltas(g)),
+            _ => OwnedMessage::Shutdown(arbitrary_delta(g)),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Case {
+    header: Header,
+    msg: OwnedMessage,
+}
+
+impl Arbitrary for Case {
+    fn arbitrary(g: &mut Gen) -> Self {
+        let header = Header {
+            cluster: ClusterId(u32::arbitrary(g)),
+            sender: arbitrary_addr(g),
+        };
+        let mut msg = OwnedMessage::arbitrary(g);
+        if let OwnedMessage::Shutdown(d) = &mut msg {
+            d.endpoint = header.sender;
+        }
+        Case { header, msg }
+    }
+}
+
+#[test]
+fn decode_of_encode_is_identity() {
+    fn prop(case: Case) -> bool {
+        let mut buf = std::vec![0u8; 65_536];
+        let len = encode(&case.header, &case.msg, &mut buf).unwrap();
+        let datagram = decode(&buf[..len], case.header.cluster).unwrap();
+        datagram.header == case.header && to_owned(&datagram) == case.msg
+    }
+    QuickCheck::new()
+        .tests(3000)
+        .quickcheck(prop as fn(Case) -> bool);
+}
+
+#[test]
+fn arbitrary_bytes_never_panic() {
+    fn prop(bytes: Vec<u8>, cluster: u32) -> bool {
+        // Also with a valid prefix, so the body parser is reached.
+        let mut framed = std::vec![b'G', b'S', PROTOCOL_VERSION, 0];
+        framed.extend_from_slice(&cluster.to_le_bytes());
+        framed.extend_from_slice(&bytes);
+        for input in [&bytes[..], &framed[..]] {
+            if let Ok(d) = decode(input, ClusterId(cluster)) {
+                // Whatever decodes can be walked in full.
+                let _ = to_owned(&d);
+            }
+        }
+        true
+    }
+    QuickCheck::new()
+        .tests(5000)
+        .quickcheck(prop as fn(Vec<u8>, u32) -> bool);
+}
+
+#[test]
+fn mutated_datagrams_never_panic_and_reencode_identically() {
+    fn prop(case: Case, flips: Vec<(u16, u8)>) -> TestResult {
+        let mut buf = std::vec![0u8; 65_536];
+        let len = encode(&case.header, &case.msg, &mut buf).unwrap();
+        let mut bytes = buf[..len].to_vec();
+        if bytes.is_empty() {
+            return TestResult::discard();
+        }
+        for (at, val) in flips {
+            let i = usize::from(at) % bytes.len();
+            bytes[i] = val;
+        }
+        if let Ok(d) = decode(&bytes, case.header.cluster) {
+            // Whatever decodes re-encodes to a datagram that decodes the same.
+            let msg = to_owned(&d);
+            let mut again = std::vec![0u8; 65_536];
+            let n = encode(&d.header, &msg, &mut again).unwrap();
+            let d2 = decode(&again[..n], case.header.cluster).unwrap();
+            return TestResult::from_bool(to_owned(&d2) == msg);
+        }
+        TestResult::passed()
+    }
+    QuickCheck::new()
+        .tests(3000)
+        .quickcheck(prop as fn(Case, Vec<(u16, u8)>) -> TestResult);
+}
+
+/// Whether `sub` is `full` with some elements left out, order kept.
+fn is_subsequence<T: PartialEq>(sub: &[T], full: &[T]) -> bool {
+    let mut it = full.iter();
+    sub.iter().all(|x| it.any(|y| y == x))
+}
+
+/// `got` holds a prefix of `want`'s entries, and the heartbeat only if every
+/// entry made it (the writer got entries first, heartbeat last).
+fn is_cut_of(got: &OwnedDelta, want: &OwnedDelta) -> bool {
+    got.endpoint == want.endpoint
+        && got.generation == want.generation
+        && want.entries.starts_with(&got.entries)
+        && (got.heartbeat.is_none()
+            || (got.heartbeat == want.heartbeat && got.entries.len() == want.entries.len()))
+}
+
+fn is_fill_of(got: &OwnedMessage, want: &OwnedMessage) -> bool {
+    let deltas_fit = |got: &[OwnedDelta], want: &[OwnedDelta]| {
+        let mut it = want.iter();
+        got.iter().all(|g| it.any(|w| is_cut_of(g, w)))
+    };
+    match (got, want) {
+        (OwnedMessage::Syn(g), OwnedMessage::Syn(w)) => is_subsequence(g, w),
+        (OwnedMessage::Ack(gr, gd), OwnedMessage::Ack(wr, wd)) => {
+            is_subsequence(gr, wr) && deltas_fit(gd, wd)
+        }
+        (OwnedMessage::Ack2(g), OwnedMessage::Ack2(w)) => deltas_fit(g, w),
+        (OwnedMessage::Shutdown(g), OwnedMessage::Shutdown(w)) => is_cut_of(g, w),
+        _ => false,
+    }
+}
+
+fn check_buffer_size(case: &Case, size: usize) -> bool {
+    const GUARD: usize = 64;
+    let mut buf = std::vec![0xEEu8; size + GUARD];
+    let res = encode(&case.header, &case.msg, &mut buf[..size]);
+    if buf[size..].iter().any(|b| *b != 0xEE) {
+        return false;
+    }
+    match res {
+        // The largest empty message: a SHUTDOWN with an IPv6 sender, a 10-byte
+        // generation, an entry count and room for the heartbeat.
+        Err(Error::BufferTooSmall) => size < MAX_HEADER_LEN + 10 + COUNT_RESERVE + 11,
+        Err(_) => false,
+        Ok(len) => {
+            len <= size
+                && decode(&buf[..len], case.header.cluster)
+                    .is_ok_and(|d| is_fill_of(&to_owned(&d), &case.msg))
+        }
+    }
+}
+
+#[test]
+fn encoding_never_writes_past_the_buffer() {
+    fn prop(case: Case, size: u16, full: bool) -> bool {
+        let size = if full { 65_536 } else { usize::from(size) };
+        check_buffer_size(&case, size) && check_buffer_size(&case, size % 300)
+    }
+    QuickCheck::new()
+        .tests(2000)
+        .quickcheck(prop as fn(Case, u16, bool) -> bool);
+}
+
+#[test]
+fn every_small_buffer_size_is_handled() {
+    let mut g = Gen::new(30);
+    for _ in 0..40 {
+        let case = Case::arbitrary(&mut g);
+        for size in 0..=600 {
+            assert!(check_buffer_size(&case, size), "{case:?} at {size}");
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! Message writers: fill a caller's buffer with as many digests and deltas as
+//! fit, in the order given, and never write past it.
+
+use core::net::SocketAddr;
+
+use super::codec::{self, COUNT_RESERVE, Cursor};
+use super::{Error, GossipDigest, Header, Kind, MAGIC, PROTOCOL_VERSION};
+use crate::state::{DeltaItem, Generation, Version};
+
+/// The most elements one list may hold: what a [`COUNT_RESERVE`]-byte varint
+/// counts.
+const MAX_LIST_LEN: u32 = (1 << 21) - 1;
+
+/// Room kept at the end of a delta for its heartbeat: an option tag and a
+/// 64-bit varint.
+const HEARTBEAT_RESERVE: usize = 1 + 10;
+
+/// Writes a SYN: header, then as many digests as fit.
+///
+/// ```
+/// use gossip_core::wire::{self, ClusterId, GossipDigest, Header, Message, SynWriter};
+/// use gossip_core::state::{Generation, Version};
+///
+/// let header = Header { cluster: ClusterId::from_name("demo"), sender: "127.0.0.1:7000".parse().unwrap() };
+/// let mut buf = [0u8; 1400];
+/// let mut syn = SynWriter::new(&mut buf, &header).unwrap();
+/// assert!(syn.push(&GossipDigest {
+///     endpoint: "127.0.0.2:7000".parse().unwrap(),
+///     generation: Generation(1_700_000_000),
+///     max_version: Version(42),
+/// }));
+/// let len = syn.finish();
+/// let datagram = wire::decode(&buf[..len], header.cluster).unwrap();
+/// assert!(matches!(datagram.message, Message::Syn(s) if s.digests.len() == 1));
+/// ```
+pub struct SynWriter<'b> {
+    cur: Cursor<'b>,
+    list: List,
+}
+
+impl<'b> SynWriter<'b> {
+    /// Writes the header into `buf`. Fails when not even an empty SYN fits.
+    pub fn new(buf: &'b mut [u8], header: &Header) -> Result<Self, Error> {
+        let mut cur = Cursor::new(buf);
+        write_header(&mut cur, header, Kind::Syn)?;
+        let list = List::begin(&mut cur)?;
+        Ok(Self { cur, list })
+    }
+
+    /// Adds a digest if it fits; returns whether it did.
+    pub fn push(&mut self, digest: &GossipDigest) -> bool {
+        self.list.push(&mut self.cur, |cur| cur.put(digest))
+    }
+
+    /// Digests written so far.
+    pub fn count(&self) -> usize {
+        self.list.count as usize
+    }
+
+    /// Finishes the datagram; returns its length.
+    pub fn finish(mut self) -> usize {
+        match self.list.end(&mut self.cur) {
+            Ok(()) => self.cur.pos(),
+            Err(_) => 0,
+        }
+    }
+}
+
+/// Writes an ACK: header, requests, then deltas. Every request must be pushed
+/// before the first delta.
+pub struct AckWriter<'b> {
+    cur: Cursor<'b>,
+    requests: Option<List>,
+    request_count: usize,
+    deltas: Option<List>,
+}
+
+impl<'b> AckWriter<'b> {
+    /// Writes the header into `buf`. Fails when not even an empty ACK fits.
+    pub fn new(buf: &'b mut [u8], header: &Header) -> Result<Self, Error> {
+        let mut cur = Cursor::new(buf);
+        write_header(&mut cur, header, Kind::Ack)?;
+        let requests = List::begin(&mut cur)?;
+        // Keep room for the delta list's count.
+        let limit = cur
+            .capacity()
+            .checked_sub(COUNT_RESERVE)
+            .filter(|limit| *limit >= cur.pos())
+            .ok_or(Error::BufferTooSmall)?;
+        cur.set_limit(limit);
+        Ok(Self {
+            cur,
+            requests: Some(requests),
+            request_count: 0,
+            deltas: None,
+        })
+    }
+
+    /// Adds a request if it fits and no delta was pushed yet; returns whether
+    /// it was added.
+    pub fn push_request(&mut self, request: &GossipDigest) -> bool {
+        match &mut self.requests {
+            Some(list) => list.push(&mut self.cur, |cur| cur.put(request)),
+            None => false,
+        }
+    }
+
+    /// Adds one endpoint's delta: the items in order (ascending version) until
+    /// one does not fit. Returns how many items were written; 0 leaves the
+    /// message as it was.
+    pub fn push_delta<'x>(
+        &mut self,
+        endpoint: SocketAddr,
+        generation: Generation,
+        items: impl IntoIterator<Item = DeltaItem<'x>>,
+    ) -> usize {
+        if self.deltas.is_none() && self.start_deltas().is_err() {
+            return 0;
+        }
+        match &mut self.deltas {
+            Some(list) => push_endpoint_delta(&mut self.cur, list, endpoint, generation, items),
+            None => 0,
+        }
+    }
+
+    /// Requests written so far.
+    pub fn requests(&self) -> usize {
+        match &self.requests {
+            Some(list) => list.count as usize,
+            None => self.request_count,
+        }
+    }
+
+    /// Endpoint deltas written so far.
+    pub fn deltas(&self) -> usize {
+        self.deltas.as_ref().map_or(0, |list| list.count as usize)
+    }
+
+    /// Finishes the datagram; returns its length.
+    pub fn finish(mut self) -> usize {
+        if self.deltas.is_none() && self.start_deltas().is_err() {
+            return 0;
+        }
+        match self.deltas.take().map(|list| list.end(&mut self.cur)) {
+            Some(Ok(())) => self.cur.pos(),
+            _ => 0,
+        }
+    }
+
+    fn start_deltas(&mut self) -> Result<(), codec::Full> {
+        if let Some(requests) = self.requests.take() {
+            self.request_count = requests.count as usize;
+            requests.end(&mut self.cur)?;
+        }
+        self.cur.set_limit(self.cur.capacity());
+        self.deltas = Some(List::begin(&mut self.cur).map_err(|_| codec::Full)?);
+        Ok(())
+    }
+}
+
+/// Writes an ACK2: header, then deltas.
+pub struct Ack2Writer<'b> {
+    cur: Cursor<'b>,
+    list: List,
+}
+
+impl<'b> Ack2Writer<'b> {
+    /// Writes the header into `buf`. Fails when not even an empty ACK2 fits.
+    pub fn new(buf: &'b mut [u8], header: &Header) -> Result<Self, Error> {
+        let mut cur = Cursor::new(buf);
+        write_header(&mut cur, header, Kind::Ack2)?;
+        let list = List::begin(&mut cur)?;
+        Ok(Self { cur, list })
+    }
+
+    /// Adds one endpoint's delta, as [`AckWriter::push_delta`] does.
+    pub fn push_delta<'x>(
+        &mut self,
+        endpoint: SocketAddr,
+        generation: Generation,
+        items: impl IntoIterator<Item = DeltaItem<'x>>,
+    ) -> usize {
+        push_endpoint_delta(&mut self.cur, &mut self.list, endpoint, generation, items)
+    }
+
+    /// Endpoint deltas written so far.
+    pub fn deltas(&self) -> usize {
+        self.list.count as usize
+    }
+
+    /// Finishes the datagram; returns its length.
+    pub fn finish(mut self) -> usize {
+        match self.list.end(&mut self.cur) {
+            Ok(()) => self.cur.pos(),
+            Err(_) => 0,
+        }
+    }
+}
+
+/// Writes a SHUTDOWN notice carrying the sender's own final delta (its items
+/// in ascending version order, as many as fit). Returns the datagram's length.
+pub fn encode_shutdown<'x>(
+    buf: &mut [u8],
+    header: &Header,
+    generation: Generation,
+    items: impl IntoIterator<Item = DeltaItem<'x>>,
+) -> Result<usize, Error> {
+    let mut cur = Cursor::new(buf);
+    write_header(&mut cur, header, Kind::Shutdown)?;
+    cur.put(&generation).map_err(|_| Error::BufferTooSmall)?;
+    write_delta_items(&mut cur, items).map_err(|_| Error::BufferTooSmall)?;
+    Ok(cur.pos())
+}
+
+fn write_header(cur: &mut Cursor<'_>, header: &Header, kind: Kind) -> Result<(), Error> {
+    let [c0, c1, c2, c3] = header.cluster.0.to_le_bytes();
+    let [m0, m1] = MAGIC;
+    cur.raw(&[m0, m1, PROTOCOL_VERSION, 0, c0, c1, c2, c3, kind as u8])
+        .and_then(|()| cur.put(&header.sender))
+        .map_err(|_| Error::BufferTooSmall)
+}
+
+/// An open counted list.
+struct List {
+    start: usize,
+    count: u32,
+}
+
+impl List {
+    fn begin(cur: &mut Cursor<'_>) -> Result<Self, Error> {
+        let start = cur.begin_list().map_err(|_| Error::BufferTooSmall)?;
+        Ok(Self { start, count: 0 })
+    }
+
+    /// Writes one element with `write`; rolls back and returns false if it
+    /// does not fit.
+    fn push(
+        &mut self,
+        cur: &mut Cursor<'_>,
+        write: impl FnOnce(&mut Cursor<'_>) -> Result<(), codec::Full>,
+    ) -> bool {
+        if self.count >= MAX_LIST_LEN {
+            return false;
+        }
+        let mark = cur.pos();
+        if write(cur).is_err() {
+            cur.rewind(mark);
+            return false;
+        }
+        self.count += 1;
+        true
+    }
+
+    fn end(self, cur: &mut Cursor<'_>) -> Result<(), codec::Full> {
+        cur.end_list(self.start, self.count)
+    }
+}
+
+fn push_endpoint_delta<'x>(
+    cur: &mut Cursor<'_>,
+    list: &mut List,
+    endpoint: SocketAddr,
+    generation: Generation,
+    items: impl IntoIterator<Item = DeltaItem<'x>>,
+) -> usize {
+    let mut written = 0;
+    list.push(cur, |cur| {
+        cur.put(&endpoint)?;
+        cur.put(&generation)?;
+        written = write_delta_items(cur, items)?;
+        if written == 0 {
+            // An empty delta says nothing: leave it out.
+            return Err(codec::Full);
+        }
+        Ok(())
+    });
+    written
+}
+
+/// Writes `list<Entry>` then `option<heartbeat>` from items in ascending
+/// version order, stopping at the first state that does not fit. Returns the
+/// number of items written (the heartbeat counts as one).
+fn write_delta_items<'x>(
+    cur: &mut Cursor<'_>,
+    items: impl IntoIterator<Item = DeltaItem<'x>>,
+) -> Result<usize, codec::Full> {
+    let outer_limit = cur.limit();
+    let entries_limit = outer_limit
+        .checked_sub(HEARTBEAT_RESERVE)
+        .ok_or(codec::Full)?;
+    cur.set_limit(entries_limit);
+    let list = List::begin(cur).map_err(|_| codec::Full);
+    let mut list = match list {
+        Ok(list) => list,
+        Err(e) => {
+            cur.set_limit(outer_limit);
+            return Err(e);
+        }
+    };
+    let mut heartbeat: Option<Version> = None;
+    for item in items {
+        match item {
+            DeltaItem::Heartbeat(version) => heartbeat = Some(version),
+            DeltaItem::State(key, value) => {
+                if !list.push(cur, |cur| codec::put_entry(cur, &key, &value)) {
+                    break;
+                }
+            }
+        }
+    }
+    cur.set_limit(outer_limit);
+    let entries = list.count as usize;
+    list.end(cur)?;
+    cur.put(&heartbeat)?;
+    Ok(entries + usize::from(heartbeat.is_some()))
+}
