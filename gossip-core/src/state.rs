@@ -490,12 +490,7 @@ impl<B: StateBuf> EndpointState<B> {
         local_generation: Generation,
         mut on_change: impl FnMut(StateKey<'_>, VersionedValue<'_>),
     ) -> Result<Applied, MergeError> {
-        let ceiling = local_generation
-            .0
-            .saturating_add(limits.max_generation_drift);
-        if delta.generation.0 > ceiling {
-            return Err(MergeError::BogusGeneration);
-        }
+        Self::check(Some(self), delta, limits, local_generation)?;
         if delta.generation < self.heartbeat.generation {
             return Ok(Applied {
                 stale: true,
@@ -503,7 +498,6 @@ impl<B: StateBuf> EndpointState<B> {
             });
         }
         let replace = delta.generation > self.heartbeat.generation;
-        self.check(delta, limits, replace)?;
 
         let mut applied = Applied {
             replaced: replace,
@@ -649,20 +643,38 @@ impl<B: StateBuf> EndpointState<B> {
         self.max_version.next().ok_or(MergeError::VersionExhausted)
     }
 
-    /// Checks a whole delta against the limits and capacity without writing.
-    fn check(&self, delta: &Delta<'_>, limits: &Limits, replace: bool) -> Result<(), MergeError> {
+    /// Checks `delta` exactly as [`apply`](Self::apply) would, against
+    /// `existing` state or, with `None`, against an endpoint not known yet;
+    /// writes nothing. `Ok` means `apply` will succeed.
+    pub fn check(
+        existing: Option<&Self>,
+        delta: &Delta<'_>,
+        limits: &Limits,
+        local_generation: Generation,
+    ) -> Result<(), MergeError> {
+        let ceiling = local_generation
+            .0
+            .saturating_add(limits.max_generation_drift);
+        if delta.generation.0 > ceiling {
+            return Err(MergeError::BogusGeneration);
+        }
         if delta.entries.len() > limits.max_keys_per_endpoint {
             return Err(MergeError::TooManyKeys);
         }
-        let mut count = if replace { 0 } else { self.len() };
-        let mut size = if replace { 0 } else { self.buf.bytes().len() };
+        let base = match existing {
+            Some(s) if delta.generation < s.heartbeat.generation => return Ok(()),
+            Some(s) if delta.generation == s.heartbeat.generation => Some(s),
+            _ => None,
+        };
+        let mut count = base.map_or(0, |s| s.len());
+        let mut size = base.map_or(0, |s| s.buf.bytes().len());
         let mut peak = size;
         for (i, (key, value)) in delta.entries.enumerate() {
             check_entry(&key, &value, limits)?;
             if delta.entries.take(i).any(|(k, _)| k == key) {
                 return Err(MergeError::DuplicateKey);
             }
-            let existing = if replace { None } else { self.find(&key) };
+            let existing = base.and_then(|s| s.find(&key));
             if !wins(existing.as_ref().map(|f| &f.value), &value) {
                 continue;
             }
@@ -676,7 +688,11 @@ impl<B: StateBuf> EndpointState<B> {
         if count > limits.max_keys_per_endpoint {
             return Err(MergeError::TooManyKeys);
         }
-        if self.buf.capacity_limit().is_some_and(|cap| peak > cap) {
+        let capacity = match existing {
+            Some(s) => s.buf.capacity_limit(),
+            None => B::default().capacity_limit(),
+        };
+        if capacity.is_some_and(|cap| peak > cap) {
             return Err(MergeError::Capacity);
         }
         Ok(())

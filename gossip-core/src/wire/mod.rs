@@ -19,7 +19,9 @@
 //! first), byte strings and strings as a varint length and the bytes. In the
 //! bodies, `list<T>` is a varint count followed by that many `T`:
 //!
-//! - **SYN**: `list<GossipDigest>`
+//! - **SYN**: `list<GossipDigest>`, `complete: bool` (one byte, 0 or 1: the
+//!   list holds every endpoint the sender knows, so any endpoint it leaves out
+//!   is one the sender lacks)
 //! - **ACK**: `list<GossipDigest>` (requests), `list<EndpointDelta>` (deltas)
 //! - **ACK2**: `list<EndpointDelta>`
 //! - **SHUTDOWN**: the sender's own final delta without the endpoint:
@@ -196,6 +198,9 @@ impl Message<'_> {
 pub struct Syn<'a> {
     /// What the sender knows, one digest per endpoint.
     pub digests: Digests<'a>,
+    /// The digests cover every endpoint the sender knows: the receiver may
+    /// send what the sender did not mention, as it lacks it.
+    pub complete: bool,
 }
 
 /// The body of an ACK.
@@ -455,9 +460,11 @@ pub fn decode(datagram: &[u8], cluster: ClusterId) -> Result<Datagram<'_>, Error
     let mut rd = Reader::new(rest);
     let sender: SocketAddr = rd.take()?;
     let message = match kind {
-        Kind::Syn => Message::Syn(Syn {
-            digests: Digests::parse(&mut rd)?,
-        }),
+        Kind::Syn => {
+            let digests = Digests::parse(&mut rd)?;
+            let complete: bool = rd.take()?;
+            Message::Syn(Syn { digests, complete })
+        }
         Kind::Ack => {
             let requests = Digests::parse(&mut rd)?;
             let deltas = Deltas::parse(&mut rd)?;

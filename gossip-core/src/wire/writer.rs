@@ -29,9 +29,9 @@ const HEARTBEAT_RESERVE: usize = 1 + 10;
 ///     generation: Generation(1_700_000_000),
 ///     max_version: Version(42),
 /// }));
-/// let len = syn.finish();
+/// let len = syn.finish(true);
 /// let datagram = wire::decode(&buf[..len], header.cluster).unwrap();
-/// assert!(matches!(datagram.message, Message::Syn(s) if s.digests.len() == 1));
+/// assert!(matches!(datagram.message, Message::Syn(s) if s.digests.len() == 1 && s.complete));
 /// ```
 pub struct SynWriter<'b> {
     cur: Cursor<'b>,
@@ -44,6 +44,8 @@ impl<'b> SynWriter<'b> {
         let mut cur = Cursor::new(buf);
         write_header(&mut cur, header, Kind::Syn)?;
         let list = List::begin(&mut cur)?;
+        // Keep room for the `complete` flag.
+        reserve_tail(&mut cur, 1)?;
         Ok(Self { cur, list })
     }
 
@@ -57,9 +59,25 @@ impl<'b> SynWriter<'b> {
         self.list.count as usize
     }
 
-    /// Finishes the datagram; returns its length.
-    pub fn finish(mut self) -> usize {
-        match self.list.end(&mut self.cur) {
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
+        self.cur.pos()
+    }
+
+    /// Whether nothing was written (never: the header is written by `new`).
+    pub fn is_empty(&self) -> bool {
+        self.cur.pos() == 0
+    }
+
+    /// Finishes the datagram, saying whether the digests cover every endpoint
+    /// the sender knows; returns its length.
+    pub fn finish(mut self, complete: bool) -> usize {
+        self.cur.set_limit(self.cur.capacity());
+        match self
+            .list
+            .end(&mut self.cur)
+            .and_then(|()| self.cur.put(&complete))
+        {
             Ok(()) => self.cur.pos(),
             Err(_) => 0,
         }
@@ -82,12 +100,7 @@ impl<'b> AckWriter<'b> {
         write_header(&mut cur, header, Kind::Ack)?;
         let requests = List::begin(&mut cur)?;
         // Keep room for the delta list's count.
-        let limit = cur
-            .capacity()
-            .checked_sub(COUNT_RESERVE)
-            .filter(|limit| *limit >= cur.pos())
-            .ok_or(Error::BufferTooSmall)?;
-        cur.set_limit(limit);
+        reserve_tail(&mut cur, COUNT_RESERVE)?;
         Ok(Self {
             cur,
             requests: Some(requests),
@@ -134,6 +147,16 @@ impl<'b> AckWriter<'b> {
     /// Endpoint deltas written so far.
     pub fn deltas(&self) -> usize {
         self.deltas.as_ref().map_or(0, |list| list.count as usize)
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
+        self.cur.pos()
+    }
+
+    /// Whether nothing was written (never: the header is written by `new`).
+    pub fn is_empty(&self) -> bool {
+        self.cur.pos() == 0
     }
 
     /// Finishes the datagram; returns its length.
@@ -210,6 +233,17 @@ pub fn encode_shutdown<'x>(
     cur.put(&generation).map_err(|_| Error::BufferTooSmall)?;
     write_delta_items(&mut cur, items).map_err(|_| Error::BufferTooSmall)?;
     Ok(cur.pos())
+}
+
+/// Lowers the cursor's limit by `n` bytes kept for what ends the message.
+fn reserve_tail(cur: &mut Cursor<'_>, n: usize) -> Result<(), Error> {
+    let limit = cur
+        .limit()
+        .checked_sub(n)
+        .filter(|limit| *limit >= cur.pos())
+        .ok_or(Error::BufferTooSmall)?;
+    cur.set_limit(limit);
+    Ok(())
 }
 
 fn write_header(cur: &mut Cursor<'_>, header: &Header, kind: Kind) -> Result<(), Error> {
