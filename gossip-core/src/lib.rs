@@ -1,12 +1,131 @@
 #![no_std]
 #![forbid(unsafe_code)]
 #![deny(clippy::indexing_slicing)]
-#![cfg_attr(docsrs, feature(doc_cfg))]
 //! A Cassandra-style gossip protocol as a `no_std`, sans-IO core.
 //!
 //! This crate holds the protocol's data and rules and nothing that touches a
-//! socket or a clock. Bindings (tokio, smol, embedded UDP stacks) feed it
-//! datagrams and deadlines and send what it asks them to.
+//! socket or a clock: it does no I/O, never reads a clock, spawns nothing and
+//! needs no allocator. Bindings (tokio, smol, embedded UDP stacks) feed a
+//! [`Node`] datagrams and deadlines and send what it asks them to.
+//!
+//! # The run loop
+//!
+//! A [`Node`] takes **inputs** and produces **outputs**:
+//!
+//! | inputs | outputs |
+//! |---|---|
+//! | [`Node::handle_datagram`]`(now, from, bytes)` | [`Node::poll_transmit`]`(now, buf) -> Option<`[`Transmit`]`>` |
+//! | [`Node::handle_timeout`]`(now)` | [`Node::poll_timeout`]`() -> Option<`[`Instant`]`>` |
+//! | [`Node::set_local_state`]`(key, value)`, [`Node::shutdown`]`(now)` | [`Node::poll_event`]`() -> Option<`[`Event`]`>` |
+//!
+//! **The drain rule:** after every input or command, the caller drains the
+//! outputs in this order: transmits until `None`, then reads the timeout (the
+//! next deadline; arm a timer for it), then events until `None`. Nothing is
+//! lost if a caller drains late, but replies wait in a small bounded queue
+//! ([`Config::max_pending_replies`]) and datagrams beyond it are dropped.
+//!
+//! **Time:** `now` is always an argument. [`Instant`] is the core's own
+//! monotonic time (microseconds from an origin the caller picks); durations
+//! are [`core::time::Duration`]. [`Node::handle_timeout`] is harmless when
+//! called early.
+//!
+//! **Randomness** comes from a [`rand_core::Rng`] the caller supplies: with
+//! the same seed and the same inputs, a node's outputs are the same, byte for
+//! byte, which is what makes simulation and fuzzing reproducible.
+//!
+//! **Bad input** (malformed datagrams, other clusters, hostile values over the
+//! limits) never panics and is never an error the caller must handle: it is
+//! dropped, counted by [`DropReason`] in [`Node::stats`], and leaves the state
+//! unchanged.
+//!
+//! ```
+//! use core::time::Duration;
+//! use gossip_core::{Config, Event, HeapStorage, Instant, Node};
+//! use gossip_core::state::{Generation, StateKey};
+//! use gossip_core::wire::ClusterId;
+//! use rand_core::SeedableRng;
+//! use rand_xoshiro::Xoshiro256PlusPlus as Rng;
+//!
+//! let config = Config::new(ClusterId::from_name("demo"));
+//! let (a, b) = ("10.0.0.1:7000".parse()?, "10.0.0.2:7000".parse()?);
+//! let mut now = Instant::ZERO;
+//! // Node A is the seed; B knows only A.
+//! let mut nodes: [Node<HeapStorage, Rng>; 2] = [
+//!     Node::new(config.clone(), a, Generation(1_700_000_000), &[], Rng::seed_from_u64(1), now)?,
+//!     Node::new(config, b, Generation(1_700_000_007), &[a], Rng::seed_from_u64(2), now)?,
+//! ];
+//! nodes[0].set_local_state(StateKey::parse("DC"), b"dc1")?;
+//!
+//! // What a binding does, with an in-memory "network" instead of a socket.
+//! let mut in_flight = Vec::new();
+//! let mut buf = [0u8; 1400];
+//! let mut b_saw_a_up = false;
+//! for _ in 0..100 {
+//!     // Input: the deadline of every node that is due.
+//!     for (i, node) in nodes.iter_mut().enumerate() {
+//!         if node.poll_timeout().is_some_and(|t| t <= now) {
+//!             node.handle_timeout(now);
+//!         }
+//!         // The drain: transmits, then the timeout, then events.
+//!         while let Some(t) = node.poll_transmit(now, &mut buf) {
+//!             in_flight.push((i, t.destination, buf[..t.size].to_vec()));
+//!         }
+//!         while let Some(event) = node.poll_event() {
+//!             if let Event::Up { endpoint } = event {
+//!                 b_saw_a_up |= i == 1 && endpoint == a;
+//!             }
+//!         }
+//!     }
+//!     // Input: every datagram in flight (delivered at once here).
+//!     for (from, to, bytes) in core::mem::take(&mut in_flight) {
+//!         let sender = nodes[from].local_addr();
+//!         if let Some(node) = nodes.iter_mut().find(|n| n.local_addr() == to) {
+//!             node.handle_datagram(now, sender, &bytes);
+//!         }
+//!     }
+//!     now = now + Duration::from_millis(100);
+//! }
+//! assert!(b_saw_a_up);
+//! let seen = nodes[1].endpoint(&a).unwrap();
+//! assert_eq!(seen.state().get(&StateKey::parse("DC")).unwrap().value, b"dc1");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! (A real binding drains right after each `handle_datagram` too; the example
+//! batches them, which the drain rule allows.)
+//!
+//! # The protocol ([`Node`])
+//!
+//! Every `gossip_interval` (1 s by default, jittered ±10%) a node bumps its
+//! heartbeat, picks targets as Cassandra does (`fanout` random live peers; an
+//! unreachable one with probability `unreachable / (live + 1)`; a seed when
+//! no live target was one or fewer peers are live than there are seeds) and
+//! sends each a SYN with digests `(endpoint, generation, max_version)`. The
+//! receiver compares each digest with its view: it requests what is newer on
+//! the other side and sends, in its ACK, what is newer on its side, largest
+//! version gap first; the ACK2 answers the requests. A SYN that lists
+//! everything its sender knows (small clusters) also brings back every
+//! endpoint it did not mention, so a node joining through a seed learns the
+//! whole cluster in its first exchange. Whatever does not fit one datagram
+//! (1400 bytes by default) follows in later rounds.
+//!
+//! Liveness comes from a phi-accrual failure detector ([`fd`]) fed by
+//! heartbeat arrivals; above `phi_threshold` (8) a peer is convicted. A peer
+//! is believed alive when a datagram comes from it directly, or when its
+//! heartbeat is seen to advance second-hand (a peer heard of only once may be
+//! a dead node whose old state still circulates). A graceful
+//! [`Node::shutdown`] publishes `STATUS = shutdown,true` and the highest
+//! heartbeat and tells every live peer, which marks the node down at once. A
+//! newer generation replaces an endpoint wholesale (a restart). A peer down
+//! longer than `removal_delay` is removed and its address quarantined, so
+//! stale gossip cannot bring it back.
+//!
+//! # Storage ([`table`])
+//!
+//! [`HeapStorage`] (feature `alloc`, on by default) grows up to the
+//! configured limits and finds peers through a hash index; [`FixedStorage`]
+//! has compile-time capacities and needs no allocator. Both run the same state
+//! machine under the same [`Config`] limits.
 //!
 //! # The state model ([`state`])
 //!
@@ -79,6 +198,18 @@
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
+pub mod config;
+pub mod fd;
+mod node;
 pub mod state;
 pub mod storage;
+pub mod table;
+pub mod time;
 pub mod wire;
+
+pub use config::{Config, ConfigError};
+pub use node::{DropReason, Event, MAX_SEEDS, Node, SHUTDOWN_STATUS, Stats, Transmit};
+#[cfg(feature = "alloc")]
+pub use table::HeapStorage;
+pub use table::{FixedStorage, Liveness, Peer};
+pub use time::Instant;

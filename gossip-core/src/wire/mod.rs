@@ -19,9 +19,9 @@
 //! first), byte strings and strings as a varint length and the bytes. In the
 //! bodies, `list<T>` is a varint count followed by that many `T`:
 //!
-//! - **SYN**: `list<GossipDigest>`, `complete: bool` (one byte, 0 or 1: the
-//!   list holds every endpoint the sender knows, so any endpoint it leaves out
-//!   is one the sender lacks)
+//! - **SYN**: `list<GossipDigest>`, `known: varint` (how many endpoints the
+//!   sender knows, itself included: when the list is that long it is complete,
+//!   and any endpoint it leaves out is one the sender lacks)
 //! - **ACK**: `list<GossipDigest>` (requests), `list<EndpointDelta>` (deltas)
 //! - **ACK2**: `list<EndpointDelta>`
 //! - **SHUTDOWN**: the sender's own final delta without the endpoint:
@@ -80,6 +80,9 @@ pub const PROTOCOL_VERSION: u8 = 1;
 pub const FLAG_AUTH: u8 = 0b0000_0001;
 /// Bytes before the sender address: magic, version, flags, cluster, kind.
 pub const PREFIX_LEN: usize = 9;
+/// Room a writer keeps for a list's element count while the list is open (a
+/// three-byte varint; the final count takes its minimal size).
+pub const COUNT_RESERVE_LEN: usize = codec::COUNT_RESERVE;
 /// The largest header: [`PREFIX_LEN`] and an IPv6 sender.
 pub const MAX_HEADER_LEN: usize = PREFIX_LEN + 20;
 
@@ -198,9 +201,16 @@ impl Message<'_> {
 pub struct Syn<'a> {
     /// What the sender knows, one digest per endpoint.
     pub digests: Digests<'a>,
-    /// The digests cover every endpoint the sender knows: the receiver may
-    /// send what the sender did not mention, as it lacks it.
-    pub complete: bool,
+    /// How many endpoints the sender knows, itself included.
+    pub known: u32,
+}
+
+impl Syn<'_> {
+    /// Whether the digests cover every endpoint the sender knows, so the
+    /// receiver may send what the sender did not mention, as it lacks it.
+    pub fn is_complete(&self) -> bool {
+        self.digests.len() as u64 >= u64::from(self.known)
+    }
 }
 
 /// The body of an ACK.
@@ -462,8 +472,8 @@ pub fn decode(datagram: &[u8], cluster: ClusterId) -> Result<Datagram<'_>, Error
     let message = match kind {
         Kind::Syn => {
             let digests = Digests::parse(&mut rd)?;
-            let complete: bool = rd.take()?;
-            Message::Syn(Syn { digests, complete })
+            let known: u32 = rd.take()?;
+            Message::Syn(Syn { digests, known })
         }
         Kind::Ack => {
             let requests = Digests::parse(&mut rd)?;

@@ -11,6 +11,9 @@ use crate::state::{DeltaItem, Generation, Version};
 /// counts.
 const MAX_LIST_LEN: u32 = (1 << 21) - 1;
 
+/// Room kept at the end of a SYN for its `known` count: a 32-bit varint.
+const KNOWN_RESERVE: usize = 5;
+
 /// Room kept at the end of a delta for its heartbeat: an option tag and a
 /// 64-bit varint.
 const HEARTBEAT_RESERVE: usize = 1 + 10;
@@ -29,9 +32,9 @@ const HEARTBEAT_RESERVE: usize = 1 + 10;
 ///     generation: Generation(1_700_000_000),
 ///     max_version: Version(42),
 /// }));
-/// let len = syn.finish(true);
+/// let len = syn.finish(2);
 /// let datagram = wire::decode(&buf[..len], header.cluster).unwrap();
-/// assert!(matches!(datagram.message, Message::Syn(s) if s.digests.len() == 1 && s.complete));
+/// assert!(matches!(datagram.message, Message::Syn(s) if s.digests.len() == 1 && !s.is_complete()));
 /// ```
 pub struct SynWriter<'b> {
     cur: Cursor<'b>,
@@ -44,8 +47,8 @@ impl<'b> SynWriter<'b> {
         let mut cur = Cursor::new(buf);
         write_header(&mut cur, header, Kind::Syn)?;
         let list = List::begin(&mut cur)?;
-        // Keep room for the `complete` flag.
-        reserve_tail(&mut cur, 1)?;
+        // Keep room for the `known` count.
+        reserve_tail(&mut cur, KNOWN_RESERVE)?;
         Ok(Self { cur, list })
     }
 
@@ -69,14 +72,14 @@ impl<'b> SynWriter<'b> {
         self.cur.pos() == 0
     }
 
-    /// Finishes the datagram, saying whether the digests cover every endpoint
-    /// the sender knows; returns its length.
-    pub fn finish(mut self, complete: bool) -> usize {
+    /// Finishes the datagram, saying how many endpoints the sender knows
+    /// (itself included); returns its length.
+    pub fn finish(mut self, known: u32) -> usize {
         self.cur.set_limit(self.cur.capacity());
         match self
             .list
             .end(&mut self.cur)
-            .and_then(|()| self.cur.put(&complete))
+            .and_then(|()| self.cur.put(&known))
         {
             Ok(()) => self.cur.pos(),
             Err(_) => 0,

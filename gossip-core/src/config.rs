@@ -1,0 +1,305 @@
+//! Node configuration.
+
+use core::fmt;
+use core::time::Duration;
+
+use crate::state::Limits;
+use crate::wire::{COUNT_RESERVE_LEN, ClusterId, MAX_HEADER_LEN};
+
+/// How a [`Node`](crate::Node) gossips. Start from [`Config::new`] (Cassandra's
+/// defaults: one-second rounds, phi 8) or [`Config::lan`] (faster rounds for a
+/// local network) and change fields; [`Node::new`](crate::Node::new) checks
+/// the result with [`Config::validate`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// The cluster this node belongs to; datagrams of other clusters are
+    /// dropped.
+    pub cluster: ClusterId,
+    /// Time between gossip rounds (Cassandra: 1 s).
+    pub gossip_interval: Duration,
+    /// Each round's delay is drawn uniformly from `gossip_interval` ± this
+    /// percentage, so that nodes do not move in lockstep. 0 to 50.
+    pub interval_jitter_percent: u8,
+    /// Live peers sent a SYN each round, 1 to 3.
+    pub fanout: u8,
+    /// Phi above which a peer is convicted (marked down). Cassandra: 8.
+    pub phi_threshold: f64,
+    /// The interval a peer's first heartbeat is assumed to follow (it counts
+    /// in the mean until the window has rotated it out). `None`: twice
+    /// `gossip_interval`, as Cassandra.
+    pub fd_initial_interval: Option<Duration>,
+    /// A local pause (no round for this long) suspends convictions for as long
+    /// again, so a node that was frozen does not convict everyone. `None`: five
+    /// gossip intervals.
+    pub max_local_pause: Option<Duration>,
+    /// A peer down this long is removed from the table.
+    pub removal_delay: Duration,
+    /// A removed peer's address is quarantined this long: gossip about its old
+    /// generation is ignored, so stale state cannot bring it back. A newer
+    /// generation (a real restart) is accepted at once.
+    pub quarantine_delay: Duration,
+    /// The largest datagram sent or accepted, in bytes (default 1400, one
+    /// Ethernet frame). All nodes of a cluster should use the same value.
+    pub max_datagram_size: usize,
+    /// The most endpoints the peer table holds (removed ones in quarantine
+    /// included). Newcomers beyond it are refused and counted.
+    pub max_peers: usize,
+    /// Received SYNs and ACKs waiting for their reply to be polled. The drain
+    /// rule keeps this near zero; beyond it datagrams are dropped and counted.
+    pub max_pending_replies: usize,
+    /// Bounds on each endpoint's application states.
+    pub limits: Limits,
+}
+
+impl Config {
+    /// Cassandra's defaults for cluster `cluster`: 1 s rounds (±10%), fanout
+    /// 1, phi 8, removal after 1 h down, 60 s quarantine, 1400-byte datagrams,
+    /// up to 1024 peers.
+    pub fn new(cluster: ClusterId) -> Self {
+        Self {
+            cluster,
+            gossip_interval: Duration::from_secs(1),
+            interval_jitter_percent: 10,
+            fanout: 1,
+            phi_threshold: 8.0,
+            fd_initial_interval: None,
+            max_local_pause: None,
+            removal_delay: Duration::from_secs(3600),
+            quarantine_delay: Duration::from_secs(60),
+            max_datagram_size: 1400,
+            max_peers: 1024,
+            max_pending_replies: 16,
+            limits: Limits::default(),
+        }
+    }
+
+    /// For a local network: 200 ms rounds and fanout 2, otherwise as
+    /// [`Config::new`].
+    pub fn lan(cluster: ClusterId) -> Self {
+        Self {
+            gossip_interval: Duration::from_millis(200),
+            fanout: 2,
+            ..Self::new(cluster)
+        }
+    }
+
+    /// The failure detector's initial interval.
+    pub fn fd_initial_interval(&self) -> Duration {
+        self.fd_initial_interval
+            .unwrap_or(self.gossip_interval.saturating_mul(2))
+    }
+
+    /// The local pause that suspends convictions.
+    pub fn max_local_pause(&self) -> Duration {
+        self.max_local_pause
+            .unwrap_or(self.gossip_interval.saturating_mul(5))
+    }
+
+    /// The smallest `max_datagram_size` that carries one entry of the largest
+    /// size [`Limits`] allow (in an ACK with an IPv6 sender and endpoint).
+    pub fn min_datagram_size(&self) -> usize {
+        const ADDR: usize = 20;
+        const VARINT64: usize = 10;
+        const HEARTBEAT: usize = 1 + VARINT64;
+        MAX_HEADER_LEN
+            + 2 * COUNT_RESERVE_LEN
+            + ADDR
+            + VARINT64
+            + COUNT_RESERVE_LEN
+            + self.limits.max_entry_len()
+            + HEARTBEAT
+    }
+
+    /// Checks every field; the error names the first that is wrong.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.gossip_interval < Duration::from_millis(1) {
+            return Err(ConfigError::GossipInterval);
+        }
+        if self.interval_jitter_percent > 50 {
+            return Err(ConfigError::Jitter);
+        }
+        if !(1..=3).contains(&self.fanout) {
+            return Err(ConfigError::Fanout);
+        }
+        if !(self.phi_threshold.is_finite() && self.phi_threshold > 0.0) {
+            return Err(ConfigError::PhiThreshold);
+        }
+        if self.fd_initial_interval().is_zero() {
+            return Err(ConfigError::FdInitialInterval);
+        }
+        if self.max_datagram_size > MAX_UDP_PAYLOAD {
+            return Err(ConfigError::DatagramTooLarge);
+        }
+        let min = self.min_datagram_size();
+        if self.max_datagram_size < min {
+            return Err(ConfigError::DatagramTooSmall { min });
+        }
+        if self.max_peers == 0 || self.max_peers > MAX_PEERS {
+            return Err(ConfigError::MaxPeers);
+        }
+        if self.max_pending_replies == 0 {
+            return Err(ConfigError::PendingReplies);
+        }
+        let l = &self.limits;
+        if l.max_keys_per_endpoint == 0
+            || l.max_keys_per_endpoint > usize::from(u16::MAX)
+            || l.max_key_len == 0
+        {
+            return Err(ConfigError::Limits);
+        }
+        Ok(())
+    }
+}
+
+/// The largest UDP payload over IPv4.
+pub const MAX_UDP_PAYLOAD: usize = 65_507;
+
+/// The most peers a table may be configured for (indices are 32-bit).
+pub const MAX_PEERS: usize = (u32::MAX - 1) as usize;
+
+/// A [`Config`] (or the storage it is paired with) that cannot work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// `gossip_interval` is under a millisecond.
+    GossipInterval,
+    /// `interval_jitter_percent` is over 50.
+    Jitter,
+    /// `fanout` is not 1, 2 or 3.
+    Fanout,
+    /// `phi_threshold` is not a positive finite number.
+    PhiThreshold,
+    /// `fd_initial_interval` is zero.
+    FdInitialInterval,
+    /// `max_datagram_size` is over the largest UDP payload.
+    DatagramTooLarge,
+    /// `max_datagram_size` cannot carry one entry of the largest allowed size.
+    DatagramTooSmall {
+        /// The smallest size that can, with these limits.
+        min: usize,
+    },
+    /// `max_peers` is zero or too large.
+    MaxPeers,
+    /// `max_pending_replies` is zero.
+    PendingReplies,
+    /// `limits` allow no keys, or empty key names, or more than 65535 keys.
+    Limits,
+    /// The storage cannot hold what the configuration allows.
+    Storage(StorageShortfall),
+    /// More seeds than a node keeps ([`MAX_SEEDS`](crate::MAX_SEEDS)).
+    TooManySeeds,
+}
+
+/// Which fixed capacity is smaller than the configuration needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StorageShortfall {
+    /// The peer table holds fewer than `max_peers` endpoints.
+    Peers,
+    /// An endpoint's state buffer is smaller than the largest state the
+    /// limits allow ([`Limits::max_state_bytes`]).
+    StateBytes,
+    /// A stored datagram is smaller than `max_datagram_size`.
+    DatagramBytes,
+    /// Fewer reply slots than `max_pending_replies`.
+    Replies,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::GossipInterval => f.write_str("gossip interval must be at least 1 ms"),
+            ConfigError::Jitter => f.write_str("interval jitter must be at most 50%"),
+            ConfigError::Fanout => f.write_str("fanout must be 1, 2 or 3"),
+            ConfigError::PhiThreshold => f.write_str("phi threshold must be positive and finite"),
+            ConfigError::FdInitialInterval => {
+                f.write_str("failure detector initial interval must not be zero")
+            }
+            ConfigError::DatagramTooLarge => write!(
+                f,
+                "max datagram size must be at most {MAX_UDP_PAYLOAD} bytes"
+            ),
+            ConfigError::DatagramTooSmall { min } => write!(
+                f,
+                "max datagram size must be at least {min} bytes for these limits"
+            ),
+            ConfigError::MaxPeers => f.write_str("max peers must be between 1 and 2^32 - 2"),
+            ConfigError::PendingReplies => f.write_str("max pending replies must not be zero"),
+            ConfigError::Limits => f.write_str(
+                "limits must allow 1 to 65535 keys per endpoint and key names of at least 1 byte",
+            ),
+            ConfigError::Storage(what) => write!(
+                f,
+                "storage too small for the configuration: {}",
+                match what {
+                    StorageShortfall::Peers => "peer table capacity below max_peers",
+                    StorageShortfall::StateBytes => "state buffer below the limits' largest state",
+                    StorageShortfall::DatagramBytes => "datagram buffer below max_datagram_size",
+                    StorageShortfall::Replies => "reply slots below max_pending_replies",
+                }
+            ),
+            ConfigError::TooManySeeds => write!(f, "at most {} seeds", crate::MAX_SEEDS),
+        }
+    }
+}
+
+impl core::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_each_bad_field_is_named() {
+        let ok = Config::new(ClusterId::from_name("t"));
+        assert_eq!(ok.validate(), Ok(()));
+        assert_eq!(Config::lan(ok.cluster).validate(), Ok(()));
+        assert_eq!(ok.fd_initial_interval(), Duration::from_secs(2));
+        assert_eq!(ok.max_local_pause(), Duration::from_secs(5));
+        let bad = |f: &dyn Fn(&mut Config)| {
+            let mut c = ok.clone();
+            f(&mut c);
+            c.validate()
+        };
+        assert_eq!(
+            bad(&|c| c.gossip_interval = Duration::ZERO),
+            Err(ConfigError::GossipInterval)
+        );
+        assert_eq!(
+            bad(&|c| c.interval_jitter_percent = 51),
+            Err(ConfigError::Jitter)
+        );
+        assert_eq!(bad(&|c| c.fanout = 0), Err(ConfigError::Fanout));
+        assert_eq!(bad(&|c| c.fanout = 4), Err(ConfigError::Fanout));
+        assert_eq!(
+            bad(&|c| c.phi_threshold = f64::NAN),
+            Err(ConfigError::PhiThreshold)
+        );
+        assert_eq!(
+            bad(&|c| c.phi_threshold = 0.0),
+            Err(ConfigError::PhiThreshold)
+        );
+        assert_eq!(
+            bad(&|c| c.fd_initial_interval = Some(Duration::ZERO)),
+            Err(ConfigError::FdInitialInterval)
+        );
+        assert_eq!(
+            bad(&|c| c.max_datagram_size = 70_000),
+            Err(ConfigError::DatagramTooLarge)
+        );
+        let min = ok.min_datagram_size();
+        assert_eq!(
+            bad(&|c| c.max_datagram_size = min - 1),
+            Err(ConfigError::DatagramTooSmall { min })
+        );
+        assert_eq!(bad(&|c| c.max_datagram_size = min), Ok(()));
+        assert_eq!(bad(&|c| c.max_peers = 0), Err(ConfigError::MaxPeers));
+        assert_eq!(
+            bad(&|c| c.max_pending_replies = 0),
+            Err(ConfigError::PendingReplies)
+        );
+        assert_eq!(
+            bad(&|c| c.limits.max_keys_per_endpoint = 0),
+            Err(ConfigError::Limits)
+        );
+    }
+}

@@ -1,0 +1,187 @@
+//! Phi-accrual failure detection, as Cassandra does it, in a few tens of bytes
+//! per peer.
+//!
+//! Each time a newer heartbeat of a peer arrives (directly or through
+//! gossip), the interval since the previous arrival is recorded in a window of
+//! [`WINDOW`] samples; the first arrival records the initial interval instead,
+//! so a new peer is judged leniently. Then
+//!
+//! ```text
+//! phi(now) = (now - last_arrival) / mean_interval / ln(10)
+//! ```
+//!
+//! (the exponential-distribution form Cassandra uses) and the peer is
+//! convicted when phi exceeds the threshold (8 by default: about 18.4 mean
+//! intervals of silence). The conviction time is computed once per arrival,
+//! so the periodic status check is a comparison, not a division, per peer.
+//!
+//! One deliberate difference from Cassandra: it ignores intervals over two
+//! seconds, because its SYN carries every digest and each node hears every
+//! heartbeat about once a round. Here a SYN fits one datagram, so in a large
+//! cluster a node hears a given peer's heartbeat every few rounds, and
+//! dropping the long intervals would bias the mean low and convict live
+//! nodes. Every interval counts, except those spanning a local pause of this
+//! node (the caller says so), which are about us, not the peer.
+
+use core::time::Duration;
+
+use crate::time::Instant;
+
+/// Samples kept per peer.
+pub const WINDOW: usize = 8;
+
+/// A peer's recent heartbeat inter-arrival times.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ArrivalWindow {
+    last: Instant,
+    /// Intervals in microseconds (capped at `u32::MAX`, about 71 minutes).
+    samples: [u32; WINDOW],
+    len: u8,
+    next: u8,
+    arrivals: u8,
+}
+
+impl ArrivalWindow {
+    /// Records a heartbeat arrival at `now`. The first one records `initial`
+    /// as its interval; later ones the time since the previous one, unless
+    /// `count_interval` is false (the interval spans a local pause).
+    pub fn record(&mut self, now: Instant, initial: Duration, count_interval: bool) {
+        if self.arrivals == 0 {
+            self.push(initial);
+        } else if count_interval {
+            self.push(now - self.last);
+        }
+        self.last = now;
+        self.arrivals = self.arrivals.saturating_add(1);
+    }
+
+    /// Forgets everything (a new incarnation).
+    pub fn reset(&mut self) {
+        *self = Self::default();
+    }
+
+    /// Heartbeat arrivals recorded (saturating at 255).
+    pub fn arrivals(&self) -> u8 {
+        self.arrivals
+    }
+
+    /// When the last arrival was recorded.
+    pub fn last_arrival(&self) -> Option<Instant> {
+        (self.arrivals > 0).then_some(self.last)
+    }
+
+    /// The mean interval, `None` before the first arrival.
+    pub fn mean(&self) -> Option<Duration> {
+        if self.len == 0 {
+            return None;
+        }
+        let window = self.samples.get(..usize::from(self.len)).unwrap_or(&[]);
+        let sum: u64 = window.iter().map(|s| u64::from(*s)).sum();
+        Some(Duration::from_micros(sum / u64::from(self.len)))
+    }
+
+    /// Phi at `now`: 0 before the first arrival.
+    pub fn phi(&self, now: Instant) -> f64 {
+        match self.mean() {
+            Some(mean) if !mean.is_zero() => {
+                let elapsed = (now - self.last).as_micros() as f64;
+                elapsed / mean.as_micros() as f64 / core::f64::consts::LN_10
+            }
+            // A zero mean (arrivals at one instant): any silence is infinite phi.
+            Some(_) if now > self.last => f64::INFINITY,
+            _ => 0.0,
+        }
+    }
+
+    /// The instant phi reaches `threshold`: `last + mean * threshold * ln(10)`.
+    pub fn convict_at(&self, threshold: f64) -> Instant {
+        match self.mean() {
+            Some(mean) => {
+                let micros = mean.as_micros() as f64 * threshold * core::f64::consts::LN_10;
+                // `as` saturates for floats: NaN gives 0, huge gives u64::MAX.
+                self.last + Duration::from_micros(micros as u64)
+            }
+            None => Instant::MAX,
+        }
+    }
+
+    fn push(&mut self, interval: Duration) {
+        let micros = u32::try_from(interval.as_micros()).unwrap_or(u32::MAX);
+        if let Some(slot) = self.samples.get_mut(usize::from(self.next)) {
+            *slot = micros;
+        }
+        self.next = ((usize::from(self.next) + 1) % WINDOW) as u8;
+        if usize::from(self.len) < WINDOW {
+            self.len += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn phi_follows_cassandras_formula() {
+        let mut w = ArrivalWindow::default();
+        assert_eq!(w.phi(Instant::from_millis(10_000)), 0.0);
+        assert_eq!(w.convict_at(8.0), Instant::MAX);
+        // First arrival records the initial interval (2 s).
+        w.record(Instant::ZERO, 2 * S, true);
+        assert_eq!(w.mean(), Some(2 * S));
+        // Then one-second arrivals.
+        for i in 1..=20 {
+            w.record(Instant::from_millis(i * 1000), 2 * S, true);
+        }
+        assert_eq!(w.mean(), Some(S));
+        assert_eq!(w.arrivals(), 21);
+        let last = Instant::from_millis(20_000);
+        let phi = w.phi(last + 5 * S);
+        assert!((phi - 5.0 / core::f64::consts::LN_10).abs() < 1e-9, "{phi}");
+        // Threshold 8: 8 * ln(10) = 18.42 mean intervals of silence.
+        let at = w.convict_at(8.0);
+        assert_eq!(at.as_micros(), 20_000_000 + 18_420_680);
+        assert!(w.phi(at) >= 7.999_999);
+        assert!(w.phi(Instant::from_micros(at.as_micros() - 10_000)) < 8.0);
+    }
+
+    #[test]
+    fn long_intervals_count_unless_they_span_a_local_pause() {
+        let mut w = ArrivalWindow::default();
+        w.record(Instant::ZERO, S, true);
+        w.record(Instant::from_millis(1000), S, true);
+        // A peer heard of every 5 s: that is its rhythm.
+        w.record(Instant::from_millis(6_000), S, true);
+        assert_eq!(w.mean(), Some(Duration::from_micros(2_333_333)));
+        // A 60 s pause of ours is not.
+        w.record(Instant::from_millis(66_000), S, false);
+        assert_eq!(w.mean(), Some(Duration::from_micros(2_333_333)));
+        assert_eq!(w.last_arrival(), Some(Instant::from_millis(66_000)));
+    }
+
+    #[test]
+    fn window_keeps_the_latest_samples() {
+        let mut w = ArrivalWindow::default();
+        let mut t = Instant::ZERO;
+        w.record(t, 10 * S, true);
+        for _ in 0..WINDOW {
+            t = t + S / 2;
+            w.record(t, 10 * S, true);
+        }
+        // The initial 10 s sample has rotated out.
+        assert_eq!(w.mean(), Some(S / 2));
+        assert!(core::mem::size_of::<ArrivalWindow>() <= 48);
+    }
+
+    #[test]
+    fn zero_mean_is_handled() {
+        let mut w = ArrivalWindow::default();
+        w.record(Instant::ZERO, Duration::ZERO, true);
+        assert_eq!(w.phi(Instant::ZERO), 0.0);
+        assert_eq!(w.phi(Instant::from_micros(1)), f64::INFINITY);
+        assert_eq!(w.convict_at(8.0), Instant::ZERO);
+        assert_eq!(w.convict_at(f64::NAN), Instant::ZERO);
+    }
+}

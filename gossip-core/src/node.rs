@@ -1,0 +1,1670 @@
+//! The gossip state machine: one [`Node`] per process (or per simulated node).
+//!
+//! See the [crate docs](crate) for the run loop and the drain rule.
+
+use core::fmt;
+use core::net::SocketAddr;
+use core::time::Duration;
+
+use rand_core::Rng;
+
+use crate::config::{Config, ConfigError, StorageShortfall};
+use crate::state::{
+    ApplicationState, Delta, EndpointState, Generation, MergeError, StateKey, Version,
+    VersionedValue,
+};
+use crate::storage::StateBuf;
+use crate::table::{
+    AddrIndex, Liveness, Peer, Reply, SHUTDOWN_STATUS_PREFIX, Seq, Slot, Storage, flags,
+};
+use crate::time::Instant;
+use crate::wire::{
+    self, Ack2Writer, AckWriter, Digests, GossipDigest, Header, Kind, Message, Syn, SynWriter,
+};
+
+/// The most seeds a node keeps.
+pub const MAX_SEEDS: usize = 16;
+
+/// SYN targets in one round: `fanout` live peers, one unreachable, one seed.
+const MAX_TARGETS: usize = 5;
+
+/// Deltas ranked by version gap per reply; the rest follow unranked.
+const RANKED_DELTAS: usize = 32;
+
+/// Consecutive deltas that do not fit before a reply is considered full.
+const FULL_AFTER_MISSES: u32 = 4;
+
+/// The STATUS value a node publishes when it shuts down gracefully.
+pub const SHUTDOWN_STATUS: &[u8] = b"shutdown,true";
+
+/// A datagram the caller must send: `size` bytes at the start of the buffer
+/// given to [`Node::poll_transmit`], to `destination`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// Where to send it.
+    pub destination: SocketAddr,
+    /// How many bytes of the buffer to send.
+    pub size: usize,
+}
+
+/// A membership change, borrowed from the node until its next `&mut` call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// A new endpoint entered the table.
+    Discovered {
+        /// Its address.
+        endpoint: SocketAddr,
+    },
+    /// An endpoint is believed up: first proof of life, or back after down.
+    Up {
+        /// Its address.
+        endpoint: SocketAddr,
+    },
+    /// An endpoint that was up is believed down (convicted, or shut down).
+    Down {
+        /// Its address.
+        endpoint: SocketAddr,
+    },
+    /// An endpoint came back with a newer generation; its old state is gone.
+    Restarted {
+        /// Its address.
+        endpoint: SocketAddr,
+        /// Its new generation.
+        generation: Generation,
+    },
+    /// An endpoint announced a graceful shutdown (STATUS `shutdown`).
+    ShutDown {
+        /// Its address.
+        endpoint: SocketAddr,
+    },
+    /// An endpoint down longer than the removal delay left the table; its
+    /// address is quarantined.
+    Removed {
+        /// Its address.
+        endpoint: SocketAddr,
+    },
+    /// An application state of an endpoint changed. Changes made between two
+    /// polls coalesce: the latest value is reported.
+    StateChanged {
+        /// Its address.
+        endpoint: SocketAddr,
+        /// The key.
+        key: StateKey<'a>,
+        /// The new value and its version.
+        value: VersionedValue<'a>,
+    },
+}
+
+macro_rules! drop_reasons {
+    ($( $(#[$doc:meta])* $variant:ident => $name:literal, )*) => {
+        /// Why a received datagram was dropped. In every case the node's state
+        /// is unchanged.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum DropReason {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl DropReason {
+            /// Every reason, in a fixed order.
+            pub const ALL: &'static [DropReason] = &[$(DropReason::$variant),*];
+
+            /// A short snake_case name, for metrics.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $( DropReason::$variant => $name, )*
+                }
+            }
+        }
+    };
+}
+
+drop_reasons! {
+    /// Larger than `max_datagram_size`.
+    Oversized => "oversized",
+    /// Shorter than a header.
+    Truncated => "truncated",
+    /// Not a gossip datagram.
+    BadMagic => "bad_magic",
+    /// Another protocol version.
+    UnsupportedVersion => "unsupported_version",
+    /// Unknown flag bits.
+    UnsupportedFlags => "unsupported_flags",
+    /// From another cluster.
+    OtherCluster => "other_cluster",
+    /// A message kind this build does not know.
+    UnknownKind => "unknown_kind",
+    /// A body that does not parse.
+    Malformed => "malformed",
+    /// Bytes after the message.
+    TrailingBytes => "trailing_bytes",
+    /// Carries an authentication tag this node cannot check.
+    Unauthenticated => "unauthenticated",
+    /// Claims to come from this node's own address.
+    FromSelf => "from_self",
+    /// Its sender is a removed endpoint still in quarantine.
+    Quarantined => "quarantined",
+    /// Names one endpoint twice.
+    DuplicateEndpoint => "duplicate_endpoint",
+    /// A generation more than the allowed drift ahead of ours.
+    BogusGeneration => "bogus_generation",
+    /// An endpoint with more application states than allowed.
+    TooManyKeys => "too_many_keys",
+    /// A user key empty or longer than allowed.
+    BadKey => "bad_key",
+    /// A value longer than allowed.
+    ValueTooLong => "value_too_long",
+    /// A delta naming one key twice.
+    DuplicateKey => "duplicate_key",
+    /// A state larger than the fixed state storage.
+    StateCapacity => "state_capacity",
+    /// Too many replies already pending.
+    ReplyQueueFull => "reply_queue_full",
+    /// The node is shut down.
+    ShutDown => "shut_down",
+}
+
+impl DropReason {
+    fn from_wire(e: wire::Error) -> Self {
+        match e {
+            wire::Error::Truncated => DropReason::Truncated,
+            wire::Error::BadMagic => DropReason::BadMagic,
+            wire::Error::UnsupportedVersion(_) => DropReason::UnsupportedVersion,
+            wire::Error::UnsupportedFlags(_) => DropReason::UnsupportedFlags,
+            wire::Error::OtherCluster(_) => DropReason::OtherCluster,
+            wire::Error::UnknownKind(_) => DropReason::UnknownKind,
+            wire::Error::TrailingBytes => DropReason::TrailingBytes,
+            _ => DropReason::Malformed,
+        }
+    }
+
+    fn from_merge(e: MergeError) -> Self {
+        match e {
+            MergeError::BogusGeneration => DropReason::BogusGeneration,
+            MergeError::TooManyKeys => DropReason::TooManyKeys,
+            MergeError::BadKey => DropReason::BadKey,
+            MergeError::ValueTooLong => DropReason::ValueTooLong,
+            MergeError::DuplicateKey => DropReason::DuplicateKey,
+            MergeError::Capacity | MergeError::VersionExhausted => DropReason::StateCapacity,
+        }
+    }
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+const DROP_REASONS: usize = 21;
+const _: () = assert!(DropReason::ALL.len() == DROP_REASONS);
+
+/// Counters of what a node did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Datagrams handed to [`Node::handle_datagram`].
+    pub datagrams_in: u64,
+    /// Their bytes.
+    pub bytes_in: u64,
+    /// Datagrams returned by [`Node::poll_transmit`].
+    pub datagrams_out: u64,
+    /// Their bytes.
+    pub bytes_out: u64,
+    /// Datagrams sent, by kind: SYN, ACK, ACK2, SHUTDOWN.
+    pub sent_by_kind: [u64; 4],
+    /// Datagrams accepted, by kind: SYN, ACK, ACK2, SHUTDOWN.
+    pub received_by_kind: [u64; 4],
+    /// Gossip rounds run.
+    pub rounds: u64,
+    /// New endpoints refused because the table was full.
+    pub refused_endpoints: u64,
+    /// Deltas about quarantined endpoints' old generations, ignored.
+    pub ignored_quarantined: u64,
+    /// Replies (or SYNs) that could not be encoded into the buffer given.
+    pub unencodable: u64,
+    /// Why the latest dropped datagram was dropped.
+    pub last_drop: Option<DropReason>,
+    dropped: [u64; DROP_REASONS],
+}
+
+impl Stats {
+    /// Datagrams dropped for `reason`.
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.dropped.get(reason as usize).copied().unwrap_or(0)
+    }
+
+    /// Datagrams dropped for any reason.
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.iter().sum()
+    }
+
+    /// Every reason with its count.
+    pub fn drops(&self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
+        DropReason::ALL.iter().map(|r| (*r, self.dropped(*r)))
+    }
+
+    fn drop(&mut self, reason: DropReason) {
+        if let Some(c) = self.dropped.get_mut(reason as usize) {
+            *c = c.saturating_add(1);
+        }
+        self.last_drop = Some(reason);
+    }
+}
+
+fn kind_index(kind: Kind) -> usize {
+    match kind {
+        Kind::Syn => 0,
+        Kind::Ack => 1,
+        Kind::Ack2 => 2,
+        Kind::Shutdown => 3,
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Running,
+    /// Sending SHUTDOWN notices; `cursor` is the next slot to consider.
+    ShuttingDown {
+        cursor: usize,
+    },
+    Stopped,
+}
+
+/// One gossip node: the sans-IO state machine.
+///
+/// `S` chooses the storage ([`HeapStorage`](crate::HeapStorage) with an
+/// allocator, [`FixedStorage`](crate::FixedStorage) without); `R` is the
+/// caller's random number generator (any `rand_core` RNG; with the same seed
+/// and the same inputs a node's outputs are byte for byte the same).
+pub struct Node<S: Storage, R> {
+    config: Config,
+    local: SocketAddr,
+    me: EndpointState<S::StateBuf>,
+    peers: S::Peers,
+    index: S::Index,
+    free: S::Indices,
+    events: S::Indices,
+    event_head: usize,
+    replies: S::Replies,
+    reply_head: usize,
+    seeds: heapless::Vec<SocketAddr, MAX_SEEDS>,
+    targets: heapless::Vec<SocketAddr, MAX_TARGETS>,
+    rng: R,
+    next_round: Instant,
+    last_round: Option<Instant>,
+    pause_grace_until: Instant,
+    /// Occupied slots (members and quarantined).
+    occupied: usize,
+    /// Members believed alive.
+    alive: usize,
+    /// Members not believed alive (down or unproven).
+    unreachable: usize,
+    phase: Phase,
+    stats: Stats,
+}
+
+impl<S: Storage, R: Rng> Node<S, R> {
+    /// A node gossiping as `local` (its address, and identity, in the
+    /// cluster) in incarnation `generation`, knowing `seeds` (its own address
+    /// among them is ignored). Its first round is due at `now`.
+    ///
+    /// Fails when the configuration is invalid or the storage cannot hold
+    /// what it allows.
+    pub fn new(
+        config: Config,
+        local: SocketAddr,
+        generation: Generation,
+        seeds: &[SocketAddr],
+        mut rng: R,
+        now: Instant,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        check_storage::<S>(&config)?;
+        let mut seed_list = heapless::Vec::new();
+        for seed in seeds {
+            if *seed != local && !seed_list.contains(seed) {
+                seed_list
+                    .push(*seed)
+                    .map_err(|_| ConfigError::TooManySeeds)?;
+            }
+        }
+        let mut index = S::Index::default();
+        index.seed(rng.next_u64());
+        Ok(Self {
+            config,
+            local,
+            me: EndpointState::new(generation),
+            peers: S::Peers::default(),
+            index,
+            free: S::Indices::default(),
+            events: S::Indices::default(),
+            event_head: 0,
+            replies: S::Replies::default(),
+            reply_head: 0,
+            seeds: seed_list,
+            targets: heapless::Vec::new(),
+            rng,
+            next_round: now,
+            last_round: None,
+            pause_grace_until: Instant::ZERO,
+            occupied: 0,
+            alive: 0,
+            unreachable: 0,
+            phase: Phase::Running,
+            stats: Stats::default(),
+        })
+    }
+
+    // ---- inputs ---------------------------------------------------------
+
+    /// A datagram arrived from `from` (its source address; replies go there).
+    ///
+    /// Bad input never panics and is never an error for the caller: it is
+    /// dropped, counted by reason in [`Node::stats`], and leaves the state
+    /// unchanged. Every delta of a datagram is checked before any is applied.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        self.stats.datagrams_in += 1;
+        self.stats.bytes_in += datagram.len() as u64;
+        if let Err(reason) = self.try_handle(now, from, datagram) {
+            self.stats.drop(reason);
+        }
+    }
+
+    /// A deadline passed. Runs the gossip round when it is due; harmless when
+    /// called early or often.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.phase == Phase::Running && now >= self.next_round {
+            self.round(now);
+        }
+    }
+
+    // ---- commands -------------------------------------------------------
+
+    /// Sets one of this node's application states; it spreads from the next
+    /// round on. Returns the version it was written at.
+    pub fn set_local_state(
+        &mut self,
+        key: StateKey<'_>,
+        value: &[u8],
+    ) -> Result<Version, MergeError> {
+        let limits = self.config.limits;
+        self.me.set_local(key, value, &limits)
+    }
+
+    /// Leaves the cluster gracefully: STATUS becomes `shutdown,true`, the
+    /// heartbeat jumps to the highest version, and the following
+    /// [`poll_transmit`](Self::poll_transmit) calls return a SHUTDOWN notice
+    /// for every live peer, which marks this node down at once. When they are
+    /// drained, [`is_shut_down`](Self::is_shut_down) is true and the node
+    /// neither sends nor accepts anything more.
+    pub fn shutdown(&mut self, now: Instant) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        let limits = self.config.limits;
+        // Fails only if the state is full of other keys; the notice itself
+        // still marks this node down.
+        let _ = self.me.set_local(
+            StateKey::Known(ApplicationState::Status),
+            SHUTDOWN_STATUS,
+            &limits,
+        );
+        self.me.force_highest_heartbeat();
+        self.targets.clear();
+        self.replies.truncate(0);
+        self.reply_head = 0;
+        self.phase = Phase::ShuttingDown { cursor: 0 };
+        self.last_round = Some(now);
+    }
+
+    // ---- outputs --------------------------------------------------------
+
+    /// The next datagram to send, encoded into `buf` (at most
+    /// `max_datagram_size` bytes of it are used; give at least that many, or
+    /// what does not fit is counted in [`Stats::unencodable`] and skipped).
+    /// Call until `None` after every input.
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        let _ = now;
+        let limit = buf.len().min(self.config.max_datagram_size);
+        let buf = buf.get_mut(..limit)?;
+        loop {
+            let (destination, size, kind) = match self.phase {
+                Phase::Stopped => return None,
+                Phase::ShuttingDown { cursor } => match self.next_shutdown_target(cursor) {
+                    Some((slot, destination)) => {
+                        self.phase = Phase::ShuttingDown { cursor: slot + 1 };
+                        (destination, Some(self.write_shutdown(buf)), Kind::Shutdown)
+                    }
+                    None => {
+                        self.phase = Phase::Stopped;
+                        return None;
+                    }
+                },
+                Phase::Running => {
+                    if let Some(reply) = self.write_next_reply(buf) {
+                        reply
+                    } else if let Some(target) = self.targets.pop() {
+                        (target, Some(self.write_syn(buf)), Kind::Syn)
+                    } else {
+                        return None;
+                    }
+                }
+            };
+            let size = match size {
+                // Nothing to say (an exchange already in sync).
+                None => continue,
+                Some(0) => {
+                    self.stats.unencodable += 1;
+                    continue;
+                }
+                Some(size) => size,
+            };
+            self.stats.datagrams_out += 1;
+            self.stats.bytes_out += size as u64;
+            if let Some(c) = self.stats.sent_by_kind.get_mut(kind_index(kind)) {
+                *c += 1;
+            }
+            return Some(Transmit { destination, size });
+        }
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) is next due; `None` once
+    /// the node has shut down.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Running => Some(self.next_round),
+            _ => None,
+        }
+    }
+
+    /// The next membership event, `None` when there are none.
+    pub fn poll_event(&mut self) -> Option<Event<'_>> {
+        let (idx, kind) = self.next_event()?;
+        let peer = self.peers.as_slice().get(idx as usize)?;
+        let endpoint = peer.addr;
+        Some(match kind {
+            EventKind::Discovered => Event::Discovered { endpoint },
+            EventKind::Up => Event::Up { endpoint },
+            EventKind::Down => Event::Down { endpoint },
+            EventKind::Restarted => Event::Restarted {
+                endpoint,
+                generation: peer.state.generation(),
+            },
+            EventKind::ShutDown => Event::ShutDown { endpoint },
+            EventKind::Removed => Event::Removed { endpoint },
+            EventKind::StateChanged(version) => {
+                let (key, value) = peer.state.entries().find(|(_, v)| v.version == version)?;
+                Event::StateChanged {
+                    endpoint,
+                    key,
+                    value,
+                }
+            }
+        })
+    }
+
+    // ---- getters --------------------------------------------------------
+
+    /// This node's address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// This node's own state.
+    pub fn local_state(&self) -> &EndpointState<S::StateBuf> {
+        &self.me
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The seeds (without this node).
+    pub fn seeds(&self) -> &[SocketAddr] {
+        &self.seeds
+    }
+
+    /// Every known endpoint other than this node (removed ones excluded).
+    pub fn endpoints(&self) -> impl Iterator<Item = &Peer<S::StateBuf>> + '_ {
+        self.peers.as_slice().iter().filter(|p| p.is_member())
+    }
+
+    /// The endpoint at `addr`, if known (not this node).
+    pub fn endpoint(&self, addr: &SocketAddr) -> Option<&Peer<S::StateBuf>> {
+        let idx = self.index.find(addr, self.peers.as_slice())?;
+        self.peers
+            .as_slice()
+            .get(idx as usize)
+            .filter(|p| p.is_member())
+    }
+
+    /// Known endpoints (this node excluded).
+    pub fn endpoint_count(&self) -> usize {
+        self.alive + self.unreachable
+    }
+
+    /// Endpoints believed alive.
+    pub fn live_count(&self) -> usize {
+        self.alive
+    }
+
+    /// Endpoints not believed alive (down, or not yet proven alive).
+    pub fn unreachable_count(&self) -> usize {
+        self.unreachable
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) was called.
+    pub fn is_shutting_down(&self) -> bool {
+        self.phase != Phase::Running
+    }
+
+    /// Whether the shutdown notices have all been polled.
+    pub fn is_shut_down(&self) -> bool {
+        self.phase == Phase::Stopped
+    }
+
+    // ---- private: input -------------------------------------------------
+
+    fn try_handle(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        datagram: &[u8],
+    ) -> Result<(), DropReason> {
+        if self.phase != Phase::Running {
+            return Err(DropReason::ShutDown);
+        }
+        if datagram.len() > self.config.max_datagram_size {
+            return Err(DropReason::Oversized);
+        }
+        let decoded = wire::decode(datagram, self.config.cluster).map_err(DropReason::from_wire)?;
+        if decoded.auth_tag.is_some() {
+            return Err(DropReason::Unauthenticated);
+        }
+        let sender = decoded.header.sender;
+        if sender == self.local {
+            return Err(DropReason::FromSelf);
+        }
+        if let Some(idx) = self.index.find(&sender, self.peers.as_slice())
+            && self
+                .peers
+                .as_slice()
+                .get(idx as usize)
+                .is_some_and(|p| p.slot == Slot::Quarantined)
+            && !revives_sender(&decoded.message, self.peers.as_slice().get(idx as usize))
+        {
+            return Err(DropReason::Quarantined);
+        }
+        match decoded.message {
+            Message::Syn(_) => {
+                self.queue_reply(from, datagram)?;
+            }
+            Message::Ack(ack) => {
+                self.check_deltas(ack.deltas)?;
+                if !ack.requests.is_empty() {
+                    self.queue_reply(from, datagram)?;
+                }
+                for d in ack.deltas {
+                    self.apply_delta(now, sender, d.endpoint, &d.delta);
+                }
+            }
+            Message::Ack2(ack2) => {
+                self.check_deltas(ack2.deltas)?;
+                for d in ack2.deltas {
+                    self.apply_delta(now, sender, d.endpoint, &d.delta);
+                }
+            }
+            Message::Shutdown(notice) => {
+                self.check_delta(sender, &notice.delta)?;
+                self.apply_delta(now, sender, sender, &notice.delta);
+                self.mark_shut_down(now, sender, notice.delta.generation);
+            }
+        }
+        if decoded.message.kind() != Kind::Shutdown {
+            self.heard_from(now, sender);
+        }
+        if let Some(c) = self
+            .stats
+            .received_by_kind
+            .get_mut(kind_index(decoded.message.kind()))
+        {
+            *c += 1;
+        }
+        Ok(())
+    }
+
+    /// A valid datagram came from `sender` itself: proof that it is alive.
+    fn heard_from(&mut self, now: Instant, sender: SocketAddr) {
+        let initial = self.config.fd_initial_interval();
+        let threshold = self.config.phi_threshold;
+        let Some(idx) = self.index.find(&sender, self.peers.as_slice()) else {
+            return;
+        };
+        let Some(p) = self.peers.as_mut_slice().get_mut(idx as usize) else {
+            return;
+        };
+        if !p.is_member() || p.is_alive() || p.has_left() {
+            return;
+        }
+        // Counts as an arrival, so the detector does not convict it again at
+        // once on a stale last heartbeat.
+        let count_interval = now >= self.pause_grace_until;
+        p.window.record(now, initial, count_interval);
+        p.convict_at = p.window.convict_at(threshold);
+        self.set_liveness(idx, Liveness::Alive, now);
+    }
+
+    /// Keeps a SYN or ACK until its reply is polled.
+    fn queue_reply(&mut self, to: SocketAddr, datagram: &[u8]) -> Result<(), DropReason> {
+        let pending = self.replies.as_slice().len() - self.reply_head;
+        if pending >= self.config.max_pending_replies {
+            return Err(DropReason::ReplyQueueFull);
+        }
+        let mut bytes = S::Datagram::default();
+        bytes
+            .splice_gap(0, 0, datagram.len())
+            .map_err(|_| DropReason::Oversized)?
+            .copy_from_slice(datagram);
+        if self.reply_head > 0 {
+            // Reclaim the slots of replies already sent.
+            let head = self.reply_head;
+            self.replies.as_mut_slice().rotate_left(head);
+            let len = self.replies.as_slice().len() - head;
+            self.replies.truncate(len);
+            self.reply_head = 0;
+        }
+        self.replies
+            .try_push(Reply { to, bytes })
+            .map_err(|_| DropReason::ReplyQueueFull)
+    }
+
+    fn check_deltas(&self, deltas: wire::Deltas<'_>) -> Result<(), DropReason> {
+        for (i, d) in deltas.enumerate() {
+            if deltas.take(i).any(|prev| prev.endpoint == d.endpoint) {
+                return Err(DropReason::DuplicateEndpoint);
+            }
+            self.check_delta(d.endpoint, &d.delta)?;
+        }
+        Ok(())
+    }
+
+    fn check_delta(&self, endpoint: SocketAddr, delta: &Delta<'_>) -> Result<(), DropReason> {
+        if endpoint == self.local {
+            return Ok(());
+        }
+        let existing = self
+            .index
+            .find(&endpoint, self.peers.as_slice())
+            .and_then(|i| self.peers.as_slice().get(i as usize))
+            .filter(|p| p.is_member())
+            .map(|p| &p.state);
+        EndpointState::check(existing, delta, &self.config.limits, self.me.generation())
+            .map_err(DropReason::from_merge)
+    }
+
+    /// Merges a checked delta about `endpoint`, received from `sender`.
+    fn apply_delta(
+        &mut self,
+        now: Instant,
+        sender: SocketAddr,
+        endpoint: SocketAddr,
+        delta: &Delta<'_>,
+    ) {
+        if endpoint == self.local {
+            return;
+        }
+        let (idx, is_new) = match self.index.find(&endpoint, self.peers.as_slice()) {
+            Some(i) => match self.peers.as_slice().get(i as usize) {
+                Some(p) if p.slot == Slot::Quarantined => {
+                    if delta.generation <= p.state.generation() {
+                        self.stats.ignored_quarantined += 1;
+                        return;
+                    }
+                    // A restart after removal: welcome back as a new member.
+                    self.revive(i, delta.generation);
+                    (i, true)
+                }
+                Some(_) => (i, false),
+                None => return,
+            },
+            None => match self.insert_peer(endpoint, delta.generation) {
+                Some(i) => (i, true),
+                None => {
+                    self.stats.refused_endpoints += 1;
+                    return;
+                }
+            },
+        };
+        let limits = self.config.limits;
+        let local_generation = self.me.generation();
+        let initial = self.config.fd_initial_interval();
+        let threshold = self.config.phi_threshold;
+        let pause_grace_until = self.pause_grace_until;
+        let Some(peer) = self.peers.as_mut_slice().get_mut(idx as usize) else {
+            return;
+        };
+        let Ok(applied) = peer
+            .state
+            .apply(delta, &limits, local_generation, |_, _| {})
+        else {
+            // Unreachable: the delta was checked.
+            return;
+        };
+        if applied.stale {
+            return;
+        }
+        let mut dirty = applied.changed > 0;
+        if is_new {
+            peer.flags |= flags::EV_DISCOVERED;
+            dirty = true;
+        } else if applied.replaced {
+            peer.flags |= flags::EV_RESTARTED;
+            peer.reported_version = Version(0);
+            peer.window.reset();
+            dirty = true;
+        }
+        let first_hand = endpoint == sender;
+        if applied.heartbeat_advanced || is_new || applied.replaced {
+            peer.window.record(now, initial, now >= pause_grace_until);
+            peer.convict_at = peer.window.convict_at(threshold);
+        }
+        let left = peer.status_says_shutdown();
+        let had_left = peer.flags & flags::LEFT != 0;
+        if left && !had_left {
+            peer.flags |= flags::LEFT | flags::EV_SHUTDOWN;
+            dirty = true;
+        } else if !left && had_left {
+            peer.flags &= !flags::LEFT;
+        }
+        let liveness = if left {
+            Liveness::Down
+        } else if first_hand || (applied.heartbeat_advanced && peer.window.arrivals() >= 2) {
+            Liveness::Alive
+        } else if applied.replaced {
+            Liveness::Unknown
+        } else {
+            peer.liveness
+        };
+        if dirty {
+            self.mark_dirty(idx);
+        }
+        self.set_liveness(idx, liveness, now);
+    }
+
+    /// A SHUTDOWN notice from `sender` of `generation`: down at once.
+    fn mark_shut_down(&mut self, now: Instant, sender: SocketAddr, generation: Generation) {
+        let Some(idx) = self.index.find(&sender, self.peers.as_slice()) else {
+            return;
+        };
+        let Some(peer) = self.peers.as_mut_slice().get_mut(idx as usize) else {
+            return;
+        };
+        if !peer.is_member() || peer.state.generation() != generation {
+            return;
+        }
+        if peer.flags & flags::LEFT == 0 {
+            peer.flags |= flags::LEFT | flags::EV_SHUTDOWN;
+            self.mark_dirty(idx);
+        }
+        self.set_liveness(idx, Liveness::Down, now);
+    }
+
+    // ---- private: the round ---------------------------------------------
+
+    fn round(&mut self, now: Instant) {
+        let pause = self.config.max_local_pause();
+        if let Some(last) = self.last_round
+            && now - last > pause
+        {
+            // We were frozen: peers' silence is ours. Do not convict for a while.
+            self.pause_grace_until = now + pause;
+        }
+        self.last_round = Some(now);
+        self.stats.rounds += 1;
+        // Cannot fail while running (the counter is exhausted only by shutdown).
+        let _ = self.me.beat();
+        self.choose_targets();
+        self.status_check(now);
+        self.next_round = now + self.jittered_interval();
+    }
+
+    fn jittered_interval(&mut self) -> Duration {
+        let base = u64::try_from(self.config.gossip_interval.as_micros()).unwrap_or(u64::MAX);
+        let spread = base / 100 * u64::from(self.config.interval_jitter_percent);
+        let offset = match spread.checked_mul(2).and_then(|s| s.checked_add(1)) {
+            Some(range) if spread > 0 => self.rng.next_u64() % range,
+            _ => spread,
+        };
+        Duration::from_micros((base - spread).saturating_add(offset))
+    }
+
+    /// Cassandra's peer selection: `fanout` random live peers; an unreachable
+    /// one with probability `unreachable / (live + 1)`; a seed when no live
+    /// target was one or fewer peers are live than there are seeds, with
+    /// probability `seeds / (live + unreachable)` (always when none is live).
+    fn choose_targets(&mut self) {
+        self.targets.clear();
+        let mut gossiped_to_seed = false;
+        for _ in 0..self.config.fanout {
+            if let Some(addr) = self.random_member(true) {
+                gossiped_to_seed |= self.seeds.contains(&addr);
+                self.add_target(addr);
+            }
+        }
+        if self.unreachable > 0
+            && self.rng.next_u64() % (self.alive as u64 + 1) < self.unreachable as u64
+            && let Some(addr) = self.random_member(false)
+        {
+            self.add_target(addr);
+        }
+        let seeds = self.seeds.len();
+        if seeds > 0 && (!gossiped_to_seed || self.alive < seeds) {
+            let known = (self.alive + self.unreachable) as u64;
+            let go = self.alive == 0 || self.rng.next_u64() % known.max(1) < seeds as u64;
+            if go {
+                let pick = (self.rng.next_u64() % seeds as u64) as usize;
+                if let Some(seed) = self.seeds.get(pick).copied() {
+                    self.add_target(seed);
+                }
+            }
+        }
+    }
+
+    fn add_target(&mut self, addr: SocketAddr) {
+        if !self.targets.contains(&addr) {
+            // Capacity covers fanout + 2.
+            let _ = self.targets.push(addr);
+        }
+    }
+
+    /// A uniformly random member that is alive (`alive == true`) or not.
+    fn random_member(&mut self, alive: bool) -> Option<SocketAddr> {
+        let count = if alive { self.alive } else { self.unreachable };
+        let len = self.peers.as_slice().len();
+        if count == 0 || len == 0 {
+            return None;
+        }
+        let matches = |p: &Peer<S::StateBuf>| p.is_member() && p.is_alive() == alive;
+        // Rejection sampling is O(1) when matches are dense...
+        for _ in 0..16 {
+            let i = (self.rng.next_u64() % len as u64) as usize;
+            if let Some(p) = self.peers.as_slice().get(i).filter(|p| matches(p)) {
+                return Some(p.addr);
+            }
+        }
+        // ...and this is exact when they are sparse.
+        let k = (self.rng.next_u64() % count as u64) as usize;
+        self.peers
+            .as_slice()
+            .iter()
+            .filter(|p| matches(p))
+            .nth(k)
+            .map(|p| p.addr)
+    }
+
+    /// Convicts silent peers, removes long-down ones, ends quarantines.
+    fn status_check(&mut self, now: Instant) {
+        let removal = self.config.removal_delay;
+        let convicting = now >= self.pause_grace_until;
+        for i in 0..self.peers.as_slice().len() {
+            let idx = i as u32;
+            let Some(p) = self.peers.as_slice().get(i) else {
+                break;
+            };
+            match p.slot {
+                Slot::Member if p.liveness != Liveness::Down => {
+                    if convicting && now >= p.convict_at {
+                        self.set_liveness(idx, Liveness::Down, now);
+                    }
+                }
+                Slot::Member => {
+                    if now - p.since >= removal {
+                        self.remove(idx, now);
+                    }
+                }
+                Slot::Quarantined => {
+                    if now >= p.since {
+                        self.vacate(idx);
+                    }
+                }
+                Slot::Vacant => {}
+            }
+        }
+    }
+
+    // ---- private: table bookkeeping -------------------------------------
+
+    fn insert_peer(&mut self, addr: SocketAddr, generation: Generation) -> Option<u32> {
+        if self.occupied >= self.config.max_peers {
+            return None;
+        }
+        let peer = Peer::new(addr, generation);
+        let idx = match self.free.as_slice().last().copied() {
+            Some(free) => {
+                let len = self.free.as_slice().len();
+                self.free.truncate(len - 1);
+                let slot = self.peers.as_mut_slice().get_mut(free as usize)?;
+                // The slot may still sit in the event queue.
+                let queued = slot.flags & flags::QUEUED;
+                *slot = peer;
+                slot.flags = queued;
+                free
+            }
+            None => {
+                let idx = u32::try_from(self.peers.as_slice().len()).ok()?;
+                self.peers.try_push(peer).ok()?;
+                idx
+            }
+        };
+        self.index.insert(idx, self.peers.as_slice());
+        self.occupied += 1;
+        self.unreachable += 1;
+        Some(idx)
+    }
+
+    /// A quarantined slot becomes a fresh member at `generation`.
+    fn revive(&mut self, idx: u32, generation: Generation) {
+        let Some(p) = self.peers.as_mut_slice().get_mut(idx as usize) else {
+            return;
+        };
+        let queued = p.flags & flags::QUEUED;
+        *p = Peer::new(p.addr, generation);
+        p.flags = queued;
+        self.unreachable += 1;
+    }
+
+    fn set_liveness(&mut self, idx: u32, liveness: Liveness, now: Instant) {
+        let Some(p) = self.peers.as_mut_slice().get_mut(idx as usize) else {
+            return;
+        };
+        if p.liveness == liveness || !p.is_member() {
+            return;
+        }
+        let was_alive = p.liveness == Liveness::Alive;
+        p.liveness = liveness;
+        if liveness == Liveness::Down {
+            p.since = now;
+        }
+        match (was_alive, liveness == Liveness::Alive) {
+            (true, false) => {
+                self.alive -= 1;
+                self.unreachable += 1;
+            }
+            (false, true) => {
+                self.alive += 1;
+                self.unreachable -= 1;
+            }
+            _ => {}
+        }
+        self.mark_dirty(idx);
+    }
+
+    /// Removes a long-down member; its address is quarantined.
+    fn remove(&mut self, idx: u32, now: Instant) {
+        let quarantine = self.config.quarantine_delay;
+        let Some(p) = self.peers.as_mut_slice().get_mut(idx as usize) else {
+            return;
+        };
+        if !p.is_member() {
+            return;
+        }
+        if p.liveness == Liveness::Alive {
+            self.alive -= 1;
+        } else {
+            self.unreachable -= 1;
+        }
+        let generation = p.state.generation();
+        p.state = EndpointState::new(generation);
+        p.slot = Slot::Quarantined;
+        p.since = now + quarantine;
+        p.flags = (p.flags & flags::QUEUED) | flags::EV_REMOVED;
+        self.mark_dirty(idx);
+    }
+
+    /// Frees a slot whose quarantine ended.
+    fn vacate(&mut self, idx: u32) {
+        self.index.remove(idx, self.peers.as_slice());
+        let Some(p) = self.peers.as_mut_slice().get_mut(idx as usize) else {
+            return;
+        };
+        p.slot = Slot::Vacant;
+        p.state = EndpointState::new(Generation(0));
+        p.flags &= flags::QUEUED;
+        self.occupied -= 1;
+        // The free list has room for every slot.
+        let _ = self.free.try_push(idx);
+    }
+
+    fn mark_dirty(&mut self, idx: u32) {
+        let Some(p) = self.peers.as_mut_slice().get_mut(idx as usize) else {
+            return;
+        };
+        if p.flags & flags::QUEUED != 0 {
+            return;
+        }
+        p.flags |= flags::QUEUED;
+        if self.events.try_push(idx).is_ok() {
+            return;
+        }
+        // Full: reclaim the entries already reported, then retry.
+        let head = self.event_head;
+        let len = self.events.as_slice().len();
+        self.events.as_mut_slice().copy_within(head.., 0);
+        self.events.truncate(len - head);
+        self.event_head = 0;
+        if self.events.try_push(idx).is_err()
+            && let Some(p) = self.peers.as_mut_slice().get_mut(idx as usize)
+        {
+            p.flags &= !flags::QUEUED;
+        }
+    }
+
+    fn next_event(&mut self) -> Option<(u32, EventKind)> {
+        loop {
+            let Some(idx) = self.events.as_slice().get(self.event_head).copied() else {
+                self.events.truncate(0);
+                self.event_head = 0;
+                return None;
+            };
+            if let Some(peer) = self.peers.as_mut_slice().get_mut(idx as usize) {
+                if let Some(kind) = take_event(peer) {
+                    return Some((idx, kind));
+                }
+                peer.flags &= !flags::QUEUED;
+            }
+            self.event_head += 1;
+        }
+    }
+
+    // ---- private: output ------------------------------------------------
+
+    fn header(&self) -> Header {
+        Header {
+            cluster: self.config.cluster,
+            sender: self.local,
+        }
+    }
+
+    fn own_digest(&self) -> GossipDigest {
+        GossipDigest {
+            endpoint: self.local,
+            generation: self.me.generation(),
+            max_version: self.me.max_version(),
+        }
+    }
+
+    fn next_shutdown_target(&self, cursor: usize) -> Option<(usize, SocketAddr)> {
+        self.peers
+            .as_slice()
+            .iter()
+            .enumerate()
+            .skip(cursor)
+            .find(|(_, p)| p.is_member() && p.is_alive())
+            .map(|(i, p)| (i, p.addr))
+    }
+
+    fn write_shutdown(&self, buf: &mut [u8]) -> usize {
+        // STATUS and the heartbeat are the two newest items: they always fit.
+        let status_version = self
+            .me
+            .get(&StateKey::Known(ApplicationState::Status))
+            .filter(|v| v.value.starts_with(SHUTDOWN_STATUS_PREFIX))
+            .map_or(Version(0), |v| v.version);
+        let above = Version(status_version.0.saturating_sub(1));
+        wire::encode_shutdown(
+            buf,
+            &self.header(),
+            self.me.generation(),
+            self.me.items_above(above),
+        )
+        .unwrap_or(0)
+    }
+
+    fn write_syn(&mut self, buf: &mut [u8]) -> usize {
+        let len = self.peers.as_slice().len();
+        let start = if len > 0 {
+            (self.rng.next_u64() % len as u64) as usize
+        } else {
+            0
+        };
+        let header = self.header();
+        let own = self.own_digest();
+        let Ok(mut w) = SynWriter::new(buf, &header) else {
+            return 0;
+        };
+        if !w.push(&own) {
+            return 0;
+        }
+        let peers = self.peers.as_slice();
+        for k in 0..len {
+            let Some(p) = peers.get((start + k) % len) else {
+                continue;
+            };
+            if p.is_member() && !w.push(&digest_of(p)) {
+                break;
+            }
+        }
+        w.finish(self.known())
+    }
+
+    /// Endpoints this node knows, itself included.
+    fn known(&self) -> u32 {
+        u32::try_from(1 + self.alive + self.unreachable).unwrap_or(u32::MAX)
+    }
+
+    /// Encodes the reply to the oldest pending SYN or ACK, if any: its
+    /// destination, its size (`None`: nothing to send, `Some(0)`: could not be
+    /// encoded) and kind.
+    fn write_next_reply(&mut self, buf: &mut [u8]) -> Option<(SocketAddr, Option<usize>, Kind)> {
+        let header = self.header();
+        let occupied = self.occupied;
+        let known = self.known();
+        let len = self.peers.as_slice().len().max(1) as u64;
+        let offset = (self.rng.next_u64() % len) as usize;
+        let Node {
+            config,
+            me,
+            peers,
+            index,
+            replies,
+            reply_head,
+            local,
+            ..
+        } = self;
+        let reply = replies.as_slice().get(*reply_head)?;
+        *reply_head += 1;
+        let ctx: ReplyContext<'_, S> = ReplyContext {
+            local: *local,
+            me: &*me,
+            index: &*index,
+            room_for_new: occupied < config.max_peers,
+            known,
+            offset,
+        };
+        let (size, kind) = match wire::decode(reply.bytes.bytes(), config.cluster) {
+            Ok(d) => match d.message {
+                Message::Syn(syn) => (write_ack(&ctx, peers, syn, &header, buf), Kind::Ack),
+                Message::Ack(ack) => (
+                    write_ack2(&ctx, peers.as_slice(), ack.requests, &header, buf),
+                    Kind::Ack2,
+                ),
+                // Only SYNs and ACKs are queued.
+                _ => (None, Kind::Ack),
+            },
+            // Unreachable: it was decoded when queued.
+            Err(_) => (None, Kind::Ack),
+        };
+        Some((reply.to, size, kind))
+    }
+}
+
+fn check_storage<S: Storage>(config: &Config) -> Result<(), ConfigError> {
+    let short = |cap: Option<usize>, need: usize| cap.is_some_and(|c| c < need);
+    if short(S::Peers::default().capacity_limit(), config.max_peers)
+        || short(S::Indices::default().capacity_limit(), config.max_peers)
+    {
+        return Err(ConfigError::Storage(StorageShortfall::Peers));
+    }
+    if short(
+        S::StateBuf::default().capacity_limit(),
+        config.limits.max_state_bytes(),
+    ) {
+        return Err(ConfigError::Storage(StorageShortfall::StateBytes));
+    }
+    if short(
+        S::Datagram::default().capacity_limit(),
+        config.max_datagram_size,
+    ) {
+        return Err(ConfigError::Storage(StorageShortfall::DatagramBytes));
+    }
+    if short(
+        S::Replies::default().capacity_limit(),
+        config.max_pending_replies,
+    ) {
+        return Err(ConfigError::Storage(StorageShortfall::Replies));
+    }
+    Ok(())
+}
+
+/// Whether a datagram from a quarantined sender carries its restart (a newer
+/// generation of itself), which ends the quarantine.
+fn revives_sender<B: StateBuf>(message: &Message<'_>, peer: Option<&Peer<B>>) -> bool {
+    let Some(peer) = peer else {
+        return false;
+    };
+    let newer = |generation: Generation| generation > peer.state.generation();
+    match *message {
+        Message::Syn(syn) => syn
+            .digests
+            .into_iter()
+            .any(|d| d.endpoint == peer.addr && newer(d.generation)),
+        Message::Ack(ack) => ack
+            .deltas
+            .into_iter()
+            .any(|d| d.endpoint == peer.addr && newer(d.delta.generation)),
+        Message::Ack2(ack2) => ack2
+            .deltas
+            .into_iter()
+            .any(|d| d.endpoint == peer.addr && newer(d.delta.generation)),
+        Message::Shutdown(_) => false,
+    }
+}
+
+fn digest_of<B: StateBuf>(p: &Peer<B>) -> GossipDigest {
+    GossipDigest {
+        endpoint: p.addr,
+        generation: p.state.generation(),
+        max_version: p.state.max_version(),
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum EventKind {
+    Discovered,
+    Up,
+    Down,
+    Restarted,
+    ShutDown,
+    Removed,
+    StateChanged(Version),
+}
+
+/// The next event of one peer, clearing what it reports.
+fn take_event<B: StateBuf>(peer: &mut Peer<B>) -> Option<EventKind> {
+    let mut take = |flag: u8| {
+        let set = peer.flags & flag != 0;
+        peer.flags &= !flag;
+        set
+    };
+    match peer.slot {
+        Slot::Vacant => None,
+        Slot::Quarantined => take(flags::EV_REMOVED).then_some(EventKind::Removed),
+        Slot::Member => {
+            if take(flags::EV_DISCOVERED) {
+                return Some(EventKind::Discovered);
+            }
+            if take(flags::EV_RESTARTED) {
+                return Some(EventKind::Restarted);
+            }
+            let reported = peer.reported_version;
+            if let Some((_, value)) = peer.state.entries().find(|(_, v)| v.version > reported) {
+                peer.reported_version = value.version;
+                return Some(EventKind::StateChanged(value.version));
+            }
+            if take(flags::EV_SHUTDOWN) {
+                return Some(EventKind::ShutDown);
+            }
+            let before = peer.reported;
+            peer.reported = peer.liveness;
+            match (before, peer.liveness) {
+                (b, Liveness::Alive) if b != Liveness::Alive => Some(EventKind::Up),
+                (Liveness::Alive, Liveness::Down) => Some(EventKind::Down),
+                _ => None,
+            }
+        }
+    }
+}
+
+// ---- reply building ---------------------------------------------------------
+
+struct ReplyContext<'a, S: Storage> {
+    local: SocketAddr,
+    me: &'a EndpointState<S::StateBuf>,
+    index: &'a S::Index,
+    room_for_new: bool,
+    /// Endpoints we know, ourselves included.
+    known: u32,
+    /// Where to start offering unmentioned endpoints to a partial SYN.
+    offset: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Who {
+    Local,
+    Peer(u32),
+}
+
+/// A delta worth sending: everything of `who` above `above`.
+#[derive(Clone, Copy, Debug)]
+struct Candidate {
+    gap: u64,
+    who: Who,
+    above: Version,
+}
+
+/// How our view of an endpoint compares with a digest of it.
+enum Compare {
+    /// They know a newer generation: ask for all of it.
+    RequestAll,
+    /// They know newer versions: ask for what is above ours.
+    RequestAbove(Version),
+    /// We know more: send what is above theirs (0 for all).
+    Send(Candidate),
+    Same,
+}
+
+fn compare<B: StateBuf>(
+    ours: &EndpointState<B>,
+    who: Who,
+    generation: Generation,
+    version: Version,
+) -> Compare {
+    let mine = ours.max_version();
+    if generation > ours.generation() {
+        Compare::RequestAll
+    } else if generation < ours.generation() {
+        Compare::Send(Candidate {
+            gap: mine.0,
+            who,
+            above: Version(0),
+        })
+    } else if version > mine {
+        Compare::RequestAbove(mine)
+    } else if version < mine {
+        Compare::Send(Candidate {
+            gap: mine.0 - version.0,
+            who,
+            above: version,
+        })
+    } else {
+        Compare::Same
+    }
+}
+
+/// The largest-gap candidates, bounded.
+struct Ranked {
+    items: heapless::Vec<Candidate, RANKED_DELTAS>,
+}
+
+impl Ranked {
+    fn new() -> Self {
+        Self {
+            items: heapless::Vec::new(),
+        }
+    }
+
+    fn offer(&mut self, c: Candidate) {
+        if let Err(c) = self.items.push(c) {
+            let min = self
+                .items
+                .iter_mut()
+                .min_by_key(|x| x.gap)
+                .filter(|x| x.gap < c.gap);
+            if let Some(slot) = min {
+                *slot = c;
+            }
+        }
+    }
+
+    fn sorted(mut self) -> heapless::Vec<Candidate, RANKED_DELTAS> {
+        self.items
+            .sort_unstable_by_key(|c| core::cmp::Reverse(c.gap));
+        self.items
+    }
+
+    fn contains(items: &[Candidate], who: Who) -> bool {
+        items.iter().any(|c| c.who == who)
+    }
+}
+
+/// Something deltas can be pushed into.
+trait DeltaSink {
+    fn push<B: StateBuf>(
+        &mut self,
+        addr: SocketAddr,
+        state: &EndpointState<B>,
+        above: Version,
+    ) -> usize;
+}
+
+impl DeltaSink for AckWriter<'_> {
+    fn push<B: StateBuf>(
+        &mut self,
+        addr: SocketAddr,
+        state: &EndpointState<B>,
+        above: Version,
+    ) -> usize {
+        self.push_delta(addr, state.generation(), state.items_above(above))
+    }
+}
+
+impl DeltaSink for Ack2Writer<'_> {
+    fn push<B: StateBuf>(
+        &mut self,
+        addr: SocketAddr,
+        state: &EndpointState<B>,
+        above: Version,
+    ) -> usize {
+        self.push_delta(addr, state.generation(), state.items_above(above))
+    }
+}
+
+/// Writes the ranked candidates, then the others `visit` yields, until the
+/// writer is full. `visit` stops when its callback returns false.
+fn write_deltas<S: Storage>(
+    ctx: &ReplyContext<'_, S>,
+    peers: &[Peer<S::StateBuf>],
+    w: &mut impl DeltaSink,
+    ranked: &[Candidate],
+    visit: impl FnOnce(&mut dyn FnMut(Candidate) -> bool),
+) {
+    let mut misses = 0;
+    let mut write = |c: &Candidate, misses: &mut u32| {
+        if *misses >= FULL_AFTER_MISSES {
+            return;
+        }
+        let written = match c.who {
+            Who::Local => w.push(ctx.local, ctx.me, c.above),
+            Who::Peer(i) => match peers.get(i as usize) {
+                Some(p) => w.push(p.addr, &p.state, c.above),
+                None => 1,
+            },
+        };
+        if written == 0 {
+            *misses += 1;
+        } else {
+            *misses = 0;
+        }
+    };
+    for c in ranked {
+        write(c, &mut misses);
+    }
+    visit(&mut |c| {
+        if !Ranked::contains(ranked, c.who) {
+            write(&c, &mut misses);
+        }
+        misses < FULL_AFTER_MISSES
+    });
+}
+
+/// The ACK to a SYN: requests for what we lack, deltas of what they lack.
+fn write_ack<S: Storage>(
+    ctx: &ReplyContext<'_, S>,
+    peers: &mut S::Peers,
+    syn: Syn<'_>,
+    header: &Header,
+    buf: &mut [u8],
+) -> Option<usize> {
+    let request_budget = buf.len() / 2;
+    let Ok(mut w) = AckWriter::new(buf, header) else {
+        return Some(0);
+    };
+    // A complete SYN lists everything its sender knows: what it does not
+    // mention is news to it. A partial SYN from a sender that knows fewer
+    // endpoints than we do lacks some: what it does not mention may be news,
+    // sent in whatever room is left.
+    let complete = syn.is_complete();
+    let sender_lacks = !complete && ctx.known > syn.known;
+    let mark = complete || sender_lacks;
+    let mut local_mentioned = false;
+    if mark {
+        for d in syn.digests {
+            if d.endpoint == ctx.local {
+                local_mentioned = true;
+            } else if let Some(i) = ctx.index.find(&d.endpoint, peers.as_slice())
+                && let Some(p) = peers.as_mut_slice().get_mut(i as usize)
+            {
+                p.flags |= flags::MENTIONED;
+            }
+        }
+    }
+    let peers_ro = peers.as_slice();
+    let lookup = |d: &GossipDigest| -> Option<(Who, &EndpointState<S::StateBuf>)> {
+        if d.endpoint == ctx.local {
+            return Some((Who::Local, ctx.me));
+        }
+        let i = ctx.index.find(&d.endpoint, peers_ro)?;
+        let p = peers_ro.get(i as usize)?;
+        p.is_member().then_some((Who::Peer(i), &p.state))
+    };
+    let mut ranked = Ranked::new();
+    let mut requests_open = true;
+    for d in syn.digests {
+        let request = match lookup(&d) {
+            None => {
+                let quarantined_old = ctx
+                    .index
+                    .find(&d.endpoint, peers_ro)
+                    .and_then(|i| peers_ro.get(i as usize))
+                    .is_some_and(|p| d.generation <= p.state.generation());
+                (ctx.room_for_new && !quarantined_old).then_some(Version(0))
+            }
+            Some((who, ours)) => match compare(ours, who, d.generation, d.max_version) {
+                Compare::RequestAll if who != Who::Local => Some(Version(0)),
+                Compare::RequestAbove(v) if who != Who::Local => Some(v),
+                Compare::Send(c) => {
+                    ranked.offer(c);
+                    None
+                }
+                _ => None,
+            },
+        };
+        if let Some(version) = request
+            && requests_open
+        {
+            requests_open = w.len() < request_budget
+                && w.push_request(&GossipDigest {
+                    endpoint: d.endpoint,
+                    generation: d.generation,
+                    max_version: version,
+                });
+        }
+    }
+    let unmentioned = |f: &mut dyn FnMut(Candidate) -> bool, start: usize| {
+        if !local_mentioned && !f(everything(Who::Local, ctx.me)) {
+            return false;
+        }
+        let len = peers_ro.len();
+        for k in 0..len {
+            let i = (start + k) % len;
+            if let Some(p) = peers_ro.get(i)
+                && p.is_member()
+                && p.flags & flags::MENTIONED == 0
+                && !f(everything(Who::Peer(i as u32), &p.state))
+            {
+                return false;
+            }
+        }
+        true
+    };
+    if complete {
+        unmentioned(
+            &mut |c| {
+                ranked.offer(c);
+                true
+            },
+            0,
+        );
+    }
+    let ranked = ranked.sorted();
+    write_deltas(ctx, peers_ro, &mut w, &ranked, |f| {
+        for d in syn.digests {
+            if let Some((who, ours)) = lookup(&d)
+                && let Compare::Send(c) = compare(ours, who, d.generation, d.max_version)
+                && !f(c)
+            {
+                return;
+            }
+        }
+        if complete {
+            unmentioned(f, 0);
+        } else if sender_lacks {
+            unmentioned(f, ctx.offset);
+        }
+    });
+    let empty = w.requests() == 0 && w.deltas() == 0;
+    let size = w.finish();
+    if mark {
+        for d in syn.digests {
+            if let Some(i) = ctx.index.find(&d.endpoint, peers.as_slice())
+                && let Some(p) = peers.as_mut_slice().get_mut(i as usize)
+            {
+                p.flags &= !flags::MENTIONED;
+            }
+        }
+    }
+    (!empty).then_some(size)
+}
+
+fn everything<B: StateBuf>(who: Who, state: &EndpointState<B>) -> Candidate {
+    Candidate {
+        gap: state.max_version().0,
+        who,
+        above: Version(0),
+    }
+}
+
+/// The ACK2 to an ACK: what its requests asked for.
+fn write_ack2<S: Storage>(
+    ctx: &ReplyContext<'_, S>,
+    peers: &[Peer<S::StateBuf>],
+    requests: Digests<'_>,
+    header: &Header,
+    buf: &mut [u8],
+) -> Option<usize> {
+    let Ok(mut w) = Ack2Writer::new(buf, header) else {
+        return Some(0);
+    };
+    let candidate = |r: &GossipDigest| -> Option<Candidate> {
+        let (who, ours) = if r.endpoint == ctx.local {
+            (Who::Local, ctx.me)
+        } else {
+            let i = ctx.index.find(&r.endpoint, peers)?;
+            let p = peers.get(i as usize).filter(|p| p.is_member())?;
+            (Who::Peer(i), &p.state)
+        };
+        match compare(ours, who, r.generation, r.max_version) {
+            Compare::Send(c) => Some(c),
+            _ => None,
+        }
+    };
+    let mut ranked = Ranked::new();
+    for r in requests {
+        if let Some(c) = candidate(&r) {
+            ranked.offer(c);
+        }
+    }
+    let ranked = ranked.sorted();
+    write_deltas(ctx, peers, &mut w, &ranked, |f| {
+        for r in requests {
+            if let Some(c) = candidate(&r)
+                && !f(c)
+            {
+                return;
+            }
+        }
+    });
+    if w.deltas() == 0 {
+        return None;
+    }
+    Some(w.finish())
+}
+
+#[cfg(test)]
+mod tests;

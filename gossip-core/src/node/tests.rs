@@ -1,0 +1,1066 @@
+//! Protocol tests: several nodes driven by a tiny loop on a virtual clock. No
+//! sockets, no sleeps; every loop is bounded.
+
+extern crate std;
+
+use std::string::String;
+use std::vec::Vec;
+use std::{format, vec};
+
+use rand_core::SeedableRng;
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+use super::*;
+use crate::state::Limits;
+use crate::table::{FixedStorage, HeapStorage};
+use crate::wire::{ClusterId, EndpointDelta, encode_shutdown};
+
+const CLUSTER: ClusterId = ClusterId::from_name("test");
+const GEN: u64 = 1_700_000_000;
+const LATENCY: Duration = Duration::from_millis(1);
+
+type HeapNode = Node<HeapStorage, Xoshiro256PlusPlus>;
+
+fn addr(i: usize) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, (i + 1) as u8], 7000))
+}
+
+fn config() -> Config {
+    Config::new(CLUSTER)
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Ev {
+    Discovered(SocketAddr),
+    Up(SocketAddr),
+    Down(SocketAddr),
+    Restarted(SocketAddr, u64),
+    ShutDown(SocketAddr),
+    Removed(SocketAddr),
+    Changed(SocketAddr, String, Vec<u8>),
+}
+
+impl Ev {
+    fn from(e: Event<'_>) -> Self {
+        match e {
+            Event::Discovered { endpoint } => Ev::Discovered(endpoint),
+            Event::Up { endpoint } => Ev::Up(endpoint),
+            Event::Down { endpoint } => Ev::Down(endpoint),
+            Event::Restarted {
+                endpoint,
+                generation,
+            } => Ev::Restarted(endpoint, generation.0),
+            Event::ShutDown { endpoint } => Ev::ShutDown(endpoint),
+            Event::Removed { endpoint } => Ev::Removed(endpoint),
+            Event::StateChanged {
+                endpoint,
+                key,
+                value,
+            } => Ev::Changed(endpoint, format!("{key}"), value.value.to_vec()),
+        }
+    }
+}
+
+struct InFlight {
+    at: Instant,
+    from: usize,
+    to: SocketAddr,
+    bytes: Vec<u8>,
+}
+
+/// N nodes on a perfect network with 1 ms latency.
+struct Net<S: Storage> {
+    nodes: Vec<Option<Node<S, Xoshiro256PlusPlus>>>,
+    now: Instant,
+    flight: Vec<InFlight>,
+    /// Events each node reported, with when.
+    events: Vec<Vec<(Instant, Ev)>>,
+    /// Datagrams from or to these nodes are lost.
+    muted: Vec<bool>,
+    sent: usize,
+}
+
+impl<S: Storage> Net<S> {
+    fn new(n: usize, config: impl Fn(usize) -> Config) -> Self {
+        let mut net = Net {
+            nodes: Vec::new(),
+            now: Instant::from_millis(1_000),
+            flight: Vec::new(),
+            events: vec![Vec::new(); n],
+            muted: vec![false; n],
+            sent: 0,
+        };
+        for i in 0..n {
+            let node = net.make(i, config(i), GEN, &[addr(0)]);
+            net.nodes.push(Some(node));
+        }
+        net
+    }
+
+    fn make(
+        &self,
+        i: usize,
+        config: Config,
+        generation: u64,
+        seeds: &[SocketAddr],
+    ) -> Node<S, Xoshiro256PlusPlus> {
+        let rng = Xoshiro256PlusPlus::seed_from_u64(i as u64 * 7919 + generation);
+        Node::new(
+            config,
+            addr(i),
+            Generation(generation),
+            seeds,
+            rng,
+            self.now,
+        )
+        .unwrap()
+    }
+
+    fn node(&self, i: usize) -> &Node<S, Xoshiro256PlusPlus> {
+        self.nodes[i].as_ref().unwrap()
+    }
+
+    fn node_mut(&mut self, i: usize) -> &mut Node<S, Xoshiro256PlusPlus> {
+        self.nodes[i].as_mut().unwrap()
+    }
+
+    /// The drain rule: transmits, then (the timeout is read by `step`) events.
+    fn drain(&mut self, i: usize) {
+        let now = self.now;
+        let Some(node) = self.nodes[i].as_mut() else {
+            return;
+        };
+        let mut buf = [0u8; 1400];
+        for _ in 0..10_000 {
+            let Some(t) = node.poll_transmit(now, &mut buf) else {
+                break;
+            };
+            assert!(t.size <= node.config().max_datagram_size);
+            self.sent += 1;
+            if !self.muted[i] {
+                self.flight.push(InFlight {
+                    at: now + LATENCY,
+                    from: i,
+                    to: t.destination,
+                    bytes: buf[..t.size].to_vec(),
+                });
+            }
+        }
+        for _ in 0..10_000 {
+            let Some(e) = node.poll_event() else {
+                break;
+            };
+            self.events[i].push((now, Ev::from(e)));
+        }
+    }
+
+    fn index_of(&self, a: SocketAddr) -> Option<usize> {
+        (0..self.nodes.len()).find(|i| addr(*i) == a)
+    }
+
+    /// Advances the clock to the next delivery or deadline and handles it.
+    fn step(&mut self) {
+        let next_delivery = self.flight.iter().map(|f| f.at).min();
+        let next_timeout = self
+            .nodes
+            .iter()
+            .flatten()
+            .filter_map(|n| n.poll_timeout())
+            .min();
+        let next = match (next_delivery, next_timeout) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b).expect("nothing left to do"),
+        };
+        // A node back from a pause may have a deadline in the past.
+        let next = next.max(self.now);
+        self.now = next;
+        let (due, later): (Vec<_>, Vec<_>) = self.flight.drain(..).partition(|f| f.at <= next);
+        self.flight = later;
+        for f in due {
+            let Some(to) = self.index_of(f.to) else {
+                continue;
+            };
+            if self.muted[to] {
+                continue;
+            }
+            if let Some(node) = self.nodes[to].as_mut() {
+                node.handle_datagram(self.now, addr(f.from), &f.bytes);
+                self.drain(to);
+            }
+        }
+        for i in 0..self.nodes.len() {
+            if let Some(node) = self.nodes[i].as_mut()
+                && node.poll_timeout().is_some_and(|t| t <= self.now)
+            {
+                node.handle_timeout(self.now);
+                self.drain(i);
+            }
+        }
+    }
+
+    /// Steps until `done` or `limit` of virtual time passes. Returns whether
+    /// `done` held.
+    fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&Self) -> bool) -> bool {
+        let end = self.now + limit;
+        for _ in 0..1_000_000 {
+            if done(self) {
+                return true;
+            }
+            if self.now > end {
+                return false;
+            }
+            self.step();
+        }
+        false
+    }
+
+    fn run_for(&mut self, d: Duration) {
+        let end = self.now + d;
+        self.run_until(d + Duration::from_secs(1), |n| n.now >= end);
+    }
+
+    fn live(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|i| self.nodes[*i].is_some() && !self.muted[*i])
+            .collect()
+    }
+
+    /// Every live node sees every other live node alive.
+    fn converged(&self) -> bool {
+        let live = self.live();
+        live.iter().all(|&i| {
+            live.iter().all(|&j| {
+                i == j
+                    || self
+                        .node(i)
+                        .endpoint(&addr(j))
+                        .is_some_and(|p| p.is_alive())
+            })
+        })
+    }
+
+    fn saw(&self, i: usize, ev: &Ev) -> Option<Instant> {
+        self.events[i]
+            .iter()
+            .find(|(_, e)| e == ev)
+            .map(|(t, _)| *t)
+    }
+}
+
+fn net(n: usize) -> Net<HeapStorage> {
+    Net::new(n, |_| config())
+}
+
+/// Decodes a transmit for inspection.
+fn decoded(bytes: &[u8]) -> Message<'_> {
+    wire::decode(bytes, CLUSTER).unwrap().message
+}
+
+fn poll(node: &mut HeapNode, now: Instant) -> Option<(SocketAddr, Vec<u8>)> {
+    let mut buf = [0u8; 1400];
+    node.poll_transmit(now, &mut buf)
+        .map(|t| (t.destination, buf[..t.size].to_vec()))
+}
+
+#[test]
+fn three_nodes_exchange_syn_ack_ack2_step_by_step() {
+    let now = Instant::from_millis(1000);
+    let make = |i: usize| -> HeapNode {
+        let rng = Xoshiro256PlusPlus::seed_from_u64(i as u64);
+        Node::new(
+            config(),
+            addr(i),
+            Generation(GEN + i as u64),
+            &[addr(0)],
+            rng,
+            now,
+        )
+        .unwrap()
+    };
+    let (mut a, mut b, mut c) = (make(0), make(1), make(2));
+    a.set_local_state(StateKey::parse("DC"), b"dc1").unwrap();
+    c.set_local_state(StateKey::parse("zone"), b"z3").unwrap();
+
+    // C joins through A (its seed) first.
+    c.handle_timeout(now);
+    let (to, syn) = poll(&mut c, now).unwrap();
+    assert_eq!(to, addr(0));
+    assert_eq!(poll(&mut c, now), None);
+    a.handle_datagram(now, addr(2), &syn);
+    let (_, ack) = poll(&mut a, now).unwrap();
+    c.handle_datagram(now, addr(0), &ack);
+    let (_, ack2) = poll(&mut c, now).unwrap();
+    a.handle_datagram(now, addr(2), &ack2);
+    assert!(a.endpoint(&addr(2)).unwrap().is_alive());
+
+    // B joins through A, step by step.
+    b.handle_timeout(now);
+    let (to, syn) = poll(&mut b, now).unwrap();
+    assert_eq!(to, addr(0));
+    let Message::Syn(s) = decoded(&syn) else {
+        panic!("expected SYN")
+    };
+    // B knows only itself, and says its list is complete.
+    assert!(s.is_complete());
+    assert_eq!(s.known, 1);
+    let digests: Vec<_> = s.digests.collect();
+    assert_eq!(digests.len(), 1);
+    assert_eq!(digests[0].endpoint, addr(1));
+    assert_eq!(digests[0].generation, Generation(GEN + 1));
+
+    a.handle_datagram(now, addr(1), &syn);
+    let (to, ack) = poll(&mut a, now).unwrap();
+    assert_eq!(to, addr(1));
+    assert_eq!(poll(&mut a, now), None);
+    let Message::Ack(k) = decoded(&ack) else {
+        panic!("expected ACK")
+    };
+    // A asks B for everything (it does not know B)...
+    let requests: Vec<_> = k.requests.collect();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(
+        (requests[0].endpoint, requests[0].max_version),
+        (addr(1), Version(0))
+    );
+    // ...and sends what B lacks: itself and C, whole.
+    let mut delta_endpoints: Vec<_> = k.deltas.map(|d: EndpointDelta<'_>| d.endpoint).collect();
+    delta_endpoints.sort();
+    assert_eq!(delta_endpoints, [addr(0), addr(2)]);
+
+    b.handle_datagram(now, addr(0), &ack);
+    let (to, ack2) = poll(&mut b, now).unwrap();
+    assert_eq!(to, addr(0));
+    let Message::Ack2(k2) = decoded(&ack2) else {
+        panic!("expected ACK2")
+    };
+    let deltas: Vec<_> = k2.deltas.collect();
+    assert_eq!(deltas.len(), 1);
+    assert_eq!(deltas[0].endpoint, addr(1));
+    a.handle_datagram(now, addr(1), &ack2);
+    assert_eq!(poll(&mut a, now), None);
+
+    // B heard from A first-hand: alive. C only second-hand: not yet proven.
+    assert_eq!(b.endpoint(&addr(0)).unwrap().liveness(), Liveness::Alive);
+    assert_eq!(b.endpoint(&addr(2)).unwrap().liveness(), Liveness::Unknown);
+    assert_eq!(
+        b.endpoint(&addr(0))
+            .unwrap()
+            .state()
+            .get(&StateKey::parse("DC"))
+            .unwrap()
+            .value,
+        b"dc1"
+    );
+    assert_eq!(
+        b.endpoint(&addr(2))
+            .unwrap()
+            .state()
+            .get(&StateKey::parse("zone"))
+            .unwrap()
+            .value,
+        b"z3"
+    );
+    // A knows both, alive, with their states.
+    assert!(a.endpoint(&addr(1)).unwrap().is_alive());
+    assert_eq!(a.endpoint_count(), 2);
+    assert_eq!(a.live_count(), 2);
+    assert_eq!(a.stats().received_by_kind, [2, 0, 2, 0]);
+    assert_eq!(a.stats().sent_by_kind, [0, 2, 0, 0]);
+
+    // B's events: A discovered and up, with its state; C discovered.
+    let mut events = Vec::new();
+    while let Some(e) = b.poll_event() {
+        events.push(Ev::from(e));
+    }
+    assert!(events.contains(&Ev::Discovered(addr(0))));
+    assert!(events.contains(&Ev::Up(addr(0))));
+    assert!(events.contains(&Ev::Changed(addr(0), "DC".into(), b"dc1".to_vec())));
+    assert!(events.contains(&Ev::Discovered(addr(2))));
+    assert!(events.contains(&Ev::Changed(addr(2), "zone".into(), b"z3".to_vec())));
+    assert!(!events.contains(&Ev::Up(addr(2))));
+    assert_eq!(b.poll_event(), None);
+}
+
+#[test]
+fn joining_through_a_seed_learns_everyone() {
+    let mut net = net(8);
+    assert!(net.run_until(Duration::from_secs(30), |n| n.converged()));
+    for i in 0..8 {
+        assert_eq!(net.node(i).endpoint_count(), 7);
+        assert_eq!(net.node(i).live_count(), 7);
+    }
+    // Each node saw each other discovered and up exactly once.
+    for i in 0..8 {
+        for j in (0..8).filter(|j| *j != i) {
+            let ups = net.events[i]
+                .iter()
+                .filter(|(_, e)| *e == Ev::Up(addr(j)))
+                .count();
+            assert_eq!(ups, 1, "node {i} saw {j} up {ups} times");
+        }
+    }
+}
+
+#[test]
+fn a_state_change_reaches_everyone() {
+    let mut net = net(10);
+    assert!(net.run_until(Duration::from_secs(30), |n| n.converged()));
+    let start = net.now;
+    net.node_mut(3)
+        .set_local_state(StateKey::parse("LOAD"), b"0.75")
+        .unwrap();
+    let has = |n: &Net<HeapStorage>| {
+        (0..10).filter(|i| *i != 3).all(|i| {
+            n.node(i)
+                .endpoint(&addr(3))
+                .and_then(|p| {
+                    p.state()
+                        .get(&StateKey::parse("LOAD"))
+                        .map(|v| v.value == b"0.75")
+                })
+                .unwrap_or(false)
+        })
+    };
+    assert!(net.run_until(Duration::from_secs(30), has));
+    // And each node was told, once.
+    let ev = Ev::Changed(addr(3), "LOAD".into(), b"0.75".to_vec());
+    for i in (0..10).filter(|i| *i != 3) {
+        let t = net.saw(i, &ev).unwrap();
+        assert!(t >= start);
+    }
+}
+
+#[test]
+fn a_silent_node_is_convicted_when_phi_says_and_comes_back() {
+    let mut net = net(6);
+    assert!(net.run_until(Duration::from_secs(30), |n| n.converged()));
+    net.run_for(Duration::from_secs(20));
+    let silent = 4;
+    let victim = addr(silent);
+    net.muted[silent] = true;
+    let down = |n: &Net<HeapStorage>| {
+        n.live()
+            .iter()
+            .all(|&i| n.saw(i, &Ev::Down(victim)).is_some())
+    };
+    assert!(net.run_until(Duration::from_secs(60), down));
+    let interval = config().gossip_interval;
+    for i in net.live() {
+        let at = net.saw(i, &Ev::Down(victim)).unwrap();
+        let p = net.node(i).endpoint(&victim).unwrap();
+        let mean = p.window.mean().unwrap();
+        let last = p.last_heartbeat().unwrap();
+        // phi reaches 8 after 8 * ln 10 mean intervals of silence...
+        let convict_at = p.window.convict_at(8.0);
+        let want = mean.as_secs_f64() * 8.0 * core::f64::consts::LN_10;
+        let silence = (convict_at - last).as_secs_f64();
+        assert!((silence - want).abs() < 1e-3, "{silence} vs {want}");
+        // ...and the node convicted at its first round after that, not before.
+        assert!(at >= convict_at, "node {i} convicted early");
+        assert!(at - convict_at <= interval + interval / 5, "node {i} late");
+        assert!(p.phi(at) >= 8.0);
+        assert!(!p.is_alive());
+    }
+    // It speaks again: everyone sees it up.
+    net.muted[silent] = false;
+    let up_again = |n: &Net<HeapStorage>| {
+        n.live().iter().filter(|&&i| i != silent).all(|&i| {
+            n.events[i]
+                .iter()
+                .filter(|(_, e)| *e == Ev::Up(victim))
+                .count()
+                == 2
+        })
+    };
+    assert!(net.run_until(Duration::from_secs(30), up_again));
+    assert!(net.converged());
+}
+
+#[test]
+fn graceful_shutdown_is_seen_at_once() {
+    let mut net = net(6);
+    assert!(net.run_until(Duration::from_secs(30), |n| n.converged()));
+    let leaving = 2;
+    let at = net.now;
+    net.node_mut(leaving).shutdown(at);
+    assert!(net.node(leaving).is_shutting_down());
+    net.drain(leaving);
+    assert!(net.node(leaving).is_shut_down());
+    assert_eq!(net.node(leaving).poll_timeout(), None);
+    // One notice per live peer.
+    assert_eq!(net.node(leaving).stats().sent_by_kind[3], 5);
+    net.step(); // deliver the notices (1 ms)
+    for i in (0..6).filter(|i| *i != leaving) {
+        let p = net.node(i).endpoint(&addr(leaving)).unwrap();
+        assert!(!p.is_alive(), "node {i}");
+        assert!(p.has_left());
+        assert_eq!(p.state().heartbeat().version, Version::MAX);
+        assert_eq!(
+            p.state()
+                .get(&StateKey::Known(ApplicationState::Status))
+                .unwrap()
+                .value,
+            SHUTDOWN_STATUS
+        );
+        let shut = net.saw(i, &Ev::ShutDown(addr(leaving))).unwrap();
+        let down = net.saw(i, &Ev::Down(addr(leaving))).unwrap();
+        assert!(shut - at <= LATENCY && down - at <= LATENCY);
+    }
+    // The shut-down node ignores what it receives.
+    let before = net.node(leaving).stats().dropped(DropReason::ShutDown);
+    net.run_for(Duration::from_secs(5));
+    assert!(net.node(leaving).stats().dropped(DropReason::ShutDown) > before);
+    // Later gossip does not bring it back up.
+    for i in (0..6).filter(|i| *i != leaving) {
+        assert!(!net.node(i).endpoint(&addr(leaving)).unwrap().is_alive());
+    }
+}
+
+#[test]
+fn restart_with_a_newer_generation_replaces_state() {
+    let mut net = net(5);
+    let r = 3;
+    net.node_mut(r)
+        .set_local_state(StateKey::parse("old"), b"1")
+        .unwrap();
+    assert!(net.run_until(Duration::from_secs(30), |n| n.converged()));
+    assert!(net.run_until(Duration::from_secs(30), |n| {
+        (0..5)
+            .filter(|i| *i != r)
+            .all(|i| n.node(i).endpoint(&addr(r)).unwrap().state().len() == 1)
+    }));
+    // Crash, then restart with a higher generation and a different state.
+    net.nodes[r] = None;
+    net.run_for(Duration::from_secs(3));
+    let mut fresh = net.make(r, config(), GEN + 100, &[addr(0)]);
+    fresh.set_local_state(StateKey::parse("new"), b"2").unwrap();
+    net.nodes[r] = Some(fresh);
+    let restarted = Ev::Restarted(addr(r), GEN + 100);
+    let seen = |n: &Net<HeapStorage>| {
+        (0..5).filter(|i| *i != r).all(|i| {
+            n.saw(i, &restarted).is_some()
+                && n.node(i)
+                    .endpoint(&addr(r))
+                    .is_some_and(|p| p.is_alive() && p.state().len() == 1)
+        })
+    };
+    assert!(net.run_until(Duration::from_secs(30), seen));
+    for i in (0..5).filter(|i| *i != r) {
+        let p = net.node(i).endpoint(&addr(r)).unwrap();
+        assert_eq!(p.state().generation(), Generation(GEN + 100));
+        assert!(p.state().get(&StateKey::parse("old")).is_none());
+        assert_eq!(p.state().get(&StateKey::parse("new")).unwrap().value, b"2");
+    }
+}
+
+#[test]
+fn a_full_table_refuses_newcomers() {
+    let mut net: Net<HeapStorage> = Net::new(6, |i| {
+        let mut c = config();
+        if i == 0 {
+            c.max_peers = 3;
+        }
+        c
+    });
+    net.run_for(Duration::from_secs(20));
+    let seed = net.node(0);
+    assert_eq!(seed.endpoint_count(), 3);
+    assert!(seed.stats().refused_endpoints > 0);
+    // The others still learn everyone (through each other).
+    assert!(net.run_until(Duration::from_secs(30), |n| {
+        (1..6).all(|i| n.node(i).endpoint_count() == 5)
+    }));
+}
+
+#[test]
+fn fixed_storage_runs_the_same_protocol() {
+    type Fixed = FixedStorage<8, 512, 1400, 4>;
+    let mut net: Net<Fixed> = Net::new(5, |_| {
+        let mut c = config();
+        c.max_peers = 8;
+        c.max_pending_replies = 4;
+        c.limits = Limits {
+            max_keys_per_endpoint: 8,
+            max_key_len: 16,
+            max_value_len: 32,
+            ..Limits::default()
+        };
+        c
+    });
+    net.node_mut(2)
+        .set_local_state(StateKey::parse("k"), b"v")
+        .unwrap();
+    assert!(net.run_until(Duration::from_secs(30), |n| n.converged()));
+    assert!(net.run_until(Duration::from_secs(30), |n| {
+        (0..5).filter(|i| *i != 2).all(|i| {
+            n.node(i)
+                .endpoint(&addr(2))
+                .is_some_and(|p| p.state().get(&StateKey::parse("k")).is_some())
+        })
+    }));
+}
+
+#[test]
+fn storage_too_small_for_the_configuration_is_refused() {
+    let rng = || Xoshiro256PlusPlus::seed_from_u64(1);
+    let now = Instant::ZERO;
+    let new = |c: Config| -> Result<(), ConfigError> {
+        Node::<FixedStorage<4, 64, 512, 2>, _>::new(c, addr(0), Generation(1), &[], rng(), now)
+            .map(|_| ())
+    };
+    let small = Limits {
+        max_keys_per_endpoint: 2,
+        max_key_len: 8,
+        max_value_len: 8,
+        ..Limits::default()
+    };
+    let mut c = config();
+    c.max_peers = 4;
+    c.max_pending_replies = 2;
+    c.max_datagram_size = 512;
+    c.limits = small;
+    assert_eq!(new(c.clone()), Ok(()));
+    assert_eq!(
+        new(Config {
+            max_peers: 5,
+            ..c.clone()
+        }),
+        Err(ConfigError::Storage(StorageShortfall::Peers))
+    );
+    assert_eq!(
+        new(Config {
+            limits: Limits {
+                max_keys_per_endpoint: 8,
+                ..small
+            },
+            ..c.clone()
+        }),
+        Err(ConfigError::Storage(StorageShortfall::StateBytes))
+    );
+    assert_eq!(
+        new(Config {
+            max_datagram_size: 600,
+            ..c.clone()
+        }),
+        Err(ConfigError::Storage(StorageShortfall::DatagramBytes))
+    );
+    assert_eq!(
+        new(Config {
+            max_pending_replies: 3,
+            ..c.clone()
+        }),
+        Err(ConfigError::Storage(StorageShortfall::Replies))
+    );
+    let seeds: Vec<SocketAddr> = (1..=17).map(addr).collect();
+    assert_eq!(
+        Node::<HeapStorage, _>::new(config(), addr(0), Generation(1), &seeds, rng(), now)
+            .map(|_| ()),
+        Err(ConfigError::TooManySeeds)
+    );
+}
+
+/// An endpoint, a generation and `(key, value)` entries.
+type DeltaSpec<'a> = (SocketAddr, u64, Vec<(&'a str, &'a [u8])>);
+
+/// Everything observable about a node's view, to check nothing changed.
+fn snapshot(node: &HeapNode) -> Vec<String> {
+    let mut out = vec![format!("{:?}", node.local_state())];
+    for p in node.endpoints() {
+        out.push(format!(
+            "{} {:?} {:?} {:?} {:?}",
+            p.addr(),
+            p.liveness(),
+            p.state(),
+            p.window,
+            p.flags
+        ));
+    }
+    out
+}
+
+#[test]
+fn each_kind_of_defect_is_dropped_counted_and_changes_nothing() {
+    let mut net = net(3);
+    assert!(net.run_until(Duration::from_secs(30), |n| n.converged()));
+    let now = net.now;
+    let victim = 0;
+    let other = addr(1);
+    let header = Header {
+        cluster: CLUSTER,
+        sender: other,
+    };
+    let known = net.node(victim).endpoint(&other).unwrap().state().clone();
+    let gen_known = known.generation();
+
+    let ack2 = |deltas: &[DeltaSpec<'_>]| -> Vec<u8> {
+        let mut buf = vec![0u8; 4096];
+        let mut w = Ack2Writer::new(&mut buf, &header).unwrap();
+        for (endpoint, generation, entries) in deltas {
+            let items: Vec<_> = entries
+                .iter()
+                .enumerate()
+                .map(|(i, (k, v))| {
+                    crate::state::DeltaItem::State(
+                        StateKey::parse(k),
+                        VersionedValue {
+                            version: Version(1_000_000 + i as u64),
+                            value: v,
+                        },
+                    )
+                })
+                .chain([crate::state::DeltaItem::Heartbeat(Version(2_000_000))])
+                .collect();
+            assert!(w.push_delta(*endpoint, Generation(*generation), items) > 0);
+        }
+        let n = w.finish();
+        buf.truncate(n);
+        buf
+    };
+    let fine = ack2(&[(addr(9), gen_known.0, vec![("k", b"v")])]);
+    let syn = {
+        let mut buf = vec![0u8; 1400];
+        let w = SynWriter::new(&mut buf, &header).unwrap();
+        let n = w.finish(1);
+        buf.truncate(n);
+        buf
+    };
+    let with = |bytes: &[u8], f: &dyn Fn(&mut Vec<u8>)| {
+        let mut b = bytes.to_vec();
+        f(&mut b);
+        b
+    };
+    let too_many: Vec<(String, Vec<u8>)> =
+        (0..65).map(|i| (format!("k{i}"), b"v".to_vec())).collect();
+    let too_many: Vec<(&str, &[u8])> = too_many
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_slice()))
+        .collect();
+    let long_key = "k".repeat(65);
+    let long_value = vec![b'x'; 1025];
+    let self_header = Header {
+        cluster: CLUSTER,
+        sender: addr(victim),
+    };
+    let mut from_self = vec![0u8; 1400];
+    let n = SynWriter::new(&mut from_self, &self_header)
+        .unwrap()
+        .finish(1);
+    from_self.truncate(n);
+    let mut other_cluster = vec![0u8; 1400];
+    let n = SynWriter::new(
+        &mut other_cluster,
+        &Header {
+            cluster: ClusterId::from_name("other"),
+            sender: other,
+        },
+    )
+    .unwrap()
+    .finish(1);
+    other_cluster.truncate(n);
+
+    let cases: Vec<(&str, Vec<u8>, DropReason)> = vec![
+        ("empty", vec![], DropReason::Truncated),
+        (
+            "truncated header",
+            fine[..5].to_vec(),
+            DropReason::Truncated,
+        ),
+        ("oversized", vec![0u8; 1401], DropReason::Oversized),
+        (
+            "bad magic",
+            with(&fine, &|b| b[0] = b'X'),
+            DropReason::BadMagic,
+        ),
+        (
+            "version 2",
+            with(&fine, &|b| b[2] = 2),
+            DropReason::UnsupportedVersion,
+        ),
+        (
+            "unknown flags",
+            with(&fine, &|b| b[3] = 0x80),
+            DropReason::UnsupportedFlags,
+        ),
+        ("other cluster", other_cluster, DropReason::OtherCluster),
+        (
+            "unknown kind",
+            with(&fine, &|b| b[8] = 77),
+            DropReason::UnknownKind,
+        ),
+        (
+            "cut body",
+            fine[..fine.len() - 2].to_vec(),
+            DropReason::Malformed,
+        ),
+        (
+            "trailing bytes",
+            with(&fine, &|b| b.push(0)),
+            DropReason::TrailingBytes,
+        ),
+        (
+            "auth trailer",
+            with(&syn, &|b| {
+                b[3] |= wire::FLAG_AUTH;
+                b.extend_from_slice(&[0xAA; 16]);
+                b.push(16);
+            }),
+            DropReason::Unauthenticated,
+        ),
+        ("from self", from_self, DropReason::FromSelf),
+        (
+            "duplicate endpoint",
+            ack2(&[
+                (addr(9), gen_known.0, vec![("a", b"1")]),
+                (addr(9), gen_known.0, vec![("b", b"2")]),
+            ]),
+            DropReason::DuplicateEndpoint,
+        ),
+        (
+            "bogus generation",
+            ack2(&[(addr(9), GEN + Limits::ONE_YEAR + 1, vec![("a", b"1")])]),
+            DropReason::BogusGeneration,
+        ),
+        (
+            "too many keys",
+            ack2(&[(addr(9), gen_known.0, too_many)]),
+            DropReason::TooManyKeys,
+        ),
+        (
+            "empty key",
+            ack2(&[(other, gen_known.0, vec![("", b"1")])]),
+            DropReason::BadKey,
+        ),
+        (
+            "long key",
+            ack2(&[(other, gen_known.0, vec![(long_key.as_str(), b"1")])]),
+            DropReason::BadKey,
+        ),
+        (
+            "long value",
+            ack2(&[(other, gen_known.0, vec![("a", long_value.as_slice())])]),
+            DropReason::ValueTooLong,
+        ),
+        (
+            "duplicate key",
+            ack2(&[(other, gen_known.0, vec![("a", b"1"), ("a", b"2")])]),
+            DropReason::DuplicateKey,
+        ),
+        (
+            // A valid delta first, then a bad one: neither is applied.
+            "bad delta after a good one",
+            ack2(&[
+                (addr(9), gen_known.0, vec![("a", b"1")]),
+                (other, gen_known.0, vec![("", b"1")]),
+            ]),
+            DropReason::BadKey,
+        ),
+    ];
+    let node = net.nodes[victim].as_mut().unwrap();
+    for (name, bytes, reason) in cases {
+        let before = snapshot(node);
+        let dropped = node.stats().dropped(reason);
+        let total = node.stats().dropped_total();
+        node.handle_datagram(now, other, &bytes);
+        assert_eq!(
+            node.stats().dropped(reason),
+            dropped + 1,
+            "{name}: {reason}"
+        );
+        assert_eq!(node.stats().dropped_total(), total + 1, "{name}");
+        assert_eq!(snapshot(node), before, "{name} changed state");
+        assert_eq!(poll(node, now), None, "{name} caused a reply");
+        assert_eq!(node.poll_event(), None, "{name} caused an event");
+    }
+    // The well-formed one is accepted.
+    node.handle_datagram(now, other, &fine);
+    assert!(node.endpoint(&addr(9)).is_some());
+    // A SHUTDOWN whose delta is bad changes nothing either.
+    let mut buf = vec![0u8; 1400];
+    let big = vec![b'x'; 2000];
+    let n = encode_shutdown(
+        &mut buf,
+        &header,
+        gen_known,
+        [crate::state::DeltaItem::State(
+            StateKey::parse("a"),
+            VersionedValue {
+                version: Version(5),
+                value: &big[..1100],
+            },
+        )],
+    )
+    .unwrap();
+    let before = snapshot(node);
+    let dropped = node.stats().dropped(DropReason::ValueTooLong);
+    node.handle_datagram(now, other, &buf[..n]);
+    assert_eq!(snapshot(node), before);
+    assert_eq!(node.stats().dropped(DropReason::ValueTooLong), dropped + 1);
+    assert!(node.endpoint(&other).unwrap().is_alive());
+}
+
+#[test]
+fn same_seed_same_inputs_same_bytes() {
+    let run = || {
+        let mut net = net(6);
+        net.run_for(Duration::from_secs(15));
+        let mut all = Vec::new();
+        for i in 0..6 {
+            all.push(snapshot(net.node(i)));
+            all.push(vec![format!("{:?}", net.node(i).stats())]);
+        }
+        (all, net.sent)
+    };
+    assert_eq!(run(), run());
+}
+
+#[test]
+fn removal_after_delay_then_quarantine_blocks_stale_gossip() {
+    let mut net: Net<HeapStorage> = Net::new(4, |_| {
+        let mut c = config();
+        c.removal_delay = Duration::from_secs(30);
+        c.quarantine_delay = Duration::from_secs(20);
+        c
+    });
+    assert!(net.run_until(Duration::from_secs(30), |n| n.converged()));
+    let gone = 3;
+    net.nodes[gone] = None;
+    let removed = Ev::Removed(addr(gone));
+    assert!(net.run_until(Duration::from_secs(120), |n| {
+        (0..3).all(|i| n.saw(i, &removed).is_some())
+    }));
+    for i in 0..3 {
+        assert!(net.node(i).endpoint(&addr(gone)).is_none());
+        assert_eq!(net.node(i).endpoint_count(), 2);
+    }
+    // Stale gossip (its old generation) during quarantine is ignored.
+    let stale = {
+        let mut buf = vec![0u8; 1400];
+        let header = Header {
+            cluster: CLUSTER,
+            sender: addr(1),
+        };
+        let mut w = Ack2Writer::new(&mut buf, &header).unwrap();
+        w.push_delta(
+            addr(gone),
+            Generation(GEN),
+            [crate::state::DeltaItem::Heartbeat(Version(1 << 40))],
+        );
+        let n = w.finish();
+        buf.truncate(n);
+        buf
+    };
+    let now = net.now;
+    let node = net.node_mut(0);
+    node.handle_datagram(now, addr(1), &stale);
+    assert!(node.endpoint(&addr(gone)).is_none());
+    assert!(node.stats().ignored_quarantined > 0);
+    // A real restart (newer generation) is welcome at once.
+    let fresh = net.make(gone, config(), GEN + 1, &[addr(0)]);
+    net.nodes[gone] = Some(fresh);
+    assert!(net.run_until(Duration::from_secs(30), |n| n.converged()));
+}
+
+#[test]
+fn a_local_pause_does_not_convict_everyone() {
+    let mut net = net(4);
+    assert!(net.run_until(Duration::from_secs(30), |n| n.converged()));
+    net.run_for(Duration::from_secs(10));
+    // Node 0 freezes for a minute: it neither runs rounds nor receives.
+    let frozen = net.nodes[0].take();
+    net.muted[0] = true;
+    net.run_for(Duration::from_secs(60));
+    net.nodes[0] = frozen;
+    net.muted[0] = false;
+    let downs_before = net.events[0]
+        .iter()
+        .filter(|(_, e)| matches!(e, Ev::Down(_)))
+        .count();
+    net.run_for(Duration::from_secs(10));
+    let downs_after = net.events[0]
+        .iter()
+        .filter(|(_, e)| matches!(e, Ev::Down(_)))
+        .count();
+    assert_eq!(downs_before, downs_after);
+    assert!(net.converged());
+}
+
+#[test]
+fn hostile_bytes_never_panic_and_dropped_ones_change_nothing() {
+    let mut net = net(4);
+    // Record real datagrams to mutate.
+    let mut samples: Vec<Vec<u8>> = Vec::new();
+    for _ in 0..2_000 {
+        net.step();
+        samples.extend(net.flight.iter().map(|f| f.bytes.clone()));
+        if samples.len() > 300 {
+            break;
+        }
+    }
+    assert!(net.run_until(Duration::from_secs(30), |n| n.converged()));
+    let now = net.now;
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(99);
+    let node = net.nodes[0].as_mut().unwrap();
+    let (mut dropped, mut accepted) = (0, 0);
+    for _ in 0..6_000 {
+        let mut bytes = samples[(rng.next_u64() % samples.len() as u64) as usize].clone();
+        match rng.next_u32() % 4 {
+            0 => {
+                let n = (rng.next_u32() % 64) as usize;
+                bytes = (0..n).map(|_| rng.next_u32() as u8).collect();
+            }
+            1 => {
+                let cut = (rng.next_u64() % (bytes.len() as u64 + 1)) as usize;
+                bytes.truncate(cut);
+            }
+            _ => {
+                for _ in 0..1 + rng.next_u32() % 4 {
+                    let i = (rng.next_u64() % bytes.len() as u64) as usize;
+                    bytes[i] = rng.next_u32() as u8;
+                }
+            }
+        }
+        let before = snapshot(node);
+        let views: Vec<(SocketAddr, Generation, Version)> = node
+            .endpoints()
+            .map(|p| (p.addr(), p.state().generation(), p.state().max_version()))
+            .collect();
+        let total = node.stats().dropped_total();
+        let from = addr((rng.next_u32() % 4) as usize);
+        node.handle_datagram(now, from, &bytes);
+        if node.stats().dropped_total() > total {
+            dropped += 1;
+            assert_eq!(snapshot(node), before, "dropped datagram changed state");
+        } else {
+            accepted += 1;
+            // No endpoint's view goes back.
+            for (a, g, v) in views {
+                if let Some(p) = node.endpoint(&a) {
+                    assert!((p.state().generation(), p.state().max_version()) >= (g, v));
+                }
+            }
+        }
+        let mut buf = [0u8; 1400];
+        for _ in 0..100 {
+            let Some(t) = node.poll_transmit(now, &mut buf) else {
+                break;
+            };
+            assert!(t.size <= 1400);
+            wire::decode(&buf[..t.size], CLUSTER).unwrap();
+        }
+        while node.poll_event().is_some() {}
+    }
+    assert!(
+        dropped > 500 && accepted > 50,
+        "{dropped} dropped, {accepted} accepted"
+    );
+}
+
+#[test]
+fn memory_per_peer_is_reported() {
+    // Not a target, a record: the sizes the README and docs quote.
+    let peer = core::mem::size_of::<Peer<Vec<u8>>>();
+    let window = core::mem::size_of::<crate::fd::ArrivalWindow>();
+    assert!(window <= 48, "{window}");
+    assert!(peer <= 192, "{peer}");
+    std::println!("peer slot {peer} bytes, window {window} bytes");
+}

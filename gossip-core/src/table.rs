@@ -1,0 +1,352 @@
+//! The peer table and the storage it lives in.
+//!
+//! A [`Node`](crate::Node) is generic over a [`Storage`], which names every
+//! container it uses. Two are provided:
+//!
+//! - [`FixedStorage`]: fixed capacities chosen at compile time
+//!   (`heapless::Vec`), no allocator; endpoints are found by a linear scan,
+//!   fine for the tens of peers a microcontroller tracks;
+//! - [`HeapStorage`] (feature `alloc`): `Vec`s that grow up to the configured
+//!   limits, and a hash index (`hashbrown`, seeded from the node's RNG) so
+//!   lookups stay O(1) with thousands of peers.
+//!
+//! Both run the same state machine; [`Config`](crate::Config) limits hold in
+//! both, and [`Node::new`](crate::Node::new) refuses a fixed storage too small
+//! for the configuration.
+
+use core::net::SocketAddr;
+
+use crate::fd::ArrivalWindow;
+use crate::state::{ApplicationState, EndpointState, Generation, StateKey, Version};
+use crate::storage::StateBuf;
+use crate::time::Instant;
+
+/// A growable or fixed sequence.
+pub trait Seq<T> {
+    /// The elements.
+    fn as_slice(&self) -> &[T];
+    /// The elements, mutably.
+    fn as_mut_slice(&mut self) -> &mut [T];
+    /// Appends `value`, or gives it back when full.
+    fn try_push(&mut self, value: T) -> Result<(), T>;
+    /// Keeps the first `len` elements.
+    fn truncate(&mut self, len: usize);
+    /// The fixed capacity, `None` for a growable sequence.
+    fn capacity_limit(&self) -> Option<usize>;
+}
+
+impl<T, const N: usize> Seq<T> for heapless::Vec<T, N> {
+    fn as_slice(&self) -> &[T] {
+        heapless::Vec::as_slice(self)
+    }
+    fn as_mut_slice(&mut self) -> &mut [T] {
+        heapless::Vec::as_mut_slice(self)
+    }
+    fn try_push(&mut self, value: T) -> Result<(), T> {
+        self.push(value)
+    }
+    fn truncate(&mut self, len: usize) {
+        heapless::Vec::truncate(self, len);
+    }
+    fn capacity_limit(&self) -> Option<usize> {
+        Some(N)
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl<T> Seq<T> for alloc::vec::Vec<T> {
+    fn as_slice(&self) -> &[T] {
+        alloc::vec::Vec::as_slice(self)
+    }
+    fn as_mut_slice(&mut self) -> &mut [T] {
+        alloc::vec::Vec::as_mut_slice(self)
+    }
+    fn try_push(&mut self, value: T) -> Result<(), T> {
+        self.push(value);
+        Ok(())
+    }
+    fn truncate(&mut self, len: usize) {
+        alloc::vec::Vec::truncate(self, len);
+    }
+    fn capacity_limit(&self) -> Option<usize> {
+        None
+    }
+}
+
+/// Finds a peer's slot by address.
+pub trait AddrIndex: Default {
+    /// Seeds the hash function (called once, from the node's RNG).
+    fn seed(&mut self, seed: u64);
+    /// The slot holding `addr`, among occupied slots.
+    fn find<B>(&self, addr: &SocketAddr, peers: &[Peer<B>]) -> Option<u32>;
+    /// Slot `idx` was just occupied.
+    fn insert<B>(&mut self, idx: u32, peers: &[Peer<B>]);
+    /// Slot `idx` is about to be vacated.
+    fn remove<B>(&mut self, idx: u32, peers: &[Peer<B>]);
+}
+
+/// An [`AddrIndex`] that scans the table: no memory, O(peers) lookups.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LinearIndex;
+
+impl AddrIndex for LinearIndex {
+    fn seed(&mut self, _seed: u64) {}
+
+    fn find<B>(&self, addr: &SocketAddr, peers: &[Peer<B>]) -> Option<u32> {
+        peers
+            .iter()
+            .position(|p| p.slot != Slot::Vacant && p.addr == *addr)
+            .and_then(|i| u32::try_from(i).ok())
+    }
+
+    fn insert<B>(&mut self, _idx: u32, _peers: &[Peer<B>]) {}
+
+    fn remove<B>(&mut self, _idx: u32, _peers: &[Peer<B>]) {}
+}
+
+/// An [`AddrIndex`] over a hash table of slot numbers (about 5 bytes a peer).
+#[cfg(feature = "alloc")]
+#[derive(Default)]
+pub struct HashIndex {
+    table: hashbrown::HashTable<u32>,
+    hasher: foldhash::fast::FixedState,
+}
+
+#[cfg(feature = "alloc")]
+impl HashIndex {
+    fn hash(&self, addr: &SocketAddr) -> u64 {
+        use core::hash::BuildHasher;
+        self.hasher.hash_one(addr)
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl AddrIndex for HashIndex {
+    fn seed(&mut self, seed: u64) {
+        self.hasher = foldhash::fast::FixedState::with_seed(seed);
+    }
+
+    fn find<B>(&self, addr: &SocketAddr, peers: &[Peer<B>]) -> Option<u32> {
+        self.table
+            .find(self.hash(addr), |i| {
+                peers.get(*i as usize).is_some_and(|p| p.addr == *addr)
+            })
+            .copied()
+    }
+
+    fn insert<B>(&mut self, idx: u32, peers: &[Peer<B>]) {
+        let Some(peer) = peers.get(idx as usize) else {
+            return;
+        };
+        let hash = self.hash(&peer.addr);
+        let hasher = &self.hasher;
+        self.table.insert_unique(hash, idx, |i| {
+            use core::hash::BuildHasher;
+            peers
+                .get(*i as usize)
+                .map_or(0, |p| hasher.hash_one(p.addr))
+        });
+    }
+
+    fn remove<B>(&mut self, idx: u32, peers: &[Peer<B>]) {
+        let Some(peer) = peers.get(idx as usize) else {
+            return;
+        };
+        if let Ok(entry) = self.table.find_entry(self.hash(&peer.addr), |i| *i == idx) {
+            entry.remove();
+        }
+    }
+}
+
+/// Every container a [`Node`](crate::Node) uses.
+pub trait Storage {
+    /// Holds one endpoint's packed application states.
+    type StateBuf: StateBuf;
+    /// The peer table's slots.
+    type Peers: Seq<Peer<Self::StateBuf>> + Default;
+    /// Slot numbers (free slots, peers with pending events).
+    type Indices: Seq<u32> + Default;
+    /// One stored datagram (a SYN or ACK awaiting its reply).
+    type Datagram: StateBuf;
+    /// Datagrams awaiting their reply.
+    type Replies: Seq<Reply<Self::Datagram>> + Default;
+    /// Finds slots by address.
+    type Index: AddrIndex;
+}
+
+/// Fixed capacities, no allocator: up to `PEERS` endpoints of at most
+/// `STATE_BYTES` packed state each, and `REPLIES` pending replies of up to
+/// `DATAGRAM` bytes.
+///
+/// RAM is about `PEERS * (size_of::<Peer>() + STATE_BYTES + 8) + REPLIES *
+/// (DATAGRAM + 40)` bytes, inline in the [`Node`](crate::Node).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FixedStorage<
+    const PEERS: usize,
+    const STATE_BYTES: usize,
+    const DATAGRAM: usize = 1400,
+    const REPLIES: usize = 2,
+>;
+
+impl<const PEERS: usize, const STATE_BYTES: usize, const DATAGRAM: usize, const REPLIES: usize>
+    Storage for FixedStorage<PEERS, STATE_BYTES, DATAGRAM, REPLIES>
+{
+    type StateBuf = heapless::Vec<u8, STATE_BYTES>;
+    type Peers = heapless::Vec<Peer<Self::StateBuf>, PEERS>;
+    type Indices = heapless::Vec<u32, PEERS>;
+    type Datagram = heapless::Vec<u8, DATAGRAM>;
+    type Replies = heapless::Vec<Reply<Self::Datagram>, REPLIES>;
+    type Index = LinearIndex;
+}
+
+/// Growable storage bounded by the configuration, with a hash index.
+#[cfg(feature = "alloc")]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HeapStorage;
+
+#[cfg(feature = "alloc")]
+impl Storage for HeapStorage {
+    type StateBuf = alloc::vec::Vec<u8>;
+    type Peers = alloc::vec::Vec<Peer<Self::StateBuf>>;
+    type Indices = alloc::vec::Vec<u32>;
+    type Datagram = alloc::vec::Vec<u8>;
+    type Replies = alloc::vec::Vec<Reply<Self::Datagram>>;
+    type Index = HashIndex;
+}
+
+/// A received datagram waiting for its reply to be encoded.
+pub struct Reply<D> {
+    pub(crate) to: SocketAddr,
+    pub(crate) bytes: D,
+}
+
+/// Whether a peer is believed to be up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Liveness {
+    /// Heard of second-hand only once: not yet proven alive (it may be a dead
+    /// node whose old state still circulates).
+    Unknown,
+    /// Its heartbeat advances, or it spoke to us directly.
+    Alive,
+    /// Convicted by the failure detector, or shut down.
+    Down,
+}
+
+/// What a slot of the table holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Slot {
+    /// Free for reuse.
+    Vacant,
+    /// A known endpoint.
+    Member,
+    /// A removed endpoint: only its address and generation are kept, until
+    /// `since` (the end of its quarantine).
+    Quarantined,
+}
+
+pub(crate) mod flags {
+    /// STATUS says the endpoint shut down.
+    pub(crate) const LEFT: u8 = 1 << 0;
+    /// In the pending-events queue.
+    pub(crate) const QUEUED: u8 = 1 << 1;
+    /// Mentioned by the SYN being answered.
+    pub(crate) const MENTIONED: u8 = 1 << 2;
+    /// Events to report.
+    pub(crate) const EV_DISCOVERED: u8 = 1 << 3;
+    pub(crate) const EV_RESTARTED: u8 = 1 << 4;
+    pub(crate) const EV_SHUTDOWN: u8 = 1 << 5;
+    pub(crate) const EV_REMOVED: u8 = 1 << 6;
+}
+
+/// One slot of the peer table: an endpoint, its state and what this node
+/// thinks of its health.
+pub struct Peer<B> {
+    pub(crate) addr: SocketAddr,
+    pub(crate) state: EndpointState<B>,
+    pub(crate) window: ArrivalWindow,
+    pub(crate) convict_at: Instant,
+    /// Down since (members), end of quarantine (quarantined).
+    pub(crate) since: Instant,
+    pub(crate) reported_version: Version,
+    pub(crate) slot: Slot,
+    pub(crate) liveness: Liveness,
+    pub(crate) reported: Liveness,
+    pub(crate) flags: u8,
+}
+
+impl<B: StateBuf> Peer<B> {
+    pub(crate) fn new(addr: SocketAddr, generation: Generation) -> Self {
+        Self {
+            addr,
+            state: EndpointState::new(generation),
+            window: ArrivalWindow::default(),
+            convict_at: Instant::MAX,
+            since: Instant::ZERO,
+            reported_version: Version(0),
+            slot: Slot::Member,
+            liveness: Liveness::Unknown,
+            reported: Liveness::Unknown,
+            flags: 0,
+        }
+    }
+
+    /// The endpoint's gossip address (its identity).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Its heartbeat and application states as this node knows them.
+    pub fn state(&self) -> &EndpointState<B> {
+        &self.state
+    }
+
+    /// Whether it is believed up.
+    pub fn liveness(&self) -> Liveness {
+        self.liveness
+    }
+
+    /// Whether it is believed up.
+    pub fn is_alive(&self) -> bool {
+        self.liveness == Liveness::Alive
+    }
+
+    /// Whether its STATUS says it shut down gracefully.
+    pub fn has_left(&self) -> bool {
+        self.flags & flags::LEFT != 0
+    }
+
+    /// The failure detector's phi at `now` (0 before any heartbeat).
+    pub fn phi(&self, now: Instant) -> f64 {
+        self.window.phi(now)
+    }
+
+    /// When its heartbeat last advanced.
+    pub fn last_heartbeat(&self) -> Option<Instant> {
+        self.window.last_arrival()
+    }
+
+    /// Since when it has been down, if it is.
+    pub fn down_since(&self) -> Option<Instant> {
+        (self.liveness == Liveness::Down).then_some(self.since)
+    }
+
+    pub(crate) fn is_member(&self) -> bool {
+        self.slot == Slot::Member
+    }
+
+    /// Whether the STATUS value marks a graceful shutdown (`shutdown,...`).
+    pub(crate) fn status_says_shutdown(&self) -> bool {
+        self.state
+            .get(&StateKey::Known(ApplicationState::Status))
+            .is_some_and(|v| is_shutdown_status(v.value))
+    }
+}
+
+/// Whether a STATUS value announces a graceful shutdown.
+pub(crate) fn is_shutdown_status(value: &[u8]) -> bool {
+    value.starts_with(SHUTDOWN_STATUS_PREFIX)
+}
+
+/// The STATUS value prefix of a node that shut down (Cassandra writes
+/// `shutdown,true`).
+pub(crate) const SHUTDOWN_STATUS_PREFIX: &[u8] = b"shutdown";
