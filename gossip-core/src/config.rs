@@ -83,6 +83,12 @@ impl Config {
         }
     }
 
+    /// Heartbeat arrivals closer than this (half a gossip interval) count as
+    /// one: the same news by two paths says nothing about a peer's rhythm.
+    pub fn fd_min_interval(&self) -> Duration {
+        self.gossip_interval / 2
+    }
+
     /// The failure detector's initial interval.
     pub fn fd_initial_interval(&self) -> Duration {
         self.fd_initial_interval

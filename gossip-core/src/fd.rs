@@ -44,12 +44,17 @@ pub struct ArrivalWindow {
 impl ArrivalWindow {
     /// Records a heartbeat arrival at `now`. The first one records `initial`
     /// as its interval; later ones the time since the previous one, unless
-    /// `count_interval` is false (the interval spans a local pause).
-    pub fn record(&mut self, now: Instant, initial: Duration, count_interval: bool) {
+    /// `count_interval` is false (the interval spans a local pause) or it is
+    /// shorter than `min` (the same news arriving by two paths, which says
+    /// nothing about the peer's rhythm: it only refreshes the last arrival).
+    pub fn record(&mut self, now: Instant, initial: Duration, min: Duration, count_interval: bool) {
         if self.arrivals == 0 {
             self.push(initial);
-        } else if count_interval {
-            self.push(now - self.last);
+        } else {
+            let interval = now - self.last;
+            if count_interval && interval >= min {
+                self.push(interval);
+            }
         }
         self.last = now;
         self.arrivals = self.arrivals.saturating_add(1);
@@ -129,11 +134,11 @@ mod tests {
         assert_eq!(w.phi(Instant::from_millis(10_000)), 0.0);
         assert_eq!(w.convict_at(8.0), Instant::MAX);
         // First arrival records the initial interval (2 s).
-        w.record(Instant::ZERO, 2 * S, true);
+        w.record(Instant::ZERO, 2 * S, Duration::ZERO, true);
         assert_eq!(w.mean(), Some(2 * S));
         // Then one-second arrivals.
         for i in 1..=20 {
-            w.record(Instant::from_millis(i * 1000), 2 * S, true);
+            w.record(Instant::from_millis(i * 1000), 2 * S, Duration::ZERO, true);
         }
         assert_eq!(w.mean(), Some(S));
         assert_eq!(w.arrivals(), 21);
@@ -150,25 +155,37 @@ mod tests {
     #[test]
     fn long_intervals_count_unless_they_span_a_local_pause() {
         let mut w = ArrivalWindow::default();
-        w.record(Instant::ZERO, S, true);
-        w.record(Instant::from_millis(1000), S, true);
+        w.record(Instant::ZERO, S, Duration::ZERO, true);
+        w.record(Instant::from_millis(1000), S, Duration::ZERO, true);
         // A peer heard of every 5 s: that is its rhythm.
-        w.record(Instant::from_millis(6_000), S, true);
+        w.record(Instant::from_millis(6_000), S, Duration::ZERO, true);
         assert_eq!(w.mean(), Some(Duration::from_micros(2_333_333)));
         // A 60 s pause of ours is not.
-        w.record(Instant::from_millis(66_000), S, false);
+        w.record(Instant::from_millis(66_000), S, Duration::ZERO, false);
         assert_eq!(w.mean(), Some(Duration::from_micros(2_333_333)));
         assert_eq!(w.last_arrival(), Some(Instant::from_millis(66_000)));
+    }
+
+    #[test]
+    fn arrivals_closer_than_the_minimum_only_refresh() {
+        let mut w = ArrivalWindow::default();
+        let min = S / 2;
+        w.record(Instant::ZERO, S, min, true);
+        w.record(Instant::from_millis(1000), S, min, true);
+        // The same news by another path, 20 ms later.
+        w.record(Instant::from_millis(1020), S, min, true);
+        assert_eq!(w.mean(), Some(S));
+        assert_eq!(w.last_arrival(), Some(Instant::from_millis(1020)));
     }
 
     #[test]
     fn window_keeps_the_latest_samples() {
         let mut w = ArrivalWindow::default();
         let mut t = Instant::ZERO;
-        w.record(t, 10 * S, true);
+        w.record(t, 10 * S, Duration::ZERO, true);
         for _ in 0..WINDOW {
             t = t + S / 2;
-            w.record(t, 10 * S, true);
+            w.record(t, 10 * S, Duration::ZERO, true);
         }
         // The initial 10 s sample has rotated out.
         assert_eq!(w.mean(), Some(S / 2));
@@ -178,7 +195,7 @@ mod tests {
     #[test]
     fn zero_mean_is_handled() {
         let mut w = ArrivalWindow::default();
-        w.record(Instant::ZERO, Duration::ZERO, true);
+        w.record(Instant::ZERO, Duration::ZERO, Duration::ZERO, true);
         assert_eq!(w.phi(Instant::ZERO), 0.0);
         assert_eq!(w.phi(Instant::from_micros(1)), f64::INFINITY);
         assert_eq!(w.convict_at(8.0), Instant::ZERO);

@@ -31,6 +31,12 @@ const MAX_TARGETS: usize = 5;
 /// Deltas ranked by version gap per reply; the rest follow unranked.
 const RANKED_DELTAS: usize = 32;
 
+/// Recently refreshed endpoints remembered for the next SYNs.
+const RECENT: usize = 64;
+
+/// Requests ranked per ACK (more than half a datagram holds).
+const RANKED_REQUESTS: usize = 64;
+
 /// Consecutive deltas that do not fit before a reply is considered full.
 const FULL_AFTER_MISSES: u32 = 4;
 
@@ -289,6 +295,13 @@ pub struct Node<S: Storage, R> {
     reply_head: usize,
     seeds: heapless::Vec<SocketAddr, MAX_SEEDS>,
     targets: heapless::Vec<SocketAddr, MAX_TARGETS>,
+    /// Where the next SYN's digest window starts in the table.
+    syn_cursor: usize,
+    /// Slots whose news reached us most recently, newest last, with the
+    /// stamp they had then (an entry is current while the slot's stamp
+    /// matches).
+    recent: heapless::Deque<(u32, u32), RECENT>,
+    stamp: u32,
     rng: R,
     next_round: Instant,
     last_round: Option<Instant>,
@@ -343,6 +356,9 @@ impl<S: Storage, R: Rng> Node<S, R> {
             reply_head: 0,
             seeds: seed_list,
             targets: heapless::Vec::new(),
+            syn_cursor: 0,
+            recent: heapless::Deque::new(),
+            stamp: 0,
             rng,
             next_round: now,
             last_round: None,
@@ -602,8 +618,11 @@ impl<S: Storage, R: Rng> Node<S, R> {
             return Err(DropReason::Quarantined);
         }
         match decoded.message {
-            Message::Syn(_) => {
+            Message::Syn(syn) => {
                 self.queue_reply(from, datagram)?;
+                for d in syn.digests {
+                    self.note_digest(now, &d);
+                }
             }
             Message::Ack(ack) => {
                 self.check_deltas(ack.deltas)?;
@@ -642,6 +661,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
     /// A valid datagram came from `sender` itself: proof that it is alive.
     fn heard_from(&mut self, now: Instant, sender: SocketAddr) {
         let initial = self.config.fd_initial_interval();
+        let min_interval = self.config.fd_min_interval();
         let threshold = self.config.phi_threshold;
         let Some(idx) = self.index.find(&sender, self.peers.as_slice()) else {
             return;
@@ -655,7 +675,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
         // Counts as an arrival, so the detector does not convict it again at
         // once on a stale last heartbeat.
         let count_interval = now >= self.pause_grace_until;
-        p.window.record(now, initial, count_interval);
+        p.window.record(now, initial, min_interval, count_interval);
         p.convict_at = p.window.convict_at(threshold);
         self.set_liveness(idx, Liveness::Alive, now);
     }
@@ -744,6 +764,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
         let limits = self.config.limits;
         let local_generation = self.me.generation();
         let initial = self.config.fd_initial_interval();
+        let min_interval = self.config.fd_min_interval();
         let threshold = self.config.phi_threshold;
         let pause_grace_until = self.pause_grace_until;
         let Some(peer) = self.peers.as_mut_slice().get_mut(idx as usize) else {
@@ -767,11 +788,17 @@ impl<S: Storage, R: Rng> Node<S, R> {
             peer.flags |= flags::EV_RESTARTED;
             peer.reported_version = Version(0);
             peer.window.reset();
+            peer.evidence = Version(0);
             dirty = true;
         }
         let first_hand = endpoint == sender;
-        if applied.heartbeat_advanced || is_new || applied.replaced {
-            peer.window.record(now, initial, now >= pause_grace_until);
+        // Any newer version is evidence of life (digests may have told us
+        // before the delta came: then it is not news again).
+        let advanced = peer.state.max_version() > peer.evidence;
+        if advanced || is_new || applied.replaced {
+            peer.evidence = peer.evidence.max(peer.state.max_version());
+            peer.window
+                .record(now, initial, min_interval, now >= pause_grace_until);
             peer.convict_at = peer.window.convict_at(threshold);
         }
         let left = peer.status_says_shutdown();
@@ -784,7 +811,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
         }
         let liveness = if left {
             Liveness::Down
-        } else if first_hand || (applied.heartbeat_advanced && peer.window.arrivals() >= 2) {
+        } else if first_hand || (advanced && peer.window.arrivals() >= 2) {
             Liveness::Alive
         } else if applied.replaced {
             Liveness::Unknown
@@ -794,7 +821,46 @@ impl<S: Storage, R: Rng> Node<S, R> {
         if dirty {
             self.mark_dirty(idx);
         }
+        if applied.changed > 0 || is_new || applied.replaced {
+            // Application news (not a mere heartbeat): spread it like a rumor.
+            self.refreshed(idx);
+        }
         self.set_liveness(idx, liveness, now);
+    }
+
+    /// A digest says someone has a newer version of an endpoint than we have
+    /// seen: evidence that it is alive, even before the delta comes (which
+    /// the datagram budget may delay by rounds in a large cluster).
+    fn note_digest(&mut self, now: Instant, d: &GossipDigest) {
+        if d.endpoint == self.local {
+            return;
+        }
+        let initial = self.config.fd_initial_interval();
+        let min_interval = self.config.fd_min_interval();
+        let threshold = self.config.phi_threshold;
+        let count_interval = now >= self.pause_grace_until;
+        let Some(idx) = self.index.find(&d.endpoint, self.peers.as_slice()) else {
+            return;
+        };
+        let Some(peer) = self.peers.as_mut_slice().get_mut(idx as usize) else {
+            return;
+        };
+        let seen = peer.evidence.max(peer.state.max_version());
+        if !peer.is_member()
+            || d.generation != peer.state.generation()
+            || d.max_version <= seen
+            || peer.has_left()
+        {
+            return;
+        }
+        peer.evidence = d.max_version;
+        peer.window
+            .record(now, initial, min_interval, count_interval);
+        peer.convict_at = peer.window.convict_at(threshold);
+        let proven = peer.window.arrivals() >= 2;
+        if proven {
+            self.set_liveness(idx, Liveness::Alive, now);
+        }
     }
 
     /// A SHUTDOWN notice from `sender` of `generation`: down at once.
@@ -1126,31 +1192,73 @@ impl<S: Storage, R: Rng> Node<S, R> {
         .unwrap_or(0)
     }
 
+    /// A SYN: our digest; then the endpoints whose application news (a state
+    /// change, a new endpoint, a restart) reached us most recently, so it
+    /// spreads epidemically as a rumor does, in up to two thirds of the
+    /// datagram; then the table's digests from where the
+    /// previous SYN stopped. That window rotates through the whole table, so
+    /// every endpoint is compared at least once every `table / window` SYNs
+    /// (anti-entropy: nothing is missed for long).
     fn write_syn(&mut self, buf: &mut [u8]) -> usize {
+        let hot_budget = buf.len() * 2 / 3;
         let len = self.peers.as_slice().len();
-        let start = if len > 0 {
-            (self.rng.next_u64() % len as u64) as usize
-        } else {
-            0
-        };
+        let start = if len > 0 { self.syn_cursor % len } else { 0 };
         let header = self.header();
         let own = self.own_digest();
+        let known = self.known();
         let Ok(mut w) = SynWriter::new(buf, &header) else {
             return 0;
         };
         if !w.push(&own) {
             return 0;
         }
-        let peers = self.peers.as_slice();
+        let peers = self.peers.as_mut_slice();
+        for &(idx, stamp) in self.recent.iter().rev() {
+            if w.len() >= hot_budget {
+                break;
+            }
+            if let Some(p) = peers.get_mut(idx as usize)
+                && p.stamp == stamp
+                && p.is_member()
+                && p.flags & flags::MENTIONED == 0
+            {
+                if !w.push(&digest_of(p)) {
+                    break;
+                }
+                p.flags |= flags::MENTIONED;
+            }
+        }
+        let mut next = start;
         for k in 0..len {
-            let Some(p) = peers.get((start + k) % len) else {
+            let i = (start + k) % len;
+            let Some(p) = peers.get(i) else {
                 continue;
             };
-            if p.is_member() && !w.push(&digest_of(p)) {
+            if p.is_member() && p.flags & flags::MENTIONED == 0 && !w.push(&digest_of(p)) {
+                next = i;
                 break;
             }
         }
-        w.finish(self.known())
+        self.syn_cursor = next;
+        for &(idx, _) in self.recent.iter() {
+            if let Some(p) = peers.get_mut(idx as usize) {
+                p.flags &= !flags::MENTIONED;
+            }
+        }
+        w.finish(known)
+    }
+
+    /// Notes that application news of slot `idx` just reached us.
+    fn refreshed(&mut self, idx: u32) {
+        self.stamp = self.stamp.wrapping_add(1);
+        if let Some(p) = self.peers.as_mut_slice().get_mut(idx as usize) {
+            p.stamp = self.stamp;
+        }
+        if self.recent.is_full() {
+            self.recent.pop_front();
+        }
+        // Cannot fail: there is room now.
+        let _ = self.recent.push_back((idx, self.stamp));
     }
 
     /// Endpoints this node knows, itself included.
@@ -1377,40 +1485,42 @@ fn compare<B: StateBuf>(
     }
 }
 
-/// The largest-gap candidates, bounded.
-struct Ranked {
-    items: heapless::Vec<Candidate, RANKED_DELTAS>,
+/// The `K` items with the largest keys, bounded.
+struct TopK<T, const K: usize> {
+    items: heapless::Vec<(u64, T), K>,
 }
 
-impl Ranked {
+impl<T: Copy, const K: usize> TopK<T, K> {
     fn new() -> Self {
         Self {
             items: heapless::Vec::new(),
         }
     }
 
-    fn offer(&mut self, c: Candidate) {
-        if let Err(c) = self.items.push(c) {
+    fn offer(&mut self, key: u64, item: T) {
+        if let Err(item) = self.items.push((key, item)) {
             let min = self
                 .items
                 .iter_mut()
-                .min_by_key(|x| x.gap)
-                .filter(|x| x.gap < c.gap);
+                .min_by_key(|x| x.0)
+                .filter(|x| x.0 < item.0);
             if let Some(slot) = min {
-                *slot = c;
+                *slot = item;
             }
         }
     }
 
-    fn sorted(mut self) -> heapless::Vec<Candidate, RANKED_DELTAS> {
-        self.items
-            .sort_unstable_by_key(|c| core::cmp::Reverse(c.gap));
+    /// Largest key first.
+    fn sorted(mut self) -> heapless::Vec<(u64, T), K> {
+        self.items.sort_unstable_by_key(|x| core::cmp::Reverse(x.0));
         self.items
     }
+}
 
-    fn contains(items: &[Candidate], who: Who) -> bool {
-        items.iter().any(|c| c.who == who)
-    }
+type Ranked = TopK<Candidate, RANKED_DELTAS>;
+
+fn ranked_contains(items: &[(u64, Candidate)], who: Who) -> bool {
+    items.iter().any(|(_, c)| c.who == who)
 }
 
 /// Something deltas can be pushed into.
@@ -1451,7 +1561,7 @@ fn write_deltas<S: Storage>(
     ctx: &ReplyContext<'_, S>,
     peers: &[Peer<S::StateBuf>],
     w: &mut impl DeltaSink,
-    ranked: &[Candidate],
+    ranked: &[(u64, Candidate)],
     visit: impl FnOnce(&mut dyn FnMut(Candidate) -> bool),
 ) {
     let mut misses = 0;
@@ -1472,11 +1582,11 @@ fn write_deltas<S: Storage>(
             *misses = 0;
         }
     };
-    for c in ranked {
+    for (_, c) in ranked {
         write(c, &mut misses);
     }
     visit(&mut |c| {
-        if !Ranked::contains(ranked, c.who) {
+        if !ranked_contains(ranked, c.who) {
             write(&c, &mut misses);
         }
         misses < FULL_AFTER_MISSES
@@ -1524,7 +1634,9 @@ fn write_ack<S: Storage>(
         p.is_member().then_some((Who::Peer(i), &p.state))
     };
     let mut ranked = Ranked::new();
-    let mut requests_open = true;
+    // What we lack, most first: endpoints we do not know (or only an older
+    // generation of), then the largest version gaps.
+    let mut wanted: TopK<GossipDigest, RANKED_REQUESTS> = TopK::new();
     for d in syn.digests {
         let request = match lookup(&d) {
             None => {
@@ -1533,27 +1645,32 @@ fn write_ack<S: Storage>(
                     .find(&d.endpoint, peers_ro)
                     .and_then(|i| peers_ro.get(i as usize))
                     .is_some_and(|p| d.generation <= p.state.generation());
-                (ctx.room_for_new && !quarantined_old).then_some(Version(0))
+                (ctx.room_for_new && !quarantined_old).then_some((u64::MAX, Version(0)))
             }
             Some((who, ours)) => match compare(ours, who, d.generation, d.max_version) {
-                Compare::RequestAll if who != Who::Local => Some(Version(0)),
-                Compare::RequestAbove(v) if who != Who::Local => Some(v),
+                Compare::RequestAll if who != Who::Local => Some((u64::MAX, Version(0))),
+                Compare::RequestAbove(v) if who != Who::Local => Some((d.max_version.0 - v.0, v)),
                 Compare::Send(c) => {
-                    ranked.offer(c);
+                    ranked.offer(c.gap, c);
                     None
                 }
                 _ => None,
             },
         };
-        if let Some(version) = request
-            && requests_open
-        {
-            requests_open = w.len() < request_budget
-                && w.push_request(&GossipDigest {
+        if let Some((priority, version)) = request {
+            wanted.offer(
+                priority,
+                GossipDigest {
                     endpoint: d.endpoint,
                     generation: d.generation,
                     max_version: version,
-                });
+                },
+            );
+        }
+    }
+    for (_, request) in wanted.sorted() {
+        if w.len() >= request_budget || !w.push_request(&request) {
+            break;
         }
     }
     let unmentioned = |f: &mut dyn FnMut(Candidate) -> bool, start: usize| {
@@ -1576,7 +1693,7 @@ fn write_ack<S: Storage>(
     if complete {
         unmentioned(
             &mut |c| {
-                ranked.offer(c);
+                ranked.offer(c.gap, c);
                 true
             },
             0,
@@ -1647,7 +1764,7 @@ fn write_ack2<S: Storage>(
     let mut ranked = Ranked::new();
     for r in requests {
         if let Some(c) = candidate(&r) {
-            ranked.offer(c);
+            ranked.offer(c.gap, c);
         }
     }
     let ranked = ranked.sorted();

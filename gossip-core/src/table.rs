@@ -268,6 +268,10 @@ pub struct Peer<B> {
     /// Down since (members), end of quarantine (quarantined).
     pub(crate) since: Instant,
     pub(crate) reported_version: Version,
+    /// The highest version of it seen anywhere (digests included).
+    pub(crate) evidence: Version,
+    /// When news of it last reached us (the node's refresh counter).
+    pub(crate) stamp: u32,
     pub(crate) slot: Slot,
     pub(crate) liveness: Liveness,
     pub(crate) reported: Liveness,
@@ -283,6 +287,8 @@ impl<B: StateBuf> Peer<B> {
             convict_at: Instant::MAX,
             since: Instant::ZERO,
             reported_version: Version(0),
+            evidence: Version(0),
+            stamp: 0,
             slot: Slot::Member,
             liveness: Liveness::Unknown,
             reported: Liveness::Unknown,
@@ -318,6 +324,11 @@ impl<B: StateBuf> Peer<B> {
     /// The failure detector's phi at `now` (0 before any heartbeat).
     pub fn phi(&self, now: Instant) -> f64 {
         self.window.phi(now)
+    }
+
+    /// The failure detector's mean interval between its heartbeats.
+    pub fn heartbeat_interval(&self) -> Option<core::time::Duration> {
+        self.window.mean()
     }
 
     /// When its heartbeat last advanced.

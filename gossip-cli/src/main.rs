@@ -1,0 +1,234 @@
+//! `gossip`: the command-line front end.
+//!
+//! - `gossip sim`: runs a simulated cluster scenario and prints its figures.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use gossip_sim::scenario::{self, Hooks};
+use gossip_sim::{Figures, Scenario, ScenarioConfig};
+
+mod plot;
+
+/// Counts the bytes on the heap, so `sim` can report memory per known peer.
+struct CountingAlloc;
+
+static HEAP: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every method forwards to `System` with the caller's arguments
+// unchanged, so `System`'s guarantees hold; the only addition is a relaxed
+// counter update, which touches no memory the allocation hands out.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded with the caller's layout (non-zero size is the
+        // caller's obligation, as for `System`).
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            HEAP.fetch_add(layout.size(), Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` was allocated by `System` (through `alloc` above) with
+        // this layout, as the caller guarantees.
+        unsafe { System.dealloc(ptr, layout) };
+        HEAP.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: as for `alloc`.
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            HEAP.fetch_add(layout.size(), Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: `ptr` came from `System` with `layout`, and `new_size` meets
+        // `realloc`'s rules, as the caller guarantees.
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            HEAP.fetch_sub(layout.size(), Ordering::Relaxed);
+            HEAP.fetch_add(new_size, Ordering::Relaxed);
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
+
+fn heap_bytes() -> usize {
+    HEAP.load(Ordering::Relaxed)
+}
+
+#[derive(Parser)]
+#[command(
+    name = "gossip",
+    version,
+    about = "A Cassandra-style gossip protocol: simulator and tools"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a simulated cluster scenario on a virtual clock and print its figures.
+    Sim(SimArgs),
+}
+
+#[derive(clap::Args)]
+struct SimArgs {
+    /// converge, disseminate, crash, restart, partition or churn.
+    #[arg(long, value_parser = parse_scenario)]
+    scenario: Scenario,
+    /// Nodes in the cluster.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(2..=1_048_576))]
+    nodes: u32,
+    /// Seed of the run: the same seed gives the same run.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Probability that a datagram is lost, 0 to 0.9.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_loss)]
+    loss: f64,
+    /// Gossip interval in milliseconds.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    interval_ms: u64,
+    /// Live peers gossiped to each round, 1 to 3.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=3))]
+    fanout: u8,
+    /// Give up after this many rounds of the measured phase.
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u32).range(1..))]
+    max_rounds: u32,
+    /// Print exactly one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Write an SVG plot of the fraction of nodes at the goal over time.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
+}
+
+fn parse_scenario(s: &str) -> Result<Scenario, String> {
+    s.parse()
+}
+
+fn parse_loss(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    if (0.0..0.9).contains(&v) {
+        Ok(v)
+    } else {
+        Err("loss must be at least 0 and below 0.9".into())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Sim(args) => sim(args),
+    }
+}
+
+fn sim(args: SimArgs) -> ExitCode {
+    let cfg = ScenarioConfig {
+        scenario: args.scenario,
+        nodes: args.nodes as usize,
+        seed: args.seed,
+        loss: args.loss,
+        interval: Duration::from_millis(args.interval_ms),
+        fanout: args.fanout,
+        max_rounds: args.max_rounds,
+    };
+    if let Err(e) = cfg.validate() {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    let bar = indicatif::ProgressBar::new(1000);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {msg} [{bar:40}] {percent}% of the round limit, {elapsed}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message(format!("{} with {} nodes", cfg.scenario, cfg.nodes));
+    let mut progress = |f: f64| bar.set_position((f * 1000.0) as u64);
+    let hooks = Hooks {
+        progress: Some(&mut progress),
+        heap_bytes: Some(&heap_bytes),
+    };
+    let result = scenario::run(&cfg, hooks);
+    bar.finish_and_clear();
+    let fig = match result {
+        Ok(fig) => fig,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(path) = &args.plot
+        && let Err(e) = plot::converged_fraction(path, &fig)
+    {
+        eprintln!("error: cannot write {}: {e}", path.display());
+        return ExitCode::from(1);
+    }
+    if args.json {
+        match serde_json::to_string(&fig) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        print_summary(&fig);
+    }
+    if fig.converged {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn print_summary(f: &Figures) {
+    let opt = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |v| format!("{v} ms"));
+    println!(
+        "scenario {} with {} nodes (seed {}, loss {}, interval {} ms, fanout {})",
+        f.scenario, f.nodes, f.seed, f.loss, f.interval_ms, f.fanout
+    );
+    println!(
+        "  goal reached        {}",
+        if f.converged { "yes" } else { "NO" }
+    );
+    if let Some(r) = f.rounds {
+        println!("  rounds to goal      {r}");
+    }
+    println!("  simulated time      {} ms", f.sim_time_ms);
+    println!("  disseminate         {}", opt(f.disseminate_ms));
+    println!(
+        "  detection p50/max   {} / {}",
+        opt(f.detect_ms_p50),
+        opt(f.detect_ms_max)
+    );
+    println!("  restart seen        {}", opt(f.restart_ms));
+    println!("  views agree again   {}", opt(f.heal_ms));
+    println!("  false downs         {}", f.false_downs);
+    println!(
+        "  per node per second {} datagrams, {} bytes",
+        f.datagrams_per_node_per_s, f.bytes_per_node_per_s
+    );
+    println!("  largest datagram    {} bytes", f.max_datagram_bytes);
+    if let Some(b) = f.bytes_per_known_peer {
+        println!("  memory / known peer {b:.0} bytes");
+    }
+    println!("  wall time           {} ms", f.wall_ms);
+    if let Some(v) = &f.violation {
+        println!("  VIOLATION           {v}");
+    }
+}

@@ -1,0 +1,734 @@
+//! The standard scenarios and the figures each run yields.
+//!
+//! | scenario | what happens | goal measured |
+//! |---|---|---|
+//! | `converge` | all nodes start within 100 ms knowing only node 0 | every node sees every node alive with all its states |
+//! | `disseminate` | after convergence node 0 changes one key | every node has the new value |
+//! | `crash` | after convergence one node stops | every live node marks it down |
+//! | `restart` | after convergence one node crashes, then restarts with a higher generation | every node sees it up with the new generation |
+//! | `partition` | after convergence the cluster splits in halves for a minute, then heals | every node sees every node alive again |
+//! | `churn` | after convergence nodes leave (shutdown or crash) and rejoin at a steady rate for a minute | every node sees every running node alive again |
+//!
+//! Every node publishes `STATUS` and `HOST_ID` when it starts; "all its
+//! states" means both.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use gossip_core::state::Generation;
+use gossip_core::wire::ClusterId;
+use gossip_core::{Config, Event, Instant};
+use rand_core::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use serde::Serialize;
+
+use crate::{NetworkModel, Observer, Sim, SimConfig, node_addr};
+
+/// The standard scenarios.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scenario {
+    /// Everyone joins through node 0.
+    Converge,
+    /// One key change spreads.
+    Disseminate,
+    /// One node crashes.
+    Crash,
+    /// One node crashes and restarts.
+    Restart,
+    /// The cluster splits in halves, then heals.
+    Partition,
+    /// Nodes leave and rejoin steadily.
+    Churn,
+}
+
+impl Scenario {
+    /// Every scenario.
+    pub const ALL: [Scenario; 6] = [
+        Scenario::Converge,
+        Scenario::Disseminate,
+        Scenario::Crash,
+        Scenario::Restart,
+        Scenario::Partition,
+        Scenario::Churn,
+    ];
+
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Converge => "converge",
+            Scenario::Disseminate => "disseminate",
+            Scenario::Crash => "crash",
+            Scenario::Restart => "restart",
+            Scenario::Partition => "partition",
+            Scenario::Churn => "churn",
+        }
+    }
+}
+
+impl fmt::Display for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Scenario {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Scenario::ALL
+            .into_iter()
+            .find(|x| x.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Scenario::ALL.iter().map(|x| x.name()).collect();
+                format!("unknown scenario '{s}' (one of: {})", names.join(", "))
+            })
+    }
+}
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct ScenarioConfig {
+    /// The scenario.
+    pub scenario: Scenario,
+    /// Nodes (at least 2; 4 for `partition`).
+    pub nodes: usize,
+    /// The seed: same seed, same run.
+    pub seed: u64,
+    /// Datagram loss probability, 0 to 1.
+    pub loss: f64,
+    /// Gossip interval.
+    pub interval: Duration,
+    /// Live peers per round, 1 to 3.
+    pub fanout: u8,
+    /// Give up after this many rounds of virtual time past the start of the
+    /// measured phase.
+    pub max_rounds: u32,
+}
+
+impl ScenarioConfig {
+    /// Defaults: 1 s interval, fanout 1, no loss, seed 1, up to 600 rounds.
+    pub fn new(scenario: Scenario, nodes: usize) -> Self {
+        Self {
+            scenario,
+            nodes,
+            seed: 1,
+            loss: 0.0,
+            interval: Duration::from_secs(1),
+            fanout: 1,
+            max_rounds: 600,
+        }
+    }
+
+    /// The node configuration the scenario runs with.
+    pub fn node_config(&self) -> Config {
+        let mut c = Config::new(ClusterId::from_name("sim"));
+        c.gossip_interval = self.interval;
+        c.fanout = self.fanout;
+        c.max_peers = self.nodes.max(1);
+        c.removal_delay = Duration::from_secs(3600);
+        c
+    }
+
+    /// Checks the parameters.
+    pub fn validate(&self) -> Result<(), String> {
+        let min = if self.scenario == Scenario::Partition {
+            4
+        } else {
+            2
+        };
+        if self.nodes < min {
+            return Err(format!("{} needs at least {min} nodes", self.scenario));
+        }
+        if self.nodes > 1 << 20 {
+            return Err("at most 1048576 nodes".into());
+        }
+        if !(0.0..=1.0).contains(&self.loss) || self.loss.is_nan() {
+            return Err("loss must be between 0 and 1".into());
+        }
+        if self.loss >= 0.9 {
+            return Err("loss of 90% or more cannot converge".into());
+        }
+        if self.max_rounds == 0 {
+            return Err("max rounds must be at least 1".into());
+        }
+        self.node_config().validate().map_err(|e| e.to_string())
+    }
+}
+
+/// What one run measured. Times are virtual (simulated) except `wall_ms`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Figures {
+    /// The scenario's name.
+    pub scenario: String,
+    /// Nodes.
+    pub nodes: usize,
+    /// The seed.
+    pub seed: u64,
+    /// Loss probability.
+    pub loss: f64,
+    /// Gossip interval in milliseconds.
+    pub interval_ms: u64,
+    /// Fanout.
+    pub fanout: u8,
+    /// Whether the scenario's goal was reached (and no invariant broke).
+    pub converged: bool,
+    /// Gossip rounds from the start of the measured phase to the goal.
+    pub rounds: Option<f64>,
+    /// Virtual time the whole run took.
+    pub sim_time_ms: u64,
+    /// `disseminate`: time for the change to reach every node.
+    pub disseminate_ms: Option<u64>,
+    /// `crash`: median time for a live node to mark the crashed one down.
+    pub detect_ms_p50: Option<u64>,
+    /// `crash`: time for the last live node to mark it down.
+    pub detect_ms_max: Option<u64>,
+    /// `restart`: time until every node sees the restarted one up.
+    pub restart_ms: Option<u64>,
+    /// `partition` and `churn`: time from healing until views agree again.
+    pub heal_ms: Option<u64>,
+    /// Live, reachable nodes marked down (during the measured phase: the
+    /// join for `converge`, after it for the others).
+    pub false_downs: u64,
+    /// Datagrams sent per node per second of virtual time.
+    pub datagrams_per_node_per_s: f64,
+    /// Bytes sent per node per second of virtual time.
+    pub bytes_per_node_per_s: f64,
+    /// The largest datagram sent.
+    pub max_datagram_bytes: usize,
+    /// Memory per (node, known peer) pair, when the caller measures memory.
+    pub bytes_per_known_peer: Option<f64>,
+    /// Wall-clock time of the run.
+    pub wall_ms: u64,
+    /// The broken invariant, if one broke.
+    pub violation: Option<String>,
+    /// `(virtual seconds, fraction of nodes that reached the goal)`, sampled
+    /// once a round during the measured phase.
+    #[serde(skip)]
+    pub timeline: Vec<(f64, f64)>,
+}
+
+/// Hooks a caller can give a run.
+#[derive(Default)]
+pub struct Hooks<'a> {
+    /// Called about once a round with the fraction of the round limit spent.
+    pub progress: Option<&'a mut dyn FnMut(f64)>,
+    /// Bytes of heap in use now, to report memory per known peer.
+    pub heap_bytes: Option<&'a dyn Fn() -> usize>,
+}
+
+/// Runs one scenario.
+pub fn run(cfg: &ScenarioConfig, hooks: Hooks<'_>) -> Result<Figures, String> {
+    cfg.validate()?;
+    let wall = std::time::Instant::now();
+    let mut sim_cfg = SimConfig::new(cfg.nodes, cfg.seed, cfg.node_config());
+    sim_cfg.network = NetworkModel {
+        loss: cfg.loss,
+        ..NetworkModel::default()
+    };
+    let heap_before = hooks.heap_bytes.map(|f| f());
+    let mut sim = Sim::new(sim_cfg).map_err(|e| e.to_string())?;
+    let mut run = Run {
+        cfg,
+        tracker: Tracker::new(cfg.nodes),
+        progress: hooks.progress,
+        timeline: Vec::new(),
+        rng: Xoshiro256PlusPlus::seed_from_u64(cfg.seed ^ 0x5ce7_a710),
+    };
+    let mut fig = Figures {
+        scenario: cfg.scenario.name().into(),
+        nodes: cfg.nodes,
+        seed: cfg.seed,
+        loss: cfg.loss,
+        interval_ms: cfg.interval.as_millis() as u64,
+        fanout: cfg.fanout,
+        ..Figures::default()
+    };
+    // Every scenario starts by converging; `converge` measures it.
+    let measure_join = cfg.scenario == Scenario::Converge;
+    let joined = run.converge(&mut sim, measure_join);
+    let mut goal = joined.is_some();
+    if measure_join {
+        fig.rounds = joined.map(|d| rounds(d, cfg.interval));
+    }
+    if goal && !measure_join {
+        // Let the failure detectors collect samples before faults; false
+        // downs count from here (the join has its own, in `converge`).
+        run.settle(&mut sim, 10);
+        run.tracker.false_downs = 0;
+        goal = match cfg.scenario {
+            Scenario::Converge => true,
+            Scenario::Disseminate => run.disseminate(&mut sim, &mut fig),
+            Scenario::Crash => run.crash(&mut sim, &mut fig),
+            Scenario::Restart => run.restart(&mut sim, &mut fig),
+            Scenario::Partition => run.partition(&mut sim, &mut fig),
+            Scenario::Churn => run.churn(&mut sim, &mut fig),
+        };
+    }
+    if let (Some(before), Some(now)) = (heap_before, hooks.heap_bytes.map(|f| f())) {
+        let known: usize = (0..sim.len())
+            .filter_map(|i| sim.node(i))
+            .map(|n| n.endpoint_count())
+            .sum();
+        if known > 0 {
+            fig.bytes_per_known_peer = Some(now.saturating_sub(before) as f64 / known as f64);
+        }
+    }
+    let secs = sim.now().as_micros() as f64 / 1e6;
+    let totals = sim.totals();
+    let per = |x: u64| x as f64 / cfg.nodes as f64 / secs.max(1e-9);
+    fig.datagrams_per_node_per_s = round2(per(totals.datagrams));
+    fig.bytes_per_node_per_s = round2(per(totals.bytes));
+    fig.max_datagram_bytes = totals.max_datagram;
+    fig.sim_time_ms = sim.now().as_micros() / 1000;
+    fig.false_downs = run.tracker.false_downs;
+    fig.violation = sim.violation().map(|v| v.to_string());
+    fig.converged = goal && fig.violation.is_none();
+    fig.timeline = run.timeline;
+    fig.wall_ms = wall.elapsed().as_millis() as u64;
+    Ok(fig)
+}
+
+fn rounds(d: Duration, interval: Duration) -> f64 {
+    round2(d.as_secs_f64() / interval.as_secs_f64())
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+/// Pair flags in the tracker.
+const ALIVE: u8 = 1;
+/// States seen, counted in the upper bits.
+const STATE_UNIT: u8 = 2;
+/// States every node publishes at start.
+const START_STATES: u8 = 2;
+
+/// Follows events to know, cheaply, which nodes reached a goal.
+struct Tracker {
+    n: usize,
+    /// Per (observer, endpoint): ALIVE and a count of state events.
+    pairs: Vec<u8>,
+    /// Per observer: endpoints seen alive with all their start states.
+    complete: Vec<u32>,
+    /// Nodes whose complete count is n - 1.
+    done: usize,
+    /// Which nodes are down on purpose (crashed, left, paused), and groups.
+    absent: Vec<bool>,
+    groups: Vec<u32>,
+    false_downs: u64,
+    /// Watched per-scenario events: (observer) -> when.
+    watch: Watch,
+    hits: Vec<Option<Instant>>,
+    hit_count: usize,
+    /// Nodes with an event since the last check.
+    touched: Vec<u32>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Watch {
+    Nothing,
+    Key(usize),
+    Down(usize),
+    Touch(usize),
+}
+
+impl Tracker {
+    fn new(n: usize) -> Self {
+        Self {
+            n,
+            pairs: vec![0; n * n],
+            complete: vec![0; n],
+            done: 0,
+            absent: vec![false; n],
+            groups: vec![0; n],
+            false_downs: 0,
+            watch: Watch::Nothing,
+            hits: vec![None; n],
+            hit_count: 0,
+            touched: Vec::new(),
+        }
+    }
+
+    fn watch(&mut self, w: Watch) {
+        self.watch = w;
+        self.hits = vec![None; self.n];
+        self.hit_count = 0;
+        self.touched.clear();
+    }
+
+    fn hit(&mut self, i: usize, now: Instant) {
+        if let Some(slot) = self.hits.get_mut(i)
+            && slot.is_none()
+        {
+            *slot = Some(now);
+            self.hit_count += 1;
+        }
+    }
+
+    fn update(&mut self, i: usize, j: usize, f: impl FnOnce(u8) -> u8) {
+        let Some(pair) = self.pairs.get_mut(i * self.n + j) else {
+            return;
+        };
+        let before = is_complete(*pair);
+        *pair = f(*pair);
+        let after = is_complete(*pair);
+        let Some(c) = self.complete.get_mut(i) else {
+            return;
+        };
+        let full = (self.n - 1) as u32;
+        match (before, after) {
+            (false, true) => {
+                *c += 1;
+                if *c == full {
+                    self.done += 1;
+                }
+            }
+            (true, false) => {
+                if *c == full {
+                    self.done -= 1;
+                }
+                *c -= 1;
+            }
+            _ => {}
+        }
+    }
+
+    fn all_done(&self) -> bool {
+        self.done == self.n
+    }
+}
+
+fn is_complete(pair: u8) -> bool {
+    pair & ALIVE != 0 && pair / STATE_UNIT >= START_STATES
+}
+
+impl Observer for Tracker {
+    fn on_event(&mut self, now: Instant, i: usize, event: &Event<'_>) {
+        let n = self.n;
+        let idx = move |addr| crate::Sim::index_for(addr).filter(|j| *j < n);
+        match *event {
+            Event::Up { endpoint } => {
+                if let Some(j) = idx(endpoint) {
+                    self.update(i, j, |p| p | ALIVE);
+                }
+            }
+            Event::Down { endpoint } => {
+                if let Some(j) = idx(endpoint) {
+                    self.update(i, j, |p| p & !ALIVE);
+                    let reachable = self.groups.get(i) == self.groups.get(j);
+                    if !self.absent.get(j).copied().unwrap_or(true) && reachable {
+                        self.false_downs += 1;
+                    }
+                    if self.watch == Watch::Down(j) {
+                        self.hit(i, now);
+                    }
+                }
+            }
+            Event::Restarted { endpoint, .. } => {
+                if let Some(j) = idx(endpoint) {
+                    // A new incarnation publishes its states again.
+                    self.update(i, j, |p| p & ALIVE);
+                }
+            }
+            Event::StateChanged { endpoint, key, .. } => {
+                if let Some(j) = idx(endpoint) {
+                    let name = key.to_string();
+                    if name == "STATUS" || name == "HOST_ID" {
+                        self.update(i, j, |p| p.saturating_add(STATE_UNIT));
+                    }
+                    if self.watch == Watch::Key(j) && name == "probe" {
+                        self.hit(i, now);
+                    }
+                }
+            }
+            _ => {}
+        }
+        if let Watch::Touch(j) = self.watch
+            && event_endpoint(event).and_then(idx) == Some(j)
+        {
+            self.touched.push(i as u32);
+        }
+    }
+}
+
+fn event_endpoint(e: &Event<'_>) -> Option<std::net::SocketAddr> {
+    Some(match *e {
+        Event::Discovered { endpoint }
+        | Event::Up { endpoint }
+        | Event::Down { endpoint }
+        | Event::Restarted { endpoint, .. }
+        | Event::ShutDown { endpoint }
+        | Event::Removed { endpoint }
+        | Event::StateChanged { endpoint, .. } => endpoint,
+    })
+}
+
+impl Sim {
+    /// The node index of a simulated address.
+    pub fn index_for(addr: std::net::SocketAddr) -> Option<usize> {
+        match addr {
+            std::net::SocketAddr::V4(a) if a.port() == 7000 => {
+                let bits = u32::from(*a.ip());
+                (bits >> 24 == 10).then(|| (bits & 0x00ff_ffff) as usize - 1)
+            }
+            _ => None,
+        }
+    }
+}
+
+struct Run<'c, 'h> {
+    cfg: &'c ScenarioConfig,
+    tracker: Tracker,
+    progress: Option<&'h mut dyn FnMut(f64)>,
+    timeline: Vec<(f64, f64)>,
+    rng: Xoshiro256PlusPlus,
+}
+
+impl Run<'_, '_> {
+    fn limit(&self, sim: &Sim) -> Instant {
+        sim.now() + self.cfg.interval * self.cfg.max_rounds
+    }
+
+    /// Runs round by round until `done` or the round limit; samples the
+    /// timeline with `fraction`. Returns the time it took.
+    fn until(
+        &mut self,
+        sim: &mut Sim,
+        mut done: impl FnMut(&mut Sim, &mut Tracker) -> bool,
+        fraction: impl Fn(&Sim, &Tracker) -> f64,
+    ) -> Option<Duration> {
+        let start = sim.now();
+        let limit = self.limit(sim);
+        let total = (limit - start).as_secs_f64();
+        loop {
+            let round_end = (sim.now() + self.cfg.interval).min(limit);
+            let reached = {
+                let tracker = &mut self.tracker;
+                let mut reached = false;
+                while !reached {
+                    if done(sim, tracker) {
+                        reached = true;
+                        break;
+                    }
+                    let next = sim.queue.peek().map(|std::cmp::Reverse(s)| s.at);
+                    match next {
+                        Some(at) if at <= round_end => {
+                            sim.step(tracker);
+                        }
+                        _ => break,
+                    }
+                }
+                reached
+            };
+            if reached {
+                self.timeline.push((
+                    (sim.now() - start).as_secs_f64(),
+                    fraction(sim, &self.tracker),
+                ));
+                return Some(sim.now() - start);
+            }
+            sim.run_until(round_end, &mut self.tracker);
+            self.timeline.push((
+                (sim.now() - start).as_secs_f64(),
+                fraction(sim, &self.tracker),
+            ));
+            if let Some(p) = self.progress.as_mut() {
+                p(((sim.now() - start).as_secs_f64() / total).min(1.0));
+            }
+            if sim.now() >= limit || sim.violation().is_some() {
+                return None;
+            }
+        }
+    }
+
+    fn settle(&mut self, sim: &mut Sim, rounds: u32) {
+        let until = sim.now() + self.cfg.interval * rounds;
+        sim.run_until(until, &mut self.tracker);
+    }
+
+    /// Starts every node with its start states; runs until the tracker sees
+    /// everyone complete. Returns the time it took.
+    fn converge(&mut self, sim: &mut Sim, record: bool) -> Option<Duration> {
+        let n = self.cfg.nodes;
+        // Start every node (they were scheduled within 100 ms) and publish.
+        let started = sim.now() + sim.config().start_spread;
+        sim.run_until(started, &mut self.tracker);
+        for i in 0..n {
+            publish(sim, i, &mut self.tracker);
+        }
+        let elapsed = self.until(sim, |_, t| t.all_done(), |_, t| t.done as f64 / n as f64);
+        if !record {
+            self.timeline.clear();
+        }
+        elapsed.map(|d| d + (started - Instant::ZERO))
+    }
+
+    fn disseminate(&mut self, sim: &mut Sim, fig: &mut Figures) -> bool {
+        let n = self.cfg.nodes;
+        self.tracker.watch(Watch::Key(0));
+        self.tracker.hit(0, sim.now());
+        sim.set_state(0, "probe", b"changed", &mut self.tracker);
+        let took = self.until(
+            sim,
+            |_, t| t.hit_count == t.n,
+            |_, t| t.hit_count as f64 / n as f64,
+        );
+        fig.disseminate_ms = took.map(ms);
+        fig.rounds = took.map(|d| rounds(d, self.cfg.interval));
+        took.is_some()
+    }
+
+    fn victim(&mut self) -> usize {
+        // Anyone but the seed.
+        1 + (self.rng.next_u64() % (self.cfg.nodes as u64 - 1)) as usize
+    }
+
+    fn crash(&mut self, sim: &mut Sim, fig: &mut Figures) -> bool {
+        let n = self.cfg.nodes;
+        let v = self.victim();
+        self.tracker.watch(Watch::Down(v));
+        self.tracker.absent[v] = true;
+        self.tracker.hit(v, sim.now());
+        let at = sim.now();
+        sim.crash(v);
+        let took = self.until(
+            sim,
+            |_, t| t.hit_count == t.n,
+            |_, t| t.hit_count as f64 / n as f64,
+        );
+        let mut times: Vec<u64> = self
+            .tracker
+            .hits
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != v)
+            .filter_map(|(_, t)| t.map(|t| ms(t - at)))
+            .collect();
+        times.sort_unstable();
+        fig.detect_ms_p50 = times.get(times.len() / 2).copied();
+        fig.detect_ms_max = took.and(times.last().copied());
+        fig.rounds = took.map(|d| rounds(d, self.cfg.interval));
+        took.is_some()
+    }
+
+    fn restart(&mut self, sim: &mut Sim, fig: &mut Figures) -> bool {
+        let n = self.cfg.nodes;
+        let v = self.victim();
+        self.tracker.absent[v] = true;
+        sim.crash(v);
+        self.settle(sim, 5);
+        self.tracker.watch(Watch::Touch(v));
+        self.tracker.absent[v] = false;
+        sim.restart(v, &mut self.tracker);
+        publish(sim, v, &mut self.tracker);
+        let generation = Generation(sim.generation(v));
+        let victim = node_addr(v);
+        self.tracker.hit(v, sim.now());
+        let took = self.until(
+            sim,
+            |sim, t| {
+                let now = sim.now();
+                let touched = std::mem::take(&mut t.touched);
+                for i in touched {
+                    let i = i as usize;
+                    let up = sim
+                        .node(i)
+                        .and_then(|node| node.endpoint(&victim))
+                        .is_some_and(|p| p.is_alive() && p.state().generation() == generation);
+                    if up {
+                        t.hit(i, now);
+                    }
+                }
+                t.hit_count == t.n
+            },
+            |_, t| t.hit_count as f64 / n as f64,
+        );
+        fig.restart_ms = took.map(ms);
+        fig.rounds = took.map(|d| rounds(d, self.cfg.interval));
+        took.is_some()
+    }
+
+    /// Runs until every running node's view agrees (checked once a round).
+    fn agree(&mut self, sim: &mut Sim) -> Option<Duration> {
+        let start = sim.now();
+        let limit = self.limit(sim);
+        loop {
+            if sim.divergence().is_none() {
+                return Some(sim.now() - start);
+            }
+            if sim.now() >= limit || sim.violation().is_some() {
+                return None;
+            }
+            let next = (sim.now() + self.cfg.interval).min(limit);
+            sim.run_until(next, &mut self.tracker);
+            let up = (0..sim.len()).filter(|i| sim.is_up(*i)).count().max(1);
+            self.timeline.push((
+                (sim.now() - start).as_secs_f64(),
+                self.tracker.done as f64 / up as f64,
+            ));
+        }
+    }
+
+    fn partition(&mut self, sim: &mut Sim, fig: &mut Figures) -> bool {
+        let n = self.cfg.nodes;
+        let groups: Vec<u32> = (0..n).map(|i| u32::from(i >= n / 2)).collect();
+        self.tracker.groups = groups.clone();
+        sim.partition(&groups);
+        self.settle(sim, 60);
+        sim.heal();
+        self.tracker.groups = vec![0; n];
+        let took = self.agree(sim);
+        fig.heal_ms = took.map(ms);
+        fig.rounds = took.map(|d| rounds(d, self.cfg.interval));
+        took.is_some()
+    }
+
+    fn churn(&mut self, sim: &mut Sim, fig: &mut Figures) -> bool {
+        let n = self.cfg.nodes;
+        // One event every two rounds for a minute: a running node leaves
+        // (graceful or crash, alternately) or a stopped one rejoins.
+        let events = 30u32;
+        let mut stopped: Vec<usize> = Vec::new();
+        for e in 0..events {
+            let rejoin = !stopped.is_empty() && (e % 3 == 2 || stopped.len() > n / 4);
+            if rejoin {
+                let k = (self.rng.next_u64() % stopped.len() as u64) as usize;
+                let v = stopped.swap_remove(k);
+                self.tracker.absent[v] = false;
+                sim.restart(v, &mut self.tracker);
+                publish(sim, v, &mut self.tracker);
+            } else {
+                let v = self.victim();
+                if !stopped.contains(&v) {
+                    self.tracker.absent[v] = true;
+                    if e % 2 == 0 {
+                        sim.shutdown(v, &mut self.tracker);
+                    } else {
+                        sim.crash(v);
+                    }
+                    stopped.push(v);
+                }
+            }
+            self.settle(sim, 2);
+            if sim.violation().is_some() {
+                return false;
+            }
+        }
+        let took = self.agree(sim);
+        fig.heal_ms = took.map(ms);
+        fig.rounds = took.map(|d| rounds(d, self.cfg.interval));
+        took.is_some()
+    }
+}
+
+/// Publishes node `i`'s start states.
+fn publish(sim: &mut Sim, i: usize, tracker: &mut Tracker) {
+    sim.set_state(i, "STATUS", b"NORMAL", tracker);
+    let host_id = format!("{:08x}-0000-4000-8000-{:012x}", i, sim.generation(i));
+    sim.set_state(i, "HOST_ID", host_id.as_bytes(), tracker);
+}

@@ -1,0 +1,190 @@
+//! Every scenario on small clusters, determinism, and random fault schedules.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
+
+use std::time::Duration;
+
+use gossip_core::Instant;
+use gossip_sim::scenario::{self, Hooks};
+use gossip_sim::{NetworkModel, Scenario, ScenarioConfig, Sim, SimConfig};
+use quickcheck::{Arbitrary, Gen, QuickCheck, TestResult};
+
+fn run(scenario: Scenario, nodes: usize, seed: u64, loss: f64) -> gossip_sim::Figures {
+    let mut cfg = ScenarioConfig::new(scenario, nodes);
+    cfg.seed = seed;
+    cfg.loss = loss;
+    scenario::run(&cfg, Hooks::default()).expect("valid configuration")
+}
+
+#[test]
+fn every_scenario_reaches_its_goal_on_a_small_cluster() {
+    for scenario in Scenario::ALL {
+        let f = run(scenario, 24, 7, 0.0);
+        assert!(f.converged, "{scenario}: {f:?}");
+        assert_eq!(f.violation, None, "{scenario}");
+        assert!(f.max_datagram_bytes <= 1400);
+        assert!(f.datagrams_per_node_per_s > 0.0);
+        match scenario {
+            Scenario::Converge => assert!(f.rounds.is_some_and(|r| r < 30.0), "{f:?}"),
+            Scenario::Disseminate => assert!(f.disseminate_ms.is_some()),
+            Scenario::Crash => {
+                assert!(f.detect_ms_p50.is_some() && f.detect_ms_max.is_some());
+                assert!(f.detect_ms_p50 <= f.detect_ms_max);
+            }
+            Scenario::Restart => assert!(f.restart_ms.is_some()),
+            Scenario::Partition | Scenario::Churn => assert!(f.heal_ms.is_some()),
+        }
+    }
+}
+
+#[test]
+fn crash_with_loss_is_detected_without_false_downs() {
+    let f = run(Scenario::Crash, 40, 3, 0.05);
+    assert!(f.converged, "{f:?}");
+    assert_eq!(f.false_downs, 0, "{f:?}");
+}
+
+#[test]
+fn same_seed_same_figures() {
+    for scenario in [Scenario::Converge, Scenario::Churn] {
+        let mut a = run(scenario, 16, 11, 0.1);
+        let mut b = run(scenario, 16, 11, 0.1);
+        a.wall_ms = 0;
+        b.wall_ms = 0;
+        assert_eq!(a, b, "{scenario}");
+        assert_eq!(a.timeline, b.timeline);
+    }
+    // And another seed gives another run.
+    let a = run(Scenario::Converge, 16, 11, 0.1);
+    let c = run(Scenario::Converge, 16, 12, 0.1);
+    assert_ne!(a.sim_time_ms, c.sim_time_ms);
+}
+
+#[test]
+fn bad_parameters_are_refused() {
+    let mut cfg = ScenarioConfig::new(Scenario::Partition, 3);
+    assert!(scenario::run(&cfg, Hooks::default()).is_err());
+    cfg.nodes = 10;
+    cfg.loss = 0.95;
+    assert!(scenario::run(&cfg, Hooks::default()).is_err());
+    cfg.loss = f64::NAN;
+    assert!(scenario::run(&cfg, Hooks::default()).is_err());
+    cfg.loss = 0.0;
+    cfg.fanout = 4;
+    assert!(scenario::run(&cfg, Hooks::default()).is_err());
+    assert!("nope".parse::<Scenario>().is_err());
+    assert_eq!("churn".parse::<Scenario>(), Ok(Scenario::Churn));
+}
+
+#[test]
+fn divergence_is_reported_while_a_partition_lasts() {
+    let cfg = ScenarioConfig::new(Scenario::Converge, 6);
+    let mut sim = Sim::new(SimConfig::new(6, 5, cfg.node_config())).unwrap();
+    sim.run_until(Instant::from_millis(30_000), &mut ());
+    assert_eq!(sim.divergence(), None);
+    sim.partition(&[0, 0, 0, 1, 1, 1]);
+    sim.run_until(Instant::from_millis(120_000), &mut ());
+    assert!(sim.divergence().is_some());
+    assert!(sim.check_converged().is_err());
+}
+
+/// A random schedule of faults on a small cluster.
+#[derive(Clone, Debug)]
+struct Faults {
+    seed: u64,
+    loss: f64,
+    duplicate: f64,
+    steps: Vec<Fault>,
+}
+
+#[derive(Clone, Debug)]
+enum Fault {
+    Crash(usize),
+    Restart(usize),
+    Pause(usize, u64),
+    Partition(Vec<u32>),
+    Heal,
+    Wait(u64),
+}
+
+const N: usize = 8;
+
+impl Arbitrary for Faults {
+    fn arbitrary(g: &mut Gen) -> Self {
+        let steps = (0..usize::arbitrary(g) % 8)
+            .map(|_| match u8::arbitrary(g) % 6 {
+                0 => Fault::Crash(1 + usize::arbitrary(g) % (N - 1)),
+                1 => Fault::Restart(1 + usize::arbitrary(g) % (N - 1)),
+                2 => Fault::Pause(usize::arbitrary(g) % N, 1 + u64::arbitrary(g) % 20),
+                3 => Fault::Partition((0..N).map(|_| u32::arbitrary(g) % 3).collect()),
+                4 => Fault::Heal,
+                _ => Fault::Wait(1 + u64::arbitrary(g) % 30),
+            })
+            .collect();
+        Faults {
+            seed: u64::arbitrary(g),
+            loss: f64::from(u8::arbitrary(g) % 30) / 100.0,
+            duplicate: f64::from(u8::arbitrary(g) % 10) / 100.0,
+            steps,
+        }
+    }
+}
+
+fn converges_after(f: &Faults) -> Result<(), String> {
+    let cfg = ScenarioConfig::new(Scenario::Converge, N);
+    let mut sim_cfg = SimConfig::new(N, f.seed, cfg.node_config());
+    sim_cfg.network = NetworkModel {
+        loss: f.loss,
+        duplicate: f.duplicate,
+        jitter: Duration::from_millis(30),
+        ..NetworkModel::default()
+    };
+    let mut sim = Sim::new(sim_cfg).map_err(|e| e.to_string())?;
+    let mut t = Instant::from_millis(5_000);
+    sim.run_until(t, &mut ());
+    for step in &f.steps {
+        match step {
+            Fault::Crash(i) => sim.crash(*i),
+            Fault::Restart(i) => sim.restart(*i, &mut ()),
+            Fault::Pause(i, s) => sim.pause(*i, Duration::from_secs(*s)),
+            Fault::Partition(groups) => sim.partition(groups),
+            Fault::Heal => sim.heal(),
+            Fault::Wait(s) => {
+                t = t + Duration::from_secs(*s);
+                sim.run_until(t, &mut ());
+            }
+        }
+        if let Some(v) = sim.violation() {
+            return Err(v.to_string());
+        }
+    }
+    // Faults stop: heal, restart what crashed, no more loss.
+    sim.heal();
+    sim.set_network(NetworkModel::default());
+    for i in 0..N {
+        if sim.node(i).is_none() {
+            sim.restart(i, &mut ());
+        }
+    }
+    let limit = sim.now() + Duration::from_secs(300);
+    let ok = sim.run_while(limit, &mut (), |s, _| s.divergence().is_none());
+    if let Some(v) = sim.violation() {
+        return Err(v.to_string());
+    }
+    if !ok {
+        return Err(format!("no convergence: {:?}", sim.divergence()));
+    }
+    Ok(())
+}
+
+#[test]
+fn random_fault_schedules_converge_once_faults_stop() {
+    fn prop(f: Faults) -> TestResult {
+        match converges_after(&f) {
+            Ok(()) => TestResult::passed(),
+            Err(e) => TestResult::error(format!("seed {}: {e}", f.seed)),
+        }
+    }
+    QuickCheck::new()
+        .tests(40)
+        .quickcheck(prop as fn(Faults) -> TestResult);
+}
