@@ -19,7 +19,8 @@ use crate::table::{
 };
 use crate::time::Instant;
 use crate::wire::{
-    self, Ack2Writer, AckWriter, Digests, GossipDigest, Header, Kind, Message, Syn, SynWriter,
+    self, Ack2Writer, AckWriter, Digests, GossipDigest, Header, Kind, Message, RingRange, Syn,
+    SynWriter, ring_position,
 };
 
 /// The most seeds a node keeps.
@@ -30,6 +31,14 @@ const MAX_TARGETS: usize = 5;
 
 /// Deltas ranked by version gap per reply; the rest follow unranked.
 const RANKED_DELTAS: usize = 32;
+
+/// Rounds without meeting a new endpoint or generation before a node trusts
+/// its own silence measures again (and convicts).
+const CATCH_UP_ROUNDS: u32 = 5;
+
+/// Members considered for a SYN's stretch of the ring (more than a datagram
+/// holds).
+const RING_WINDOW: usize = 256;
 
 /// Recently refreshed endpoints remembered for the next SYNs.
 const RECENT: usize = 64;
@@ -295,8 +304,8 @@ pub struct Node<S: Storage, R> {
     reply_head: usize,
     seeds: heapless::Vec<SocketAddr, MAX_SEEDS>,
     targets: heapless::Vec<SocketAddr, MAX_TARGETS>,
-    /// Where the next SYN's digest window starts in the table.
-    syn_cursor: usize,
+    /// Where the next SYN's stretch of the ring starts.
+    ring_cursor: u32,
     /// Slots whose news reached us most recently, newest last, with the
     /// stamp they had then (an entry is current while the slot's stamp
     /// matches).
@@ -306,6 +315,10 @@ pub struct Node<S: Storage, R> {
     next_round: Instant,
     last_round: Option<Instant>,
     pause_grace_until: Instant,
+    /// While this node is still learning the cluster (it met new endpoints or
+    /// generations lately), its silence measures say more about its own
+    /// backlog than about its peers: no convictions until then.
+    catch_up_until: Instant,
     /// Occupied slots (members and quarantined).
     occupied: usize,
     /// Members believed alive.
@@ -356,13 +369,14 @@ impl<S: Storage, R: Rng> Node<S, R> {
             reply_head: 0,
             seeds: seed_list,
             targets: heapless::Vec::new(),
-            syn_cursor: 0,
+            ring_cursor: 0,
             recent: heapless::Deque::new(),
             stamp: 0,
             rng,
             next_round: now,
             last_round: None,
             pause_grace_until: Instant::ZERO,
+            catch_up_until: Instant::ZERO,
             occupied: 0,
             alive: 0,
             unreachable: 0,
@@ -825,6 +839,9 @@ impl<S: Storage, R: Rng> Node<S, R> {
             // Application news (not a mere heartbeat): spread it like a rumor.
             self.refreshed(idx);
         }
+        if is_new || applied.replaced {
+            self.catching_up(now);
+        }
         self.set_liveness(idx, liveness, now);
     }
 
@@ -840,11 +857,19 @@ impl<S: Storage, R: Rng> Node<S, R> {
         let threshold = self.config.phi_threshold;
         let count_interval = now >= self.pause_grace_until;
         let Some(idx) = self.index.find(&d.endpoint, self.peers.as_slice()) else {
+            // An endpoint we will ask for: we are still learning the cluster.
+            if self.occupied < self.config.max_peers {
+                self.catching_up(now);
+            }
             return;
         };
         let Some(peer) = self.peers.as_mut_slice().get_mut(idx as usize) else {
             return;
         };
+        if peer.is_member() && d.generation > peer.state.generation() {
+            self.catching_up(now);
+            return;
+        }
         let seen = peer.evidence.max(peer.state.max_version());
         if !peer.is_member()
             || d.generation != peer.state.generation()
@@ -861,6 +886,12 @@ impl<S: Storage, R: Rng> Node<S, R> {
         if proven {
             self.set_liveness(idx, Liveness::Alive, now);
         }
+    }
+
+    /// This node met a new endpoint or generation: it is still catching up.
+    fn catching_up(&mut self, now: Instant) {
+        let until = now + self.config.gossip_interval.saturating_mul(CATCH_UP_ROUNDS);
+        self.catch_up_until = self.catch_up_until.max(until);
     }
 
     /// A SHUTDOWN notice from `sender` of `generation`: down at once.
@@ -977,7 +1008,20 @@ impl<S: Storage, R: Rng> Node<S, R> {
     /// Convicts silent peers, removes long-down ones, ends quarantines.
     fn status_check(&mut self, now: Instant) {
         let removal = self.config.removal_delay;
-        let convicting = now >= self.pause_grace_until;
+        let convicting = now >= self.pause_grace_until && now >= self.catch_up_until;
+        // Relative floor: a peer is not convicted for a silence that is
+        // ordinary here and now. When a quarter of the live peers have been
+        // silent for s, heartbeats reach us about every 4s (news is
+        // bandwidth-bound in a large or joining cluster): the mean interval
+        // used for phi is at least that.
+        let floor = typical_interval(
+            self.peers
+                .as_slice()
+                .iter()
+                .filter(|p| p.is_member() && p.is_alive())
+                .filter_map(|p| p.window.last_arrival().map(|t| now - t)),
+        );
+        let floor_silence = floor.mul_f64(self.config.phi_threshold * core::f64::consts::LN_10);
         for i in 0..self.peers.as_slice().len() {
             let idx = i as u32;
             let Some(p) = self.peers.as_slice().get(i) else {
@@ -985,7 +1029,8 @@ impl<S: Storage, R: Rng> Node<S, R> {
             };
             match p.slot {
                 Slot::Member if p.liveness != Liveness::Down => {
-                    if convicting && now >= p.convict_at {
+                    let silent = p.window.last_arrival().map_or(Duration::MAX, |t| now - t);
+                    if convicting && now >= p.convict_at && silent >= floor_silence {
                         self.set_liveness(idx, Liveness::Down, now);
                     }
                 }
@@ -1194,18 +1239,17 @@ impl<S: Storage, R: Rng> Node<S, R> {
 
     /// A SYN: our digest; then the endpoints whose application news (a state
     /// change, a new endpoint, a restart) reached us most recently, so it
-    /// spreads epidemically as a rumor does, in up to two thirds of the
-    /// datagram; then the table's digests from where the
-    /// previous SYN stopped. That window rotates through the whole table, so
-    /// every endpoint is compared at least once every `table / window` SYNs
-    /// (anti-entropy: nothing is missed for long).
+    /// spreads epidemically as a rumor does, in up to half the datagram; then
+    /// every endpoint we know on the next stretch of the ring, from where the
+    /// previous SYN stopped, as far as fits. The SYN says which stretch it
+    /// covers completely, so the receiver can tell which endpoints we lack;
+    /// the stretches sweep the whole ring (anti-entropy: nothing is missed
+    /// for long).
     fn write_syn(&mut self, buf: &mut [u8]) -> usize {
-        let hot_budget = buf.len() * 2 / 3;
-        let len = self.peers.as_slice().len();
-        let start = if len > 0 { self.syn_cursor % len } else { 0 };
+        let hot_budget = buf.len() / 2;
         let header = self.header();
         let own = self.own_digest();
-        let known = self.known();
+        let start = self.ring_cursor;
         let Ok(mut w) = SynWriter::new(buf, &header) else {
             return 0;
         };
@@ -1228,24 +1272,60 @@ impl<S: Storage, R: Rng> Node<S, R> {
                 p.flags |= flags::MENTIONED;
             }
         }
-        let mut next = start;
-        for k in 0..len {
-            let i = (start + k) % len;
-            let Some(p) = peers.get(i) else {
+        // The members nearest clockwise from `start`, nearest first.
+        let mut nearest: heapless::BinaryHeap<(u32, u32), heapless::binary_heap::Max, RING_WINDOW> =
+            heapless::BinaryHeap::new();
+        let mut members = 0usize;
+        for (i, p) in peers.iter().enumerate() {
+            if !p.is_member() {
                 continue;
-            };
-            if p.is_member() && p.flags & flags::MENTIONED == 0 && !w.push(&digest_of(p)) {
-                next = i;
-                break;
+            }
+            members += 1;
+            let item = (p.ring.wrapping_sub(start), i as u32);
+            if let Err(item) = nearest.push(item)
+                && nearest.peek().is_some_and(|top| item.0 < top.0)
+            {
+                let _ = nearest.pop();
+                let _ = nearest.push(item);
             }
         }
-        self.syn_cursor = next;
+        let candidates = nearest.len();
+        let mut window = nearest.into_vec();
+        window.sort_unstable();
+        let mut covered: Option<u32> = None;
+        let mut all = candidates == members;
+        for (distance, i) in window.iter().copied() {
+            let Some(p) = peers.get(i as usize) else {
+                continue;
+            };
+            if p.flags & flags::MENTIONED == 0 && !w.push(&digest_of(p)) {
+                all = false;
+                break;
+            }
+            covered = Some(distance);
+        }
+        let range = if all {
+            RingRange {
+                start,
+                end: start.wrapping_sub(1),
+            }
+        } else {
+            // Stop short of the first one left out, in case two share a
+            // position.
+            let end = match (covered, window.first()) {
+                (Some(d), _) => start.wrapping_add(d),
+                (None, Some((d0, _))) => start.wrapping_add(d0.wrapping_sub(1)),
+                (None, None) => start.wrapping_sub(1),
+            };
+            RingRange { start, end }
+        };
+        self.ring_cursor = range.end.wrapping_add(1);
         for &(idx, _) in self.recent.iter() {
             if let Some(p) = peers.get_mut(idx as usize) {
                 p.flags &= !flags::MENTIONED;
             }
         }
-        w.finish(known)
+        w.finish(range)
     }
 
     /// Notes that application news of slot `idx` just reached us.
@@ -1261,20 +1341,12 @@ impl<S: Storage, R: Rng> Node<S, R> {
         let _ = self.recent.push_back((idx, self.stamp));
     }
 
-    /// Endpoints this node knows, itself included.
-    fn known(&self) -> u32 {
-        u32::try_from(1 + self.alive + self.unreachable).unwrap_or(u32::MAX)
-    }
-
     /// Encodes the reply to the oldest pending SYN or ACK, if any: its
     /// destination, its size (`None`: nothing to send, `Some(0)`: could not be
     /// encoded) and kind.
     fn write_next_reply(&mut self, buf: &mut [u8]) -> Option<(SocketAddr, Option<usize>, Kind)> {
         let header = self.header();
         let occupied = self.occupied;
-        let known = self.known();
-        let len = self.peers.as_slice().len().max(1) as u64;
-        let offset = (self.rng.next_u64() % len) as usize;
         let Node {
             config,
             me,
@@ -1292,8 +1364,6 @@ impl<S: Storage, R: Rng> Node<S, R> {
             me: &*me,
             index: &*index,
             room_for_new: occupied < config.max_peers,
-            known,
-            offset,
         };
         let (size, kind) = match wire::decode(reply.bytes.bytes(), config.cluster) {
             Ok(d) => match d.message {
@@ -1310,6 +1380,54 @@ impl<S: Storage, R: Rng> Node<S, R> {
         };
         Some((reply.to, size, kind))
     }
+}
+
+/// Fewer live peers than this and the relative floor is not used (one dead
+/// peer must not set the statistic).
+const FLOOR_MIN_PEERS: u32 = 8;
+
+/// Four times the 25th percentile of the silences given (an estimate of the
+/// interval between heartbeats that three quarters of the peers could miss
+/// without moving it), or zero with fewer than [`FLOOR_MIN_PEERS`] values.
+/// A log-scale histogram: fixed memory, one pass.
+fn typical_interval(silences: impl Iterator<Item = Duration>) -> Duration {
+    // Bucket k holds silences (in ms, plus one) in [2^(k/2), 2^((k+1)/2)).
+    let mut buckets = [0u32; 128];
+    let mut count = 0u32;
+    for s in silences {
+        let ms = u64::try_from(s.as_millis())
+            .unwrap_or(u64::MAX)
+            .saturating_add(1);
+        let octave = 63 - ms.leading_zeros() as usize;
+        let half = if octave > 0 {
+            ((ms >> (octave - 1)) & 1) as usize
+        } else {
+            0
+        };
+        if let Some(b) = buckets.get_mut(2 * octave + half) {
+            *b += 1;
+        }
+        count += 1;
+    }
+    if count < FLOOR_MIN_PEERS {
+        return Duration::ZERO;
+    }
+    let target = count.div_ceil(4);
+    let mut seen = 0;
+    for (k, n) in buckets.iter().enumerate() {
+        seen += n;
+        if seen >= target {
+            // The bucket's upper edge, conservatively.
+            let octave = (k / 2) as u32;
+            let upper = if k % 2 == 0 {
+                3u64 << octave >> 1
+            } else {
+                2u64 << octave
+            };
+            return Duration::from_millis(upper.saturating_mul(4));
+        }
+    }
+    Duration::ZERO
 }
 
 fn check_storage<S: Storage>(config: &Config) -> Result<(), ConfigError> {
@@ -1426,10 +1544,6 @@ struct ReplyContext<'a, S: Storage> {
     me: &'a EndpointState<S::StateBuf>,
     index: &'a S::Index,
     room_for_new: bool,
-    /// Endpoints we know, ourselves included.
-    known: u32,
-    /// Where to start offering unmentioned endpoints to a partial SYN.
-    offset: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1441,6 +1555,7 @@ enum Who {
 /// A delta worth sending: everything of `who` above `above`.
 #[derive(Clone, Copy, Debug)]
 struct Candidate {
+    /// Its rank: a tier in the top two bits, then the version gap.
     gap: u64,
     who: Who,
     above: Version,
@@ -1467,16 +1582,15 @@ fn compare<B: StateBuf>(
     if generation > ours.generation() {
         Compare::RequestAll
     } else if generation < ours.generation() {
-        Compare::Send(Candidate {
-            gap: mine.0,
-            who,
-            above: Version(0),
-        })
+        Compare::Send(everything(who, ours))
     } else if version > mine {
         Compare::RequestAbove(mine)
     } else if version < mine {
+        // Application news ranks above a mere heartbeat, whatever the gap.
+        let news = ours.entries().any(|(_, v)| v.version > version);
+        let tier = if news { TIER_NEWS } else { TIER_HEARTBEAT };
         Compare::Send(Candidate {
-            gap: mine.0 - version.0,
+            gap: tier | (mine.0 - version.0).min(TIER_GAP_MASK),
             who,
             above: version,
         })
@@ -1484,6 +1598,13 @@ fn compare<B: StateBuf>(
         Compare::Same
     }
 }
+
+/// Ranking tiers of a candidate delta (the top two bits of its key): a whole
+/// endpoint the other side lacks, application news, a heartbeat.
+const TIER_WHOLE: u64 = 3 << 62;
+const TIER_NEWS: u64 = 2 << 62;
+const TIER_HEARTBEAT: u64 = 1 << 62;
+const TIER_GAP_MASK: u64 = (1 << 62) - 1;
 
 /// The `K` items with the largest keys, bounded.
 struct TopK<T, const K: usize> {
@@ -1605,15 +1726,11 @@ fn write_ack<S: Storage>(
     let Ok(mut w) = AckWriter::new(buf, header) else {
         return Some(0);
     };
-    // A complete SYN lists everything its sender knows: what it does not
-    // mention is news to it. A partial SYN from a sender that knows fewer
-    // endpoints than we do lacks some: what it does not mention may be news,
-    // sent in whatever room is left.
-    let complete = syn.is_complete();
-    let sender_lacks = !complete && ctx.known > syn.known;
-    let mark = complete || sender_lacks;
+    // The SYN lists everything its sender knows on a stretch of the ring:
+    // what it does not mention there is news to it.
+    let range = syn.range;
     let mut local_mentioned = false;
-    if mark {
+    {
         for d in syn.digests {
             if d.endpoint == ctx.local {
                 local_mentioned = true;
@@ -1673,15 +1790,16 @@ fn write_ack<S: Storage>(
             break;
         }
     }
-    let unmentioned = |f: &mut dyn FnMut(Candidate) -> bool, start: usize| {
-        if !local_mentioned && !f(everything(Who::Local, ctx.me)) {
+    let unmentioned = |f: &mut dyn FnMut(Candidate) -> bool| {
+        if !local_mentioned
+            && range.contains(ring_position(&ctx.local))
+            && !f(everything(Who::Local, ctx.me))
+        {
             return false;
         }
-        let len = peers_ro.len();
-        for k in 0..len {
-            let i = (start + k) % len;
-            if let Some(p) = peers_ro.get(i)
-                && p.is_member()
+        for (i, p) in peers_ro.iter().enumerate() {
+            if p.is_member()
+                && range.contains(p.ring)
                 && p.flags & flags::MENTIONED == 0
                 && !f(everything(Who::Peer(i as u32), &p.state))
             {
@@ -1690,15 +1808,10 @@ fn write_ack<S: Storage>(
         }
         true
     };
-    if complete {
-        unmentioned(
-            &mut |c| {
-                ranked.offer(c.gap, c);
-                true
-            },
-            0,
-        );
-    }
+    unmentioned(&mut |c| {
+        ranked.offer(c.gap, c);
+        true
+    });
     let ranked = ranked.sorted();
     write_deltas(ctx, peers_ro, &mut w, &ranked, |f| {
         for d in syn.digests {
@@ -1709,15 +1822,11 @@ fn write_ack<S: Storage>(
                 return;
             }
         }
-        if complete {
-            unmentioned(f, 0);
-        } else if sender_lacks {
-            unmentioned(f, ctx.offset);
-        }
+        unmentioned(f);
     });
     let empty = w.requests() == 0 && w.deltas() == 0;
     let size = w.finish();
-    if mark {
+    {
         for d in syn.digests {
             if let Some(i) = ctx.index.find(&d.endpoint, peers.as_slice())
                 && let Some(p) = peers.as_mut_slice().get_mut(i as usize)
@@ -1731,7 +1840,7 @@ fn write_ack<S: Storage>(
 
 fn everything<B: StateBuf>(who: Who, state: &EndpointState<B>) -> Candidate {
     Candidate {
-        gap: state.max_version().0,
+        gap: TIER_WHOLE | state.max_version().0.min(TIER_GAP_MASK),
         who,
         above: Version(0),
     }

@@ -272,6 +272,8 @@ pub struct Peer<B> {
     pub(crate) evidence: Version,
     /// When news of it last reached us (the node's refresh counter).
     pub(crate) stamp: u32,
+    /// Its [`ring_position`](crate::wire::ring_position).
+    pub(crate) ring: u32,
     pub(crate) slot: Slot,
     pub(crate) liveness: Liveness,
     pub(crate) reported: Liveness,
@@ -289,6 +291,7 @@ impl<B: StateBuf> Peer<B> {
             reported_version: Version(0),
             evidence: Version(0),
             stamp: 0,
+            ring: crate::wire::ring_position(&addr),
             slot: Slot::Member,
             liveness: Liveness::Unknown,
             reported: Liveness::Unknown,

@@ -19,9 +19,11 @@
 //! first), byte strings and strings as a varint length and the bytes. In the
 //! bodies, `list<T>` is a varint count followed by that many `T`:
 //!
-//! - **SYN**: `list<GossipDigest>`, `known: varint` (how many endpoints the
-//!   sender knows, itself included: when the list is that long it is complete,
-//!   and any endpoint it leaves out is one the sender lacks)
+//! - **SYN**: `list<GossipDigest>`, then a [`RingRange`] `start: varint`,
+//!   `end: varint`: the list holds every endpoint the sender knows whose
+//!   [`ring_position`] lies in that range, so an endpoint in the range that
+//!   the list leaves out is one the sender lacks (the list may hold others
+//!   too; `start == end + 1` means the whole ring)
 //! - **ACK**: `list<GossipDigest>` (requests), `list<EndpointDelta>` (deltas)
 //! - **ACK2**: `list<EndpointDelta>`
 //! - **SHUTDOWN**: the sender's own final delta without the endpoint:
@@ -201,16 +203,61 @@ impl Message<'_> {
 pub struct Syn<'a> {
     /// What the sender knows, one digest per endpoint.
     pub digests: Digests<'a>,
-    /// How many endpoints the sender knows, itself included.
-    pub known: u32,
+    /// The part of the ring the digests cover completely.
+    pub range: RingRange,
 }
 
-impl Syn<'_> {
-    /// Whether the digests cover every endpoint the sender knows, so the
-    /// receiver may send what the sender did not mention, as it lacks it.
-    pub fn is_complete(&self) -> bool {
-        self.digests.len() as u64 >= u64::from(self.known)
+/// A clockwise range `start..=end` of [`ring_position`]s; `start == end + 1`
+/// (wrapping) is the whole ring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RingRange {
+    /// The first position.
+    pub start: u32,
+    /// The last position.
+    pub end: u32,
+}
+
+impl RingRange {
+    /// The whole ring, starting anywhere.
+    pub const WHOLE: RingRange = RingRange {
+        start: 0,
+        end: u32::MAX,
+    };
+
+    /// Whether `position` lies in the range.
+    pub fn contains(&self, position: u32) -> bool {
+        position.wrapping_sub(self.start) <= self.end.wrapping_sub(self.start)
     }
+
+    /// Whether the range is the whole ring.
+    pub fn is_whole(&self) -> bool {
+        self.end.wrapping_sub(self.start) == u32::MAX
+    }
+}
+
+/// Where an endpoint sits on the ring SYNs cover range by range: 32-bit
+/// FNV-1a of its family byte (4 or 6), address bytes and big-endian port.
+/// Every node computes the same value.
+pub fn ring_position(addr: &SocketAddr) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    let mut eat = |bytes: &[u8]| {
+        for b in bytes {
+            hash ^= u32::from(*b);
+            hash = hash.wrapping_mul(0x0100_0193);
+        }
+    };
+    match addr {
+        SocketAddr::V4(a) => {
+            eat(&[4]);
+            eat(&a.ip().octets());
+        }
+        SocketAddr::V6(a) => {
+            eat(&[6]);
+            eat(&a.ip().octets());
+        }
+    }
+    eat(&addr.port().to_be_bytes());
+    hash
 }
 
 /// The body of an ACK.
@@ -472,8 +519,12 @@ pub fn decode(datagram: &[u8], cluster: ClusterId) -> Result<Datagram<'_>, Error
     let message = match kind {
         Kind::Syn => {
             let digests = Digests::parse(&mut rd)?;
-            let known: u32 = rd.take()?;
-            Message::Syn(Syn { digests, known })
+            let start: u32 = rd.take()?;
+            let end: u32 = rd.take()?;
+            Message::Syn(Syn {
+                digests,
+                range: RingRange { start, end },
+            })
         }
         Kind::Ack => {
             let requests = Digests::parse(&mut rd)?;

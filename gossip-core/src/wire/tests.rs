@@ -76,7 +76,7 @@ fn owned_key(key: &StateKey<'_>) -> OwnedKey {
 
 #[derive(Clone, Debug, PartialEq)]
 enum OwnedMessage {
-    Syn(Vec<GossipDigest>, u32),
+    Syn(Vec<GossipDigest>, RingRange),
     Ack(Vec<GossipDigest>, Vec<OwnedDelta>),
     Ack2(Vec<OwnedDelta>),
     /// The delta's endpoint is the header's sender.
@@ -86,12 +86,12 @@ enum OwnedMessage {
 /// Encodes `msg` into `buf`, as many items as fit.
 fn encode(header: &Header, msg: &OwnedMessage, buf: &mut [u8]) -> Result<usize, Error> {
     Ok(match msg {
-        OwnedMessage::Syn(digests, known) => {
+        OwnedMessage::Syn(digests, range) => {
             let mut w = SynWriter::new(buf, header)?;
             for d in digests {
                 w.push(d);
             }
-            w.finish(*known)
+            w.finish(*range)
         }
         OwnedMessage::Ack(requests, deltas) => {
             let mut w = AckWriter::new(buf, header)?;
@@ -122,7 +122,7 @@ fn to_owned(datagram: &Datagram<'_>) -> OwnedMessage {
             .collect()
     };
     match datagram.message {
-        Message::Syn(s) => OwnedMessage::Syn(s.digests.collect(), s.known),
+        Message::Syn(s) => OwnedMessage::Syn(s.digests.collect(), s.range),
         Message::Ack(a) => OwnedMessage::Ack(a.requests.collect(), deltas(a.deltas)),
         Message::Ack2(a) => OwnedMessage::Ack2(deltas(a.deltas)),
         Message::Shutdown(s) => {
@@ -150,9 +150,9 @@ fn golden_messages() -> Vec<(&'static str, Header, OwnedMessage, &'static str)> 
                     digest("10.0.0.1:7000", 1_700_000_000, 42),
                     digest("10.0.0.2:7000", 1_700_000_001, 7),
                 ],
-                2
+                RingRange::WHOLE
             ),
-            "4753010044ad051701000a000001d836 02 000a000001d83680e2cfaa062a 000a000002d83681e2cfaa0607 02",
+            "4753010044ad051701000a000001d836 02 000a000001d83680e2cfaa062a 000a000002d83681e2cfaa0607 00 ffffffff0f",
         ),
         (
             "ack",
@@ -225,6 +225,32 @@ fn golden_vectors() {
         let len = encode(&header, &msg, &mut buf).unwrap();
         assert_eq!(hex(&buf[..len]), hex(&golden), "{name}");
     }
+}
+
+#[test]
+fn ring_ranges_wrap() {
+    let r = RingRange {
+        start: u32::MAX - 1,
+        end: 1,
+    };
+    assert!(r.contains(u32::MAX) && r.contains(0) && r.contains(1));
+    assert!(!r.contains(2) && !r.contains(u32::MAX - 2));
+    assert!(!r.is_whole());
+    assert!(RingRange::WHOLE.is_whole() && RingRange::WHOLE.contains(12345));
+    assert!(RingRange { start: 7, end: 6 }.is_whole());
+    // The position is the same on every node and spreads addresses.
+    assert_eq!(
+        ring_position(&addr("10.0.0.1:7000")),
+        ring_position(&addr("10.0.0.1:7000"))
+    );
+    assert_ne!(
+        ring_position(&addr("10.0.0.1:7000")),
+        ring_position(&addr("10.0.0.2:7000"))
+    );
+    assert_ne!(
+        ring_position(&addr("10.0.0.1:7000")),
+        ring_position(&addr("10.0.0.1:7001"))
+    );
 }
 
 #[test]
@@ -303,19 +329,19 @@ fn invalid_utf8_user_key_is_malformed() {
 #[test]
 fn writers_refuse_buffers_without_room_for_an_empty_message() {
     let h = header("10.0.0.1:7000");
-    // Header (9 + 7), room for the list count (3) and the known count (5);
-    // both then take 1.
-    for n in 0..24 {
+    // Header (9 + 7), room for the list count (3) and the range (10); they
+    // then take 1 + 6.
+    for n in 0..29 {
         let mut buf = std::vec![0u8; n];
         assert_eq!(
             SynWriter::new(&mut buf, &h).err(),
             Some(Error::BufferTooSmall)
         );
     }
-    let mut buf = [0u8; 24];
+    let mut buf = [0u8; 29];
     let w = SynWriter::new(&mut buf, &h).unwrap();
-    let len = w.finish(0);
-    assert_eq!(len, 18);
+    let len = w.finish(RingRange::WHOLE);
+    assert_eq!(len, 23);
     let d = decode(&buf[..len], CLUSTER).unwrap();
     assert!(matches!(d.message, Message::Syn(s) if s.digests.is_empty()));
 }
@@ -336,7 +362,7 @@ fn syn_is_filled_in_priority_order_up_to_the_limit() {
         w.push(d);
     }
     let count = w.count();
-    let len = w.finish(0);
+    let len = w.finish(RingRange::WHOLE);
     assert!(len <= 1400);
     assert!(count > 50 && count < 500, "{count}");
     let decoded: Vec<GossipDigest> = match decode(&buf[..len], CLUSTER).unwrap().message {
@@ -345,7 +371,7 @@ fn syn_is_filled_in_priority_order_up_to_the_limit() {
     };
     assert_eq!(decoded, digests[..count]);
     // Full: what is left is less than one more digest (15 bytes here).
-    assert!(1400 - len < 15 + COUNT_RESERVE + 5, "{len}");
+    assert!(1400 - len < 15 + COUNT_RESERVE + 10, "{len}");
 }
 
 #[test]
@@ -541,7 +567,13 @@ fn arbitrary_deltas(g: &mut Gen) -> Vec<OwnedDelta> {
 impl Arbitrary for OwnedMessage {
     fn arbitrary(g: &mut Gen) -> Self {
         match u8::arbitrary(g) % 4 {
-            0 => OwnedMessage::Syn(arbitrary_digests(g), u32::arbitrary(g)),
+            0 => OwnedMessage::Syn(
+                arbitrary_digests(g),
+                RingRange {
+                    start: u32::arbitrary(g),
+                    end: u32::arbitrary(g),
+                },
+            ),
             1 => OwnedMessage::Ack(arbitrary_digests(g), arbitrary_deltas(g)),
             2 => OwnedMessage::Ack2(arbitrary_deltas(g)),
             _ => OwnedMessage::Shutdown(arbitrary_delta(g)),

@@ -4,15 +4,15 @@
 use core::net::SocketAddr;
 
 use super::codec::{self, COUNT_RESERVE, Cursor};
-use super::{Error, GossipDigest, Header, Kind, MAGIC, PROTOCOL_VERSION};
+use super::{Error, GossipDigest, Header, Kind, MAGIC, PROTOCOL_VERSION, RingRange};
 use crate::state::{DeltaItem, Generation, Version};
 
 /// The most elements one list may hold: what a [`COUNT_RESERVE`]-byte varint
 /// counts.
 const MAX_LIST_LEN: u32 = (1 << 21) - 1;
 
-/// Room kept at the end of a SYN for its `known` count: a 32-bit varint.
-const KNOWN_RESERVE: usize = 5;
+/// Room kept at the end of a SYN for its ring range: two 32-bit varints.
+const RANGE_RESERVE: usize = 10;
 
 /// Room kept at the end of a delta for its heartbeat: an option tag and a
 /// 64-bit varint.
@@ -21,7 +21,7 @@ const HEARTBEAT_RESERVE: usize = 1 + 10;
 /// Writes a SYN: header, then as many digests as fit.
 ///
 /// ```
-/// use gossip_core::wire::{self, ClusterId, GossipDigest, Header, Message, SynWriter};
+/// use gossip_core::wire::{self, ClusterId, GossipDigest, Header, Message, RingRange, SynWriter};
 /// use gossip_core::state::{Generation, Version};
 ///
 /// let header = Header { cluster: ClusterId::from_name("demo"), sender: "127.0.0.1:7000".parse().unwrap() };
@@ -32,9 +32,9 @@ const HEARTBEAT_RESERVE: usize = 1 + 10;
 ///     generation: Generation(1_700_000_000),
 ///     max_version: Version(42),
 /// }));
-/// let len = syn.finish(2);
+/// let len = syn.finish(RingRange::WHOLE);
 /// let datagram = wire::decode(&buf[..len], header.cluster).unwrap();
-/// assert!(matches!(datagram.message, Message::Syn(s) if s.digests.len() == 1 && !s.is_complete()));
+/// assert!(matches!(datagram.message, Message::Syn(s) if s.digests.len() == 1 && s.range.is_whole()));
 /// ```
 pub struct SynWriter<'b> {
     cur: Cursor<'b>,
@@ -47,8 +47,8 @@ impl<'b> SynWriter<'b> {
         let mut cur = Cursor::new(buf);
         write_header(&mut cur, header, Kind::Syn)?;
         let list = List::begin(&mut cur)?;
-        // Keep room for the `known` count.
-        reserve_tail(&mut cur, KNOWN_RESERVE)?;
+        // Keep room for the ring range.
+        reserve_tail(&mut cur, RANGE_RESERVE)?;
         Ok(Self { cur, list })
     }
 
@@ -72,14 +72,15 @@ impl<'b> SynWriter<'b> {
         self.cur.pos() == 0
     }
 
-    /// Finishes the datagram, saying how many endpoints the sender knows
-    /// (itself included); returns its length.
-    pub fn finish(mut self, known: u32) -> usize {
+    /// Finishes the datagram, saying which part of the ring the digests
+    /// cover completely; returns its length.
+    pub fn finish(mut self, range: RingRange) -> usize {
         self.cur.set_limit(self.cur.capacity());
         match self
             .list
             .end(&mut self.cur)
-            .and_then(|()| self.cur.put(&known))
+            .and_then(|()| self.cur.put(&range.start))
+            .and_then(|()| self.cur.put(&range.end))
         {
             Ok(()) => self.cur.pos(),
             Err(_) => 0,
