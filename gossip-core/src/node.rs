@@ -26,8 +26,9 @@ use crate::wire::{
 /// The most seeds a node keeps.
 pub const MAX_SEEDS: usize = 16;
 
-/// SYN targets in one round: `fanout` live peers, one unreachable, one seed.
-const MAX_TARGETS: usize = 5;
+/// SYN targets in one round: `fanout` live peers, one more with news, one
+/// unreachable, one seed.
+const MAX_TARGETS: usize = 6;
 
 /// Deltas ranked by version gap per reply; the rest follow unranked.
 const RANKED_DELTAS: usize = 32;
@@ -36,9 +37,22 @@ const RANKED_DELTAS: usize = 32;
 /// its own silence measures again (and convicts).
 const CATCH_UP_ROUNDS: u32 = 5;
 
+/// Digest lookups an ACK remembers (a 1400-byte SYN holds about 90).
+const FOUND_SCRATCH: usize = 256;
+/// Scratch markers: the digest is of this node, or of no known slot.
+const LOCAL_SLOT: u32 = u32::MAX - 1;
+const NO_SLOT: u32 = u32::MAX;
+
+/// Rounds after application news during which one more peer is gossiped to.
+const NEWS_ROUNDS: u8 = 2;
+
+/// Endpoints waiting for a probe, and probes sent per round at most.
+const PROBE_QUEUE: usize = 16;
+const PROBES_PER_ROUND: u32 = 8;
+
 /// Members considered for a SYN's stretch of the ring (more than a datagram
 /// holds).
-const RING_WINDOW: usize = 256;
+const RING_WINDOW: usize = 160;
 
 /// Recently refreshed endpoints remembered for the next SYNs.
 const RECENT: usize = 64;
@@ -306,11 +320,17 @@ pub struct Node<S: Storage, R> {
     targets: heapless::Vec<SocketAddr, MAX_TARGETS>,
     /// Where the next SYN's stretch of the ring starts.
     ring_cursor: u32,
+    /// Endpoints heard of second-hand, to probe directly.
+    probes: heapless::Deque<u32, PROBE_QUEUE>,
+    /// Probes this round may still send.
+    probes_left: u32,
     /// Slots whose news reached us most recently, newest last, with the
     /// stamp they had then (an entry is current while the slot's stamp
     /// matches).
     recent: heapless::Deque<(u32, u32), RECENT>,
     stamp: u32,
+    /// Rounds left that push application news to one more peer.
+    news: u8,
     rng: R,
     next_round: Instant,
     last_round: Option<Instant>,
@@ -370,8 +390,11 @@ impl<S: Storage, R: Rng> Node<S, R> {
             seeds: seed_list,
             targets: heapless::Vec::new(),
             ring_cursor: 0,
+            probes: heapless::Deque::new(),
+            probes_left: PROBES_PER_ROUND,
             recent: heapless::Deque::new(),
             stamp: 0,
+            news: 0,
             rng,
             next_round: now,
             last_round: None,
@@ -418,7 +441,9 @@ impl<S: Storage, R: Rng> Node<S, R> {
         value: &[u8],
     ) -> Result<Version, MergeError> {
         let limits = self.config.limits;
-        self.me.set_local(key, value, &limits)
+        let version = self.me.set_local(key, value, &limits)?;
+        self.news = NEWS_ROUNDS;
+        Ok(version)
     }
 
     /// Leaves the cluster gracefully: STATUS becomes `shutdown,true`, the
@@ -473,6 +498,8 @@ impl<S: Storage, R: Rng> Node<S, R> {
                 Phase::Running => {
                     if let Some(reply) = self.write_next_reply(buf) {
                         reply
+                    } else if let Some((target, size)) = self.write_next_probe(buf) {
+                        (target, size, Kind::Syn)
                     } else if let Some(target) = self.targets.pop() {
                         (target, Some(self.write_syn(buf)), Kind::Syn)
                     } else {
@@ -719,10 +746,19 @@ impl<S: Storage, R: Rng> Node<S, R> {
     }
 
     fn check_deltas(&self, deltas: wire::Deltas<'_>) -> Result<(), DropReason> {
+        // Endpoints seen so far, to refuse duplicates; past the array's
+        // capacity (only tiny deltas in huge datagrams) the slow way.
+        let mut seen: heapless::Vec<SocketAddr, 128> = heapless::Vec::new();
         for (i, d) in deltas.enumerate() {
-            if deltas.take(i).any(|prev| prev.endpoint == d.endpoint) {
+            let duplicate = if seen.len() == i {
+                seen.contains(&d.endpoint)
+            } else {
+                deltas.take(i).any(|prev| prev.endpoint == d.endpoint)
+            };
+            if duplicate {
                 return Err(DropReason::DuplicateEndpoint);
             }
+            let _ = seen.push(d.endpoint);
             self.check_delta(d.endpoint, &d.delta)?;
         }
         Ok(())
@@ -784,9 +820,12 @@ impl<S: Storage, R: Rng> Node<S, R> {
         let Some(peer) = self.peers.as_mut_slice().get_mut(idx as usize) else {
             return;
         };
+        let mut status_changed = false;
         let Ok(applied) = peer
             .state
-            .apply(delta, &limits, local_generation, |_, _| {})
+            .apply(delta, &limits, local_generation, |key, _| {
+                status_changed |= key == StateKey::Known(ApplicationState::Status);
+            })
         else {
             // Unreachable: the delta was checked.
             return;
@@ -815,7 +854,11 @@ impl<S: Storage, R: Rng> Node<S, R> {
                 .record(now, initial, min_interval, now >= pause_grace_until);
             peer.convict_at = peer.window.convict_at(threshold);
         }
-        let left = peer.status_says_shutdown();
+        let left = if status_changed || applied.replaced {
+            peer.status_says_shutdown()
+        } else {
+            peer.flags & flags::LEFT != 0
+        };
         let had_left = peer.flags & flags::LEFT != 0;
         if left && !had_left {
             peer.flags |= flags::LEFT | flags::EV_SHUTDOWN;
@@ -841,6 +884,9 @@ impl<S: Storage, R: Rng> Node<S, R> {
         }
         if is_new || applied.replaced {
             self.catching_up(now);
+            if liveness == Liveness::Unknown {
+                self.queue_probe(idx);
+            }
         }
         self.set_liveness(idx, liveness, now);
     }
@@ -924,6 +970,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
         }
         self.last_round = Some(now);
         self.stats.rounds += 1;
+        self.probes_left = PROBES_PER_ROUND;
         // Cannot fail while running (the counter is exhausted only by shutdown).
         let _ = self.me.beat();
         self.choose_targets();
@@ -948,7 +995,11 @@ impl<S: Storage, R: Rng> Node<S, R> {
     fn choose_targets(&mut self) {
         self.targets.clear();
         let mut gossiped_to_seed = false;
-        for _ in 0..self.config.fanout {
+        // Fresh application news goes to one more live peer (rumor
+        // mongering): push-pull spreads it in about log3(N) rounds.
+        let news = self.news > 0;
+        self.news = self.news.saturating_sub(1);
+        for _ in 0..self.config.fanout + u8::from(news) {
             if let Some(addr) = self.random_member(true) {
                 gossiped_to_seed |= self.seeds.contains(&addr);
                 self.add_target(addr);
@@ -1030,8 +1081,12 @@ impl<S: Storage, R: Rng> Node<S, R> {
             match p.slot {
                 Slot::Member if p.liveness != Liveness::Down => {
                     let silent = p.window.last_arrival().map_or(Duration::MAX, |t| now - t);
+                    let unproven = p.liveness == Liveness::Unknown;
                     if convicting && now >= p.convict_at && silent >= floor_silence {
                         self.set_liveness(idx, Liveness::Down, now);
+                    } else if unproven {
+                        // Still unproven: probe it when there is room.
+                        self.queue_probe(idx);
                     }
                 }
                 Slot::Member => {
@@ -1328,8 +1383,55 @@ impl<S: Storage, R: Rng> Node<S, R> {
         w.finish(range)
     }
 
+    /// Asks slot `idx`, heard of second-hand only, to prove it is alive: a
+    /// small SYN to it directly, which it answers with its own delta (as
+    /// Cassandra's echo does). A few per round at most; the others are proven
+    /// by gossip in time.
+    fn queue_probe(&mut self, idx: u32) {
+        let Some(p) = self.peers.as_mut_slice().get_mut(idx as usize) else {
+            return;
+        };
+        if p.flags & flags::PROBING != 0 || p.has_left() || self.probes.is_full() {
+            return;
+        }
+        p.flags |= flags::PROBING;
+        let _ = self.probes.push_back(idx);
+    }
+
+    /// The next probe, if one is due and the round allows it: `(destination,
+    /// size)`, `None` size when the endpoint no longer needs one.
+    fn write_next_probe(&mut self, buf: &mut [u8]) -> Option<(SocketAddr, Option<usize>)> {
+        if self.probes_left == 0 {
+            return None;
+        }
+        let idx = self.probes.pop_front()?;
+        let header = self.header();
+        let own = self.own_digest();
+        let own_ring = ring_position(&self.local);
+        let p = self.peers.as_mut_slice().get_mut(idx as usize)?;
+        p.flags &= !flags::PROBING;
+        if !p.is_member() || p.liveness != Liveness::Unknown {
+            return Some((p.addr, None));
+        }
+        self.probes_left -= 1;
+        let Ok(mut w) = SynWriter::new(buf, &header) else {
+            return Some((p.addr, Some(0)));
+        };
+        // Our digest and our (old) view of it: it answers with what we lack
+        // of it. The SYN claims nothing but our own place on the ring.
+        if !w.push(&own) || !w.push(&digest_of(p)) {
+            return Some((p.addr, Some(0)));
+        }
+        let range = RingRange {
+            start: own_ring,
+            end: own_ring,
+        };
+        Some((p.addr, Some(w.finish(range))))
+    }
+
     /// Notes that application news of slot `idx` just reached us.
     fn refreshed(&mut self, idx: u32) {
+        self.news = NEWS_ROUNDS;
         self.stamp = self.stamp.wrapping_add(1);
         if let Some(p) = self.peers.as_mut_slice().get_mut(idx as usize) {
             p.stamp = self.stamp;
@@ -1587,7 +1689,7 @@ fn compare<B: StateBuf>(
         Compare::RequestAbove(mine)
     } else if version < mine {
         // Application news ranks above a mere heartbeat, whatever the gap.
-        let news = ours.entries().any(|(_, v)| v.version > version);
+        let news = ours.max_state_version() > version;
         let tier = if news { TIER_NEWS } else { TIER_HEARTBEAT };
         Compare::Send(Candidate {
             gap: tier | (mine.0 - version.0).min(TIER_GAP_MASK),
@@ -1609,16 +1711,20 @@ const TIER_GAP_MASK: u64 = (1 << 62) - 1;
 /// The `K` items with the largest keys, bounded.
 struct TopK<T, const K: usize> {
     items: heapless::Vec<(u64, T), K>,
+    /// Items offered so far.
+    offered: usize,
 }
 
 impl<T: Copy, const K: usize> TopK<T, K> {
     fn new() -> Self {
         Self {
             items: heapless::Vec::new(),
+            offered: 0,
         }
     }
 
     fn offer(&mut self, key: u64, item: T) {
+        self.offered += 1;
         if let Err(item) = self.items.push((key, item)) {
             let min = self
                 .items
@@ -1727,40 +1833,55 @@ fn write_ack<S: Storage>(
         return Some(0);
     };
     // The SYN lists everything its sender knows on a stretch of the ring:
-    // what it does not mention there is news to it.
+    // what it does not mention there is news to it. One lookup per digest,
+    // remembered for the passes below (past the scratch's size, looked up
+    // again).
     let range = syn.range;
     let mut local_mentioned = false;
-    {
-        for d in syn.digests {
-            if d.endpoint == ctx.local {
-                local_mentioned = true;
-            } else if let Some(i) = ctx.index.find(&d.endpoint, peers.as_slice())
-                && let Some(p) = peers.as_mut_slice().get_mut(i as usize)
-            {
-                p.flags |= flags::MENTIONED;
+    let mut found: heapless::Vec<u32, FOUND_SCRATCH> = heapless::Vec::new();
+    for d in syn.digests {
+        let slot = if d.endpoint == ctx.local {
+            local_mentioned = true;
+            LOCAL_SLOT
+        } else {
+            match ctx.index.find(&d.endpoint, peers.as_slice()) {
+                Some(i) => {
+                    if let Some(p) = peers.as_mut_slice().get_mut(i as usize) {
+                        p.flags |= flags::MENTIONED;
+                    }
+                    i
+                }
+                None => NO_SLOT,
             }
-        }
+        };
+        let _ = found.push(slot);
     }
     let peers_ro = peers.as_slice();
-    let lookup = |d: &GossipDigest| -> Option<(Who, &EndpointState<S::StateBuf>)> {
-        if d.endpoint == ctx.local {
-            return Some((Who::Local, ctx.me));
+    let slot_of = |k: usize, d: &GossipDigest| -> u32 {
+        match found.get(k) {
+            Some(slot) => *slot,
+            None if d.endpoint == ctx.local => LOCAL_SLOT,
+            None => ctx.index.find(&d.endpoint, peers_ro).unwrap_or(NO_SLOT),
         }
-        let i = ctx.index.find(&d.endpoint, peers_ro)?;
-        let p = peers_ro.get(i as usize)?;
-        p.is_member().then_some((Who::Peer(i), &p.state))
+    };
+    let lookup = |k: usize, d: &GossipDigest| -> Option<(Who, &EndpointState<S::StateBuf>)> {
+        match slot_of(k, d) {
+            LOCAL_SLOT => Some((Who::Local, ctx.me)),
+            i => {
+                let p = peers_ro.get(i as usize)?;
+                p.is_member().then_some((Who::Peer(i), &p.state))
+            }
+        }
     };
     let mut ranked = Ranked::new();
     // What we lack, most first: endpoints we do not know (or only an older
     // generation of), then the largest version gaps.
     let mut wanted: TopK<GossipDigest, RANKED_REQUESTS> = TopK::new();
-    for d in syn.digests {
-        let request = match lookup(&d) {
+    for (k, d) in syn.digests.enumerate() {
+        let request = match lookup(k, &d) {
             None => {
-                let quarantined_old = ctx
-                    .index
-                    .find(&d.endpoint, peers_ro)
-                    .and_then(|i| peers_ro.get(i as usize))
+                let quarantined_old = peers_ro
+                    .get(slot_of(k, &d) as usize)
                     .is_some_and(|p| d.generation <= p.state.generation());
                 (ctx.room_for_new && !quarantined_old).then_some((u64::MAX, Version(0)))
             }
@@ -1812,27 +1933,34 @@ fn write_ack<S: Storage>(
         ranked.offer(c.gap, c);
         true
     });
+    // When nothing was pushed out of the ranking, no need to walk again.
+    let all_ranked = ranked.offered <= RANKED_DELTAS;
     let ranked = ranked.sorted();
     write_deltas(ctx, peers_ro, &mut w, &ranked, |f| {
-        for d in syn.digests {
-            if let Some((who, ours)) = lookup(&d)
+        for (k, d) in syn.digests.enumerate() {
+            if let Some((who, ours)) = lookup(k, &d)
                 && let Compare::Send(c) = compare(ours, who, d.generation, d.max_version)
                 && !f(c)
             {
                 return;
             }
         }
-        unmentioned(f);
+        if !all_ranked {
+            unmentioned(f);
+        }
     });
     let empty = w.requests() == 0 && w.deltas() == 0;
     let size = w.finish();
-    {
-        for d in syn.digests {
-            if let Some(i) = ctx.index.find(&d.endpoint, peers.as_slice())
-                && let Some(p) = peers.as_mut_slice().get_mut(i as usize)
-            {
-                p.flags &= !flags::MENTIONED;
-            }
+    for (k, d) in syn.digests.enumerate() {
+        let slot = match found.get(k) {
+            Some(slot) => *slot,
+            None => ctx
+                .index
+                .find(&d.endpoint, peers.as_slice())
+                .unwrap_or(NO_SLOT),
+        };
+        if let Some(p) = peers.as_mut_slice().get_mut(slot as usize) {
+            p.flags &= !flags::MENTIONED;
         }
     }
     (!empty).then_some(size)

@@ -457,6 +457,8 @@ pub struct Applied {
 pub struct EndpointState<B> {
     heartbeat: HeartbeatState,
     max_version: Version,
+    /// The highest version among the application states.
+    max_state_version: Version,
     count: u16,
     buf: B,
 }
@@ -470,6 +472,7 @@ impl<B: StateBuf> EndpointState<B> {
                 version: Version(0),
             },
             max_version: Version(0),
+            max_state_version: Version(0),
             count: 0,
             buf: B::default(),
         }
@@ -511,6 +514,7 @@ impl<B: StateBuf> EndpointState<B> {
                 version: Version(0),
             };
             self.max_version = Version(0);
+            self.max_state_version = Version(0);
         }
         for (key, value) in delta.entries {
             if let Some(slot) = self.winning_slot(&key, &value) {
@@ -591,6 +595,11 @@ impl<B: StateBuf> EndpointState<B> {
     /// advertises, and for the owner its version counter.
     pub fn max_version(&self) -> Version {
         self.max_version
+    }
+
+    /// The highest version among the application states (0 without any).
+    pub fn max_state_version(&self) -> Version {
+        self.max_state_version
     }
 
     /// Number of application states.
@@ -738,6 +747,7 @@ impl<B: StateBuf> EndpointState<B> {
         codec::put_entry(&mut cur, key, value).map_err(|_| MergeError::Capacity)?;
         self.count += 1;
         self.max_version = self.max_version.max(value.version);
+        self.max_state_version = self.max_state_version.max(value.version);
         Ok(())
     }
 

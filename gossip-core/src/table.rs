@@ -256,6 +256,8 @@ pub(crate) mod flags {
     pub(crate) const EV_RESTARTED: u8 = 1 << 4;
     pub(crate) const EV_SHUTDOWN: u8 = 1 << 5;
     pub(crate) const EV_REMOVED: u8 = 1 << 6;
+    /// In the probe queue.
+    pub(crate) const PROBING: u8 = 1 << 7;
 }
 
 /// One slot of the peer table: an endpoint, its state and what this node
