@@ -109,8 +109,11 @@ struct SimArgs {
     #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u32).range(1..))]
     max_rounds: u32,
     /// Print exactly one JSON object on stdout.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "markdown")]
     json: bool,
+    /// Print a markdown table (header and one row) of the main figures.
+    #[arg(long)]
+    markdown: bool,
     /// Write an SVG plot of the fraction of nodes at the goal over time.
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
@@ -186,6 +189,8 @@ fn sim(args: SimArgs) -> ExitCode {
                 return ExitCode::from(1);
             }
         }
+    } else if args.markdown {
+        print_markdown(&fig);
     } else {
         print_summary(&fig);
     }
@@ -194,6 +199,38 @@ fn sim(args: SimArgs) -> ExitCode {
     } else {
         ExitCode::from(1)
     }
+}
+
+fn print_markdown(f: &Figures) {
+    let ms =
+        |v: Option<u64>| v.map_or_else(|| "-".to_string(), |v| format!("{:.1}", v as f64 / 1000.0));
+    let goal = match f.scenario.as_str() {
+        "disseminate" => ms(f.disseminate_ms),
+        "crash" => format!("{} / {}", ms(f.detect_ms_p50), ms(f.detect_ms_max)),
+        "restart" => ms(f.restart_ms),
+        "partition" | "churn" => ms(f.heal_ms),
+        _ => f.rounds.map_or_else(|| "-".into(), |r| format!("{r:.1}")),
+    };
+    println!(
+        "| scenario | nodes | loss | goal reached | rounds | measured (s) | false downs | datagrams/node/s | bytes/node/s | max datagram | bytes/known peer | wall (s) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| {} | {} | {} | {} | {} | {} | {} | {:.1} | {:.0} | {} | {} | {:.1} |",
+        f.scenario,
+        f.nodes,
+        f.loss,
+        if f.converged { "yes" } else { "**no**" },
+        f.rounds.map_or_else(|| "-".into(), |r| format!("{r:.1}")),
+        goal,
+        f.false_downs,
+        f.datagrams_per_node_per_s,
+        f.bytes_per_node_per_s,
+        f.max_datagram_bytes,
+        f.bytes_per_known_peer
+            .map_or_else(|| "-".into(), |b| format!("{b:.0}")),
+        f.wall_ms as f64 / 1000.0
+    );
 }
 
 fn print_summary(f: &Figures) {

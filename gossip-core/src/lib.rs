@@ -99,21 +99,30 @@
 //! Every `gossip_interval` (1 s by default, jittered ±10%) a node bumps its
 //! heartbeat, picks targets as Cassandra does (`fanout` random live peers; an
 //! unreachable one with probability `unreachable / (live + 1)`; a seed when
-//! no live target was one or fewer peers are live than there are seeds) and
-//! sends each a SYN with digests `(endpoint, generation, max_version)`. The
-//! receiver compares each digest with its view: it requests what is newer on
-//! the other side and sends, in its ACK, what is newer on its side, largest
-//! version gap first; the ACK2 answers the requests. A SYN that lists
-//! everything its sender knows (small clusters) also brings back every
-//! endpoint it did not mention, so a node joining through a seed learns the
-//! whole cluster in its first exchange. Whatever does not fit one datagram
-//! (1400 bytes by default) follows in later rounds.
+//! no live target was one or fewer peers are live than there are seeds; and,
+//! for two rounds after application news, one more live peer) and sends each
+//! a SYN with digests `(endpoint, generation, max_version)`: its own, those
+//! of the endpoints whose application news reached it last (so news spreads
+//! as a rumor), and every endpoint it knows on the next stretch of a shared
+//! hash ring ([`wire::ring_position`]), as far as one datagram holds. The
+//! SYN says which stretch it covers completely, and successive SYNs sweep the
+//! ring. The receiver compares each digest with its view: it requests what is
+//! newer on the other side (endpoints it lacks first) and sends, in its ACK,
+//! what is newer on its side, plus every endpoint it knows in the stretch that
+//! the SYN left out (the sender lacks those), ranked: whole endpoints, then
+//! application news, then heartbeats, largest version gap first. The ACK2
+//! answers the requests. Whatever does not fit one datagram (1400 bytes by
+//! default) follows in later rounds.
 //!
-//! Liveness comes from a phi-accrual failure detector ([`fd`]) fed by
-//! heartbeat arrivals; above `phi_threshold` (8) a peer is convicted. A peer
+//! Liveness comes from a phi-accrual failure detector ([`fd`]) fed by every
+//! sign that a peer's version advanced (deltas, and digests in SYNs); above
+//! `phi_threshold` (8) a peer is convicted, but never for a silence that is
+//! ordinary for this node right now (a relative floor from its live peers'
+//! silences), and not while the node is still meeting new endpoints. A peer
 //! is believed alive when a datagram comes from it directly, or when its
-//! heartbeat is seen to advance second-hand (a peer heard of only once may be
-//! a dead node whose old state still circulates). A graceful
+//! version is seen to advance again second-hand; a peer heard of only
+//! second-hand (it may be a dead node whose old state still circulates) is
+//! probed with a small direct SYN, as Cassandra's echo does. A graceful
 //! [`Node::shutdown`] publishes `STATUS = shutdown,true` and the highest
 //! heartbeat and tells every live peer, which marks the node down at once. A
 //! newer generation replaces an endpoint wholesale (a restart). A peer down

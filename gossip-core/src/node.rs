@@ -324,6 +324,8 @@ pub struct Node<S: Storage, R> {
     probes: heapless::Deque<u32, PROBE_QUEUE>,
     /// Probes this round may still send.
     probes_left: u32,
+    /// Suspects at the front of the probe queue (sent whatever the limit).
+    suspect_probes: u32,
     /// Slots whose news reached us most recently, newest last, with the
     /// stamp they had then (an entry is current while the slot's stamp
     /// matches).
@@ -392,6 +394,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
             ring_cursor: 0,
             probes: heapless::Deque::new(),
             probes_left: PROBES_PER_ROUND,
+            suspect_probes: 0,
             recent: heapless::Deque::new(),
             stamp: 0,
             news: 0,
@@ -710,7 +713,8 @@ impl<S: Storage, R: Rng> Node<S, R> {
         let Some(p) = self.peers.as_mut_slice().get_mut(idx as usize) else {
             return;
         };
-        if !p.is_member() || p.is_alive() || p.has_left() {
+        let suspected = p.is_alive() && p.since != Instant::ZERO;
+        if !p.is_member() || (p.is_alive() && !suspected) || p.has_left() {
             return;
         }
         // Counts as an arrival, so the detector does not convict it again at
@@ -718,6 +722,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
         let count_interval = now >= self.pause_grace_until;
         p.window.record(now, initial, min_interval, count_interval);
         p.convict_at = p.window.convict_at(threshold);
+        p.since = Instant::ZERO;
         self.set_liveness(idx, Liveness::Alive, now);
     }
 
@@ -850,6 +855,9 @@ impl<S: Storage, R: Rng> Node<S, R> {
         let advanced = peer.state.max_version() > peer.evidence;
         if advanced || is_new || applied.replaced {
             peer.evidence = peer.evidence.max(peer.state.max_version());
+            if peer.liveness != Liveness::Down {
+                peer.since = Instant::ZERO;
+            }
             peer.window
                 .record(now, initial, min_interval, now >= pause_grace_until);
             peer.convict_at = peer.window.convict_at(threshold);
@@ -925,6 +933,9 @@ impl<S: Storage, R: Rng> Node<S, R> {
             return;
         }
         peer.evidence = d.max_version;
+        if peer.liveness != Liveness::Down {
+            peer.since = Instant::ZERO;
+        }
         peer.window
             .record(now, initial, min_interval, count_interval);
         peer.convict_at = peer.window.convict_at(threshold);
@@ -999,7 +1010,12 @@ impl<S: Storage, R: Rng> Node<S, R> {
         // mongering): push-pull spreads it in about log3(N) rounds.
         let news = self.news > 0;
         self.news = self.news.saturating_sub(1);
-        for _ in 0..self.config.fanout + u8::from(news) {
+        let wanted = usize::from(self.config.fanout + u8::from(news)).min(self.alive);
+        // Distinct peers: a few draws each, as the live ones may be few.
+        for _ in 0..wanted * 4 {
+            if self.targets.len() >= wanted {
+                break;
+            }
             if let Some(addr) = self.random_member(true) {
                 gossiped_to_seed |= self.seeds.contains(&addr);
                 self.add_target(addr);
@@ -1059,6 +1075,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
     /// Convicts silent peers, removes long-down ones, ends quarantines.
     fn status_check(&mut self, now: Instant) {
         let removal = self.config.removal_delay;
+        let interval = self.config.gossip_interval;
         let convicting = now >= self.pause_grace_until && now >= self.catch_up_until;
         // Relative floor: a peer is not convicted for a silence that is
         // ordinary here and now. When a quarter of the live peers have been
@@ -1082,8 +1099,18 @@ impl<S: Storage, R: Rng> Node<S, R> {
                 Slot::Member if p.liveness != Liveness::Down => {
                     let silent = p.window.last_arrival().map_or(Duration::MAX, |t| now - t);
                     let unproven = p.liveness == Liveness::Unknown;
+                    let suspected_since = p.since;
                     if convicting && now >= p.convict_at && silent >= floor_silence {
-                        self.set_liveness(idx, Liveness::Down, now);
+                        // Suspect first and ask it directly; convict only if
+                        // a round later nothing, not even the answer, came.
+                        if suspected_since == Instant::ZERO {
+                            if let Some(p) = self.peers.as_mut_slice().get_mut(i) {
+                                p.since = now;
+                            }
+                            self.probe_suspect(idx);
+                        } else if now - suspected_since >= interval / 2 {
+                            self.set_liveness(idx, Liveness::Down, now);
+                        }
                     } else if unproven {
                         // Still unproven: probe it when there is room.
                         self.queue_probe(idx);
@@ -1154,9 +1181,12 @@ impl<S: Storage, R: Rng> Node<S, R> {
         }
         let was_alive = p.liveness == Liveness::Alive;
         p.liveness = liveness;
-        if liveness == Liveness::Down {
-            p.since = now;
-        }
+        // Down since now; otherwise not suspected (any more).
+        p.since = if liveness == Liveness::Down {
+            now
+        } else {
+            Instant::ZERO
+        };
         match (was_alive, liveness == Liveness::Alive) {
             (true, false) => {
                 self.alive -= 1;
@@ -1398,22 +1428,53 @@ impl<S: Storage, R: Rng> Node<S, R> {
         let _ = self.probes.push_back(idx);
     }
 
+    /// Probes a suspect before anything else: its conviction waits on it.
+    fn probe_suspect(&mut self, idx: u32) {
+        let Some(p) = self.peers.as_mut_slice().get_mut(idx as usize) else {
+            return;
+        };
+        if p.flags & flags::PROBING != 0 {
+            // Already queued: move it to the front.
+            let before = self.probes.len();
+            self.probes.retain(|i| *i != idx);
+            if self.probes.len() == before {
+                return;
+            }
+        } else if self.probes.is_full()
+            && let Some(dropped) = self.probes.pop_back()
+            && let Some(q) = self.peers.as_mut_slice().get_mut(dropped as usize)
+        {
+            q.flags &= !flags::PROBING;
+        }
+        if let Some(p) = self.peers.as_mut_slice().get_mut(idx as usize) {
+            p.flags |= flags::PROBING;
+        }
+        let _ = self.probes.push_front(idx);
+        self.suspect_probes += 1;
+    }
+
     /// The next probe, if one is due and the round allows it: `(destination,
     /// size)`, `None` size when the endpoint no longer needs one.
     fn write_next_probe(&mut self, buf: &mut [u8]) -> Option<(SocketAddr, Option<usize>)> {
-        if self.probes_left == 0 {
+        if self.probes_left == 0 && self.suspect_probes == 0 {
             return None;
         }
         let idx = self.probes.pop_front()?;
+        // Suspects sit at the front and go whatever the round's budget.
+        if self.suspect_probes > 0 {
+            self.suspect_probes -= 1;
+        } else {
+            self.probes_left = self.probes_left.saturating_sub(1);
+        }
         let header = self.header();
         let own = self.own_digest();
         let own_ring = ring_position(&self.local);
         let p = self.peers.as_mut_slice().get_mut(idx as usize)?;
         p.flags &= !flags::PROBING;
-        if !p.is_member() || p.liveness != Liveness::Unknown {
+        let suspected = p.is_alive() && p.since != Instant::ZERO;
+        if !p.is_member() || !(p.liveness == Liveness::Unknown || suspected) {
             return Some((p.addr, None));
         }
-        self.probes_left -= 1;
         let Ok(mut w) = SynWriter::new(buf, &header) else {
             return Some((p.addr, Some(0)));
         };

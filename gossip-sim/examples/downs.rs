@@ -31,7 +31,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut log = Log { downs: Vec::new() };
     let (mut shown, mut total) = (0, 0);
     let mut per_10s = BTreeMap::new();
-    while sim.now() < Instant::from_millis(120_000) && sim.step(&mut log) {
+    while sim.now() < Instant::from_millis(240_000) && sim.step(&mut log) {
         for (now, i, ep) in log.downs.drain(..) {
             total += 1;
             *per_10s.entry(now.as_micros() / 10_000_000).or_insert(0) += 1;

@@ -6,7 +6,7 @@
 //! | `disseminate` | after convergence node 0 changes one key | every node has the new value |
 //! | `crash` | after convergence one node stops | every live node marks it down |
 //! | `restart` | after convergence one node crashes, then restarts with a higher generation | every node sees it up with the new generation |
-//! | `partition` | after convergence the cluster splits in halves for a minute, then heals | every node sees every node alive again |
+//! | `partition` | after convergence the cluster splits in halves until each half marked the other down, then heals | every node sees every node alive again |
 //! | `churn` | after convergence nodes leave (shutdown or crash) and rejoin at a steady rate for a minute | every node sees every running node alive again |
 //!
 //! Every node publishes `STATUS` and `HOST_ID` when it starts; "all its
@@ -679,7 +679,23 @@ impl Run<'_, '_> {
         let groups: Vec<u32> = (0..n).map(|i| u32::from(i >= n / 2)).collect();
         self.tracker.groups = groups.clone();
         sim.partition(&groups);
-        self.settle(sim, 60);
+        // Split until every node marked the other half down (or the round
+        // limit), so healing has real work to do.
+        let limit = self.limit(sim);
+        while sim.now() < limit && sim.violation().is_none() {
+            let next = sim.now() + self.cfg.interval;
+            sim.run_until(next, &mut self.tracker);
+            let t = &self.tracker;
+            let cross_alive = (0..n).any(|i| {
+                (0..n).any(|j| {
+                    groups.get(i) != groups.get(j)
+                        && t.pairs.get(i * n + j).is_some_and(|p| p & ALIVE != 0)
+                })
+            });
+            if !cross_alive {
+                break;
+            }
+        }
         sim.heal();
         self.tracker.groups = vec![0; n];
         let took = self.agree(sim);
