@@ -46,13 +46,16 @@ const NO_SLOT: u32 = u32::MAX;
 /// Rounds after application news during which one more peer is gossiped to.
 const NEWS_ROUNDS: u8 = 2;
 
+/// `since` of a suspect whose probe has not left yet.
+const SUSPECT_PENDING: Instant = Instant::from_micros(1);
+
 /// Endpoints waiting for a probe, and probes sent per round at most.
 const PROBE_QUEUE: usize = 16;
 const PROBES_PER_ROUND: u32 = 8;
 
 /// Members considered for a SYN's stretch of the ring (more than a datagram
 /// holds).
-const RING_WINDOW: usize = 160;
+const RING_WINDOW: usize = 128;
 
 /// Recently refreshed endpoints remembered for the next SYNs.
 const RECENT: usize = 64;
@@ -482,7 +485,6 @@ impl<S: Storage, R: Rng> Node<S, R> {
     /// what does not fit is counted in [`Stats::unencodable`] and skipped).
     /// Call until `None` after every input.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
-        let _ = now;
         let limit = buf.len().min(self.config.max_datagram_size);
         let buf = buf.get_mut(..limit)?;
         loop {
@@ -501,7 +503,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
                 Phase::Running => {
                     if let Some(reply) = self.write_next_reply(buf) {
                         reply
-                    } else if let Some((target, size)) = self.write_next_probe(buf) {
+                    } else if let Some((target, size)) = self.write_next_probe(now, buf) {
                         (target, size, Kind::Syn)
                     } else if let Some(target) = self.targets.pop() {
                         (target, Some(self.write_syn(buf)), Kind::Syn)
@@ -713,7 +715,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
         let Some(p) = self.peers.as_mut_slice().get_mut(idx as usize) else {
             return;
         };
-        let suspected = p.is_alive() && p.since != Instant::ZERO;
+        let suspected = p.liveness != Liveness::Down && p.since != Instant::ZERO;
         if !p.is_member() || (p.is_alive() && !suspected) || p.has_left() {
             return;
         }
@@ -1100,14 +1102,20 @@ impl<S: Storage, R: Rng> Node<S, R> {
                     let silent = p.window.last_arrival().map_or(Duration::MAX, |t| now - t);
                     let unproven = p.liveness == Liveness::Unknown;
                     let suspected_since = p.since;
+                    let queued = p.flags & flags::PROBING != 0;
                     if convicting && now >= p.convict_at && silent >= floor_silence {
-                        // Suspect first and ask it directly; convict only if
-                        // a round later nothing, not even the answer, came.
+                        // Suspect first and ask it directly; convict only once
+                        // the probe went out and half a round passed with
+                        // nothing, not even the answer.
                         if suspected_since == Instant::ZERO {
                             if let Some(p) = self.peers.as_mut_slice().get_mut(i) {
-                                p.since = now;
+                                p.since = SUSPECT_PENDING;
                             }
                             self.probe_suspect(idx);
+                        } else if suspected_since == SUSPECT_PENDING {
+                            if !queued {
+                                self.probe_suspect(idx);
+                            }
                         } else if now - suspected_since >= interval / 2 {
                             self.set_liveness(idx, Liveness::Down, now);
                         }
@@ -1429,22 +1437,33 @@ impl<S: Storage, R: Rng> Node<S, R> {
     }
 
     /// Probes a suspect before anything else: its conviction waits on it.
+    /// Probes a suspect before the unproven: its conviction waits on it. With
+    /// the queue full of suspects it waits for a later round (unconvicted).
     fn probe_suspect(&mut self, idx: u32) {
-        let Some(p) = self.peers.as_mut_slice().get_mut(idx as usize) else {
+        let queued = self
+            .peers
+            .as_slice()
+            .get(idx as usize)
+            .is_none_or(|p| p.flags & flags::PROBING != 0);
+        if queued {
             return;
-        };
-        if p.flags & flags::PROBING != 0 {
-            // Already queued: move it to the front.
-            let before = self.probes.len();
-            self.probes.retain(|i| *i != idx);
-            if self.probes.len() == before {
+        }
+        if self.probes.is_full() {
+            let Some(&back) = self.probes.back() else {
+                return;
+            };
+            let back_is_suspect = self
+                .peers
+                .as_slice()
+                .get(back as usize)
+                .is_some_and(|q| q.since == SUSPECT_PENDING);
+            if back_is_suspect {
                 return;
             }
-        } else if self.probes.is_full()
-            && let Some(dropped) = self.probes.pop_back()
-            && let Some(q) = self.peers.as_mut_slice().get_mut(dropped as usize)
-        {
-            q.flags &= !flags::PROBING;
+            let _ = self.probes.pop_back();
+            if let Some(q) = self.peers.as_mut_slice().get_mut(back as usize) {
+                q.flags &= !flags::PROBING;
+            }
         }
         if let Some(p) = self.peers.as_mut_slice().get_mut(idx as usize) {
             p.flags |= flags::PROBING;
@@ -1455,7 +1474,11 @@ impl<S: Storage, R: Rng> Node<S, R> {
 
     /// The next probe, if one is due and the round allows it: `(destination,
     /// size)`, `None` size when the endpoint no longer needs one.
-    fn write_next_probe(&mut self, buf: &mut [u8]) -> Option<(SocketAddr, Option<usize>)> {
+    fn write_next_probe(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+    ) -> Option<(SocketAddr, Option<usize>)> {
         if self.probes_left == 0 && self.suspect_probes == 0 {
             return None;
         }
@@ -1471,9 +1494,13 @@ impl<S: Storage, R: Rng> Node<S, R> {
         let own_ring = ring_position(&self.local);
         let p = self.peers.as_mut_slice().get_mut(idx as usize)?;
         p.flags &= !flags::PROBING;
-        let suspected = p.is_alive() && p.since != Instant::ZERO;
+        let suspected = p.liveness != Liveness::Down && p.since != Instant::ZERO;
         if !p.is_member() || !(p.liveness == Liveness::Unknown || suspected) {
             return Some((p.addr, None));
+        }
+        if p.since == SUSPECT_PENDING {
+            // The conviction clock starts when the probe leaves.
+            p.since = now;
         }
         let Ok(mut w) = SynWriter::new(buf, &header) else {
             return Some((p.addr, Some(0)));
