@@ -15,12 +15,13 @@
 //! intervals of silence). The conviction time is computed once per arrival,
 //! so the periodic status check is a comparison, not a division, per peer.
 //!
-//! The node adds two guards around this window (see
-//! [`Node`](crate::Node)): no conviction for a silence shorter than
-//! `threshold * ln(10)` times four times the 25th percentile of its live
-//! peers' current silences (in a large or joining cluster news is
-//! bandwidth-bound, and a silence everyone shares says nothing about one
-//! peer), and none while the node is still meeting new endpoints.
+//! The node adds guards around this window (see [`Node`](crate::Node)): no
+//! conviction for a silence shorter than `threshold * ln(10)` times four
+//! times the 25th percentile of its live peers' current silences (in a large
+//! or joining cluster news is bandwidth-bound, and a silence everyone shares
+//! says nothing about one peer), none while the node is still meeting new
+//! endpoints, and none before a direct probe of the suspect went unanswered
+//! for half a round.
 //!
 //! One deliberate difference from Cassandra: it ignores intervals over two
 //! seconds, because its SYN carries every digest and each node hears every

@@ -116,9 +116,11 @@
 //!
 //! Liveness comes from a phi-accrual failure detector ([`fd`]) fed by every
 //! sign that a peer's version advanced (deltas, and digests in SYNs); above
-//! `phi_threshold` (8) a peer is convicted, but never for a silence that is
+//! `phi_threshold` (8) a peer is suspected, but never for a silence that is
 //! ordinary for this node right now (a relative floor from its live peers'
-//! silences), and not while the node is still meeting new endpoints. A peer
+//! silences), and not while the node is still meeting new endpoints; a
+//! suspect is probed directly and convicted (marked down) only when half a
+//! round after the probe left nothing came from it. A peer
 //! is believed alive when a datagram comes from it directly, or when its
 //! version is seen to advance again second-hand; a peer heard of only
 //! second-hand (it may be a dead node whose old state still circulates) is

@@ -1838,37 +1838,43 @@ fn ranked_contains(items: &[(u64, Candidate)], who: Who) -> bool {
     items.iter().any(|(_, c)| c.who == who)
 }
 
-/// Something deltas can be pushed into.
+/// Something deltas can be pushed into: the ACK and ACK2 writers.
 trait DeltaSink {
-    fn push<B: StateBuf>(
+    fn push_items(
         &mut self,
         addr: SocketAddr,
-        state: &EndpointState<B>,
-        above: Version,
+        generation: Generation,
+        items: crate::state::ItemsAbove<'_>,
     ) -> usize;
-}
 
-impl DeltaSink for AckWriter<'_> {
+    /// Pushes everything of `state` above `above`.
     fn push<B: StateBuf>(
         &mut self,
         addr: SocketAddr,
         state: &EndpointState<B>,
         above: Version,
     ) -> usize {
-        self.push_delta(addr, state.generation(), state.items_above(above))
+        self.push_items(addr, state.generation(), state.items_above(above))
     }
 }
 
-impl DeltaSink for Ack2Writer<'_> {
-    fn push<B: StateBuf>(
-        &mut self,
-        addr: SocketAddr,
-        state: &EndpointState<B>,
-        above: Version,
-    ) -> usize {
-        self.push_delta(addr, state.generation(), state.items_above(above))
-    }
+macro_rules! delta_sink {
+    ($writer:ident) => {
+        impl DeltaSink for $writer<'_> {
+            fn push_items(
+                &mut self,
+                addr: SocketAddr,
+                generation: Generation,
+                items: crate::state::ItemsAbove<'_>,
+            ) -> usize {
+                self.push_delta(addr, generation, items)
+            }
+        }
+    };
 }
+
+delta_sink!(AckWriter);
+delta_sink!(Ack2Writer);
 
 /// Writes the ranked candidates, then the others `visit` yields, until the
 /// writer is full. `visit` stops when its callback returns false.
