@@ -1,5 +1,7 @@
 //! `gossip`: the command-line front end.
 //!
+//! - `gossip demo`: a real cluster on 127.0.0.1 in one process: converges,
+//!   loses a node, sees it restart, sees another leave; every step timed.
 //! - `gossip sim`: runs a simulated cluster scenario and prints its figures.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -12,6 +14,7 @@ use clap::{Parser, Subcommand};
 use gossip_sim::scenario::{self, Hooks};
 use gossip_sim::{Figures, Scenario, ScenarioConfig};
 
+mod demo;
 mod plot;
 
 /// Counts the bytes on the heap, so `sim` can report memory per known peer.
@@ -81,8 +84,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a local cluster on 127.0.0.1: converge, crash, restart, shutdown.
+    Demo(DemoArgs),
     /// Run a simulated cluster scenario on a virtual clock and print its figures.
     Sim(SimArgs),
+}
+
+#[derive(clap::Args)]
+struct DemoArgs {
+    /// Nodes in the cluster (3 to 64).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(3..=64))]
+    nodes: u16,
 }
 
 #[derive(clap::Args)]
@@ -135,7 +147,29 @@ fn parse_loss(s: &str) -> Result<f64, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Demo(args) => demo(args),
         Command::Sim(args) => sim(args),
+    }
+}
+
+fn demo(args: DemoArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(demo::run(usize::from(args.nodes))) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 

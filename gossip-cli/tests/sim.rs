@@ -168,3 +168,25 @@ fn bad_arguments_get_a_clear_message_and_a_failure() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot write"));
 }
+
+#[test]
+fn demo_runs_every_step() {
+    let out = gossip(&["demo", "--nodes", "4"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for step in [
+        "converged",
+        "every live node marked it down",
+        "every node sees it up again",
+        "every node sees it shut down",
+        "demo complete",
+    ] {
+        assert!(text.contains(step), "missing '{step}' in:\n{text}");
+    }
+    let out = gossip(&["demo", "--nodes", "1"]);
+    assert!(!out.status.success());
+}

@@ -208,10 +208,16 @@
 
 #[cfg(feature = "alloc")]
 extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
 
 pub mod config;
 pub mod fd;
 mod node;
+#[cfg(feature = "alloc")]
+pub mod owned;
+#[cfg(feature = "std")]
+pub mod persist;
 pub mod state;
 pub mod storage;
 pub mod table;

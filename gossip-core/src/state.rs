@@ -39,6 +39,18 @@ pub struct Generation(pub u64);
 )]
 pub struct Version(pub u64);
 
+impl Generation {
+    /// The generation for a node starting now: `wall_secs` (seconds since the
+    /// Unix epoch), but always above `last`, the generation of its previous
+    /// run, if any.
+    pub fn next_after(wall_secs: u64, last: Option<Generation>) -> Generation {
+        match last {
+            Some(last) if last.0 >= wall_secs => Generation(last.0.saturating_add(1)),
+            _ => Generation(wall_secs),
+        }
+    }
+}
+
 impl Version {
     /// The version a node jumps its heartbeat to when it shuts down gracefully,
     /// so no older heartbeat can ever be taken for a newer one.
