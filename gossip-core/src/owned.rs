@@ -1,4 +1,4 @@
-//! Owned copies of what a [`Node`](crate::Node) reports, for bindings that
+//! Owned copies of what a [`Node`] reports, for bindings that
 //! hand events and snapshots to other tasks (feature `alloc`).
 //!
 //! Every binding needs these conversions; they live here so there is one copy.
