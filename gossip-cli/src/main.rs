@@ -1,5 +1,8 @@
 //! `gossip`: the command-line front end.
 //!
+//! - `gossip agent`: runs one node until SIGINT or SIGTERM, with an admin
+//!   endpoint (`/gossipinfo`, `/cluster`, `/metrics`).
+//! - `gossip info`: prints an agent's gossipinfo, or its cluster as JSON.
 //! - `gossip demo`: a real cluster on 127.0.0.1 in one process: converges,
 //!   loses a node, sees it restart, sees another leave; every step timed.
 //! - `gossip sim`: runs a simulated cluster scenario and prints its figures.
@@ -14,6 +17,7 @@ use clap::{Parser, Subcommand};
 use gossip_sim::scenario::{self, Hooks};
 use gossip_sim::{Figures, Scenario, ScenarioConfig};
 
+mod agent;
 mod demo;
 mod plot;
 
@@ -84,10 +88,49 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run one node until SIGINT or SIGTERM, then leave gracefully.
+    Agent(AgentArgs),
+    /// Print an agent's gossip information (nodetool gossipinfo's layout).
+    Info(InfoArgs),
     /// Run a local cluster on 127.0.0.1: converge, crash, restart, shutdown.
     Demo(DemoArgs),
     /// Run a simulated cluster scenario on a virtual clock and print its figures.
     Sim(SimArgs),
+}
+
+#[derive(clap::Args)]
+struct AgentArgs {
+    /// The UDP address to gossip on (this node's identity).
+    #[arg(long)]
+    listen: std::net::SocketAddr,
+    /// A seed to join through, host:port (repeat for more).
+    #[arg(long = "seed")]
+    seeds: Vec<String>,
+    /// The cluster's name: nodes of other clusters are ignored.
+    #[arg(long, default_value = "gossip")]
+    cluster: String,
+    /// An application state to publish, KEY=VALUE (repeat for more).
+    #[arg(long = "state", value_parser = agent::parse_state)]
+    states: Vec<(String, String)>,
+    /// Gossip interval in milliseconds.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    interval_ms: u64,
+    /// The admin HTTP endpoint (loopback unless asked otherwise).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    admin: std::net::SocketAddr,
+    /// Where to keep the generation, so it increases across restarts.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct InfoArgs {
+    /// The agent's admin endpoint, host:port.
+    #[arg(long)]
+    admin: String,
+    /// Print the /cluster JSON instead.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -147,22 +190,63 @@ fn parse_loss(s: &str) -> Result<f64, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Agent(args) => agent(args),
+        Command::Info(args) => match agent::info(&args.admin, args.json) {
+            Ok(body) => {
+                print!("{body}");
+                if args.json {
+                    println!();
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(1)
+            }
+        },
         Command::Demo(args) => demo(args),
         Command::Sim(args) => sim(args),
     }
 }
 
-fn demo(args: DemoArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
+        .map_err(|e| {
             eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::from(1);
+            ExitCode::from(1)
+        })
+}
+
+fn agent(args: AgentArgs) -> ExitCode {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let opts = agent::AgentOptions {
+        listen: args.listen,
+        seeds: args.seeds,
+        cluster: args.cluster,
+        states: args.states,
+        interval_ms: args.interval_ms,
+        admin: args.admin,
+        data_dir: args.data_dir,
+    };
+    match rt.block_on(agent::run(opts)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
         }
+    }
+}
+
+fn demo(args: DemoArgs) -> ExitCode {
+    let runtime = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
     };
     match runtime.block_on(demo::run(usize::from(args.nodes))) {
         Ok(()) => ExitCode::SUCCESS,
