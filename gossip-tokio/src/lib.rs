@@ -189,14 +189,66 @@ pub struct Running {
     pub task: JoinHandle<()>,
 }
 
+/// What the node sends and receives datagrams through: a tokio
+/// [`UdpSocket`], or a wrapper around one (tests inject loss and partitions
+/// this way).
+pub trait Transport: Send + Sync + 'static {
+    /// The address datagrams arrive at.
+    fn local_addr(&self) -> std::io::Result<SocketAddr>;
+
+    /// Receives one datagram.
+    fn recv_from<'a>(
+        &'a self,
+        buf: &'a mut [u8],
+    ) -> impl Future<Output = std::io::Result<(usize, SocketAddr)>> + Send + 'a;
+
+    /// Sends one datagram.
+    fn send_to<'a>(
+        &'a self,
+        buf: &'a [u8],
+        target: SocketAddr,
+    ) -> impl Future<Output = std::io::Result<usize>> + Send + 'a;
+}
+
+impl Transport for UdpSocket {
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        UdpSocket::local_addr(self)
+    }
+
+    fn recv_from<'a>(
+        &'a self,
+        buf: &'a mut [u8],
+    ) -> impl Future<Output = std::io::Result<(usize, SocketAddr)>> + Send + 'a {
+        UdpSocket::recv_from(self, buf)
+    }
+
+    fn send_to<'a>(
+        &'a self,
+        buf: &'a [u8],
+        target: SocketAddr,
+    ) -> impl Future<Output = std::io::Result<usize>> + Send + 'a {
+        UdpSocket::send_to(self, buf, target)
+    }
+}
+
 /// Binds the socket and starts the node; see [`spawn_task`] to also get the
 /// task.
 pub async fn spawn(config: NodeConfig) -> Result<Handle, Error> {
     spawn_task(config).await.map(|r| r.handle)
 }
 
-/// Binds the socket and starts the node's task.
+/// Binds a UDP socket at `config.listen` and starts the node's task.
 pub async fn spawn_task(config: NodeConfig) -> Result<Running, Error> {
+    config.gossip.validate().map_err(Error::Config)?;
+    let socket = UdpSocket::bind(config.listen)
+        .await
+        .map_err(|e| Error::Bind(config.listen, e))?;
+    spawn_on(config, socket)
+}
+
+/// Starts the node's task on `transport` (already bound; `config.listen` is
+/// not used).
+pub fn spawn_on<T: Transport>(config: NodeConfig, transport: T) -> Result<Running, Error> {
     config.gossip.validate().map_err(Error::Config)?;
     let wall = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -206,9 +258,7 @@ pub async fn spawn_task(config: NodeConfig) -> Result<Running, Error> {
             .map_err(|e| Error::DataDir(dir.clone(), e))?,
         None => Generation(wall),
     };
-    let socket = UdpSocket::bind(config.listen)
-        .await
-        .map_err(|e| Error::Bind(config.listen, e))?;
+    let socket = transport;
     let local = socket
         .local_addr()
         .map_err(|e| Error::Bind(config.listen, e))?;
@@ -277,9 +327,9 @@ fn seed_from_environment(local: SocketAddr) -> u64 {
 
 type CoreNode = Node<HeapStorage, Xoshiro256PlusPlus>;
 
-async fn run(
+async fn run<T: Transport>(
     mut node: CoreNode,
-    socket: UdpSocket,
+    socket: T,
     clock: Clock,
     mut commands: mpsc::Receiver<Command>,
     events: broadcast::Sender<MembershipEvent>,
@@ -335,9 +385,9 @@ async fn run(
 
 /// The drain rule: transmits, then (read by the loop) the timeout, then
 /// events.
-async fn drain(
+async fn drain<T: Transport>(
     node: &mut CoreNode,
-    socket: &UdpSocket,
+    socket: &T,
     clock: &Clock,
     events: &broadcast::Sender<MembershipEvent>,
     buf: &mut [u8],
