@@ -37,7 +37,7 @@ impl Transport for Faulty {
 
     async fn send_to(&self, buf: &[u8], target: SocketAddr) -> std::io::Result<usize> {
         let k = self.sent.fetch_add(1, Ordering::Relaxed) + 1;
-        let lost = self.loss_every > 0 && k % self.loss_every == 0;
+        let lost = self.loss_every > 0 && k.is_multiple_of(self.loss_every);
         if lost || self.blocked.lock().unwrap().contains(&target) {
             return Ok(buf.len());
         }
