@@ -107,13 +107,8 @@ impl Config {
         const ADDR: usize = 20;
         const VARINT64: usize = 10;
         const HEARTBEAT: usize = 1 + VARINT64;
-        MAX_HEADER_LEN
-            + 2 * COUNT_RESERVE_LEN
-            + ADDR
-            + VARINT64
-            + COUNT_RESERVE_LEN
-            + self.limits.max_entry_len()
-            + HEARTBEAT
+        (MAX_HEADER_LEN + 3 * COUNT_RESERVE_LEN + ADDR + VARINT64 + HEARTBEAT)
+            .saturating_add(self.limits.max_entry_len())
     }
 
     /// Checks every field; the error names the first that is wrong.
@@ -127,7 +122,7 @@ impl Config {
         if !(1..=3).contains(&self.fanout) {
             return Err(ConfigError::Fanout);
         }
-        if !(self.phi_threshold.is_finite() && self.phi_threshold > 0.0) {
+        if !(self.phi_threshold > 0.0 && self.phi_threshold <= MAX_PHI_THRESHOLD) {
             return Err(ConfigError::PhiThreshold);
         }
         if self.fd_initial_interval().is_zero() {
@@ -157,6 +152,10 @@ impl Config {
     }
 }
 
+/// The largest phi threshold accepted (Cassandra's default is 8; 100 would
+/// wait 230 mean intervals).
+pub const MAX_PHI_THRESHOLD: f64 = 100.0;
+
 /// The largest UDP payload over IPv4.
 pub const MAX_UDP_PAYLOAD: usize = 65_507;
 
@@ -173,7 +172,7 @@ pub enum ConfigError {
     Jitter,
     /// `fanout` is not 1, 2 or 3.
     Fanout,
-    /// `phi_threshold` is not a positive finite number.
+    /// `phi_threshold` is not above 0 and at most [`MAX_PHI_THRESHOLD`].
     PhiThreshold,
     /// `fd_initial_interval` is zero.
     FdInitialInterval,
@@ -216,7 +215,9 @@ impl fmt::Display for ConfigError {
             ConfigError::GossipInterval => f.write_str("gossip interval must be at least 1 ms"),
             ConfigError::Jitter => f.write_str("interval jitter must be at most 50%"),
             ConfigError::Fanout => f.write_str("fanout must be 1, 2 or 3"),
-            ConfigError::PhiThreshold => f.write_str("phi threshold must be positive and finite"),
+            ConfigError::PhiThreshold => {
+                f.write_str("phi threshold must be above 0 and at most 100")
+            }
             ConfigError::FdInitialInterval => {
                 f.write_str("failure detector initial interval must not be zero")
             }

@@ -14,9 +14,7 @@ use crate::state::{
     VersionedValue,
 };
 use crate::storage::StateBuf;
-use crate::table::{
-    AddrIndex, Liveness, Peer, Reply, SHUTDOWN_STATUS_PREFIX, Seq, Slot, Storage, flags,
-};
+use crate::table::{AddrIndex, Liveness, Peer, Reply, Seq, Slot, Storage, flags};
 use crate::time::Instant;
 use crate::wire::{
     self, Ack2Writer, AckWriter, Digests, GossipDigest, Header, Kind, Message, RingRange, Syn,
@@ -340,6 +338,9 @@ pub struct Node<S: Storage, R> {
     next_round: Instant,
     last_round: Option<Instant>,
     pause_grace_until: Instant,
+    /// When the node was created, and the latest `now` it was given.
+    started: Instant,
+    last_now: Instant,
     /// While this node is still learning the cluster (it met new endpoints or
     /// generations lately), its silence measures say more about its own
     /// backlog than about its peers: no convictions until then.
@@ -405,6 +406,8 @@ impl<S: Storage, R: Rng> Node<S, R> {
             next_round: now,
             last_round: None,
             pause_grace_until: Instant::ZERO,
+            started: now,
+            last_now: now,
             catch_up_until: Instant::ZERO,
             occupied: 0,
             alive: 0,
@@ -422,6 +425,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
     /// dropped, counted by reason in [`Node::stats`], and leaves the state
     /// unchanged. Every delta of a datagram is checked before any is applied.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        self.last_now = self.last_now.max(now);
         self.stats.datagrams_in += 1;
         self.stats.bytes_in += datagram.len() as u64;
         if let Err(reason) = self.try_handle(now, from, datagram) {
@@ -432,6 +436,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
     /// A deadline passed. Runs the gossip round when it is due; harmless when
     /// called early or often.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.last_now = self.last_now.max(now);
         if self.phase == Phase::Running && now >= self.next_round {
             self.round(now);
         }
@@ -704,6 +709,14 @@ impl<S: Storage, R: Rng> Node<S, R> {
         Ok(())
     }
 
+    /// Our generation advanced by the seconds we have been running: the
+    /// reference the one-year bogus-generation limit is measured from (a
+    /// generation is boot time in seconds), as Cassandra measures it from now.
+    fn reference_generation(&self) -> Generation {
+        let running = (self.last_now - self.started).as_secs();
+        Generation(self.me.generation().0.saturating_add(running))
+    }
+
     /// A valid datagram came from `sender` itself: proof that it is alive.
     fn heard_from(&mut self, now: Instant, sender: SocketAddr) {
         let initial = self.config.fd_initial_interval();
@@ -781,8 +794,13 @@ impl<S: Storage, R: Rng> Node<S, R> {
             .and_then(|i| self.peers.as_slice().get(i as usize))
             .filter(|p| p.is_member())
             .map(|p| &p.state);
-        EndpointState::check(existing, delta, &self.config.limits, self.me.generation())
-            .map_err(DropReason::from_merge)
+        EndpointState::check(
+            existing,
+            delta,
+            &self.config.limits,
+            self.reference_generation(),
+        )
+        .map_err(DropReason::from_merge)
     }
 
     /// Merges a checked delta about `endpoint`, received from `sender`.
@@ -819,7 +837,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
             },
         };
         let limits = self.config.limits;
-        let local_generation = self.me.generation();
+        let local_generation = self.reference_generation();
         let initial = self.config.fd_initial_interval();
         let min_interval = self.config.fd_min_interval();
         let threshold = self.config.phi_threshold;
@@ -1091,7 +1109,12 @@ impl<S: Storage, R: Rng> Node<S, R> {
                 .filter(|p| p.is_member() && p.is_alive())
                 .filter_map(|p| p.window.last_arrival().map(|t| now - t)),
         );
-        let floor_silence = floor.mul_f64(self.config.phi_threshold * core::f64::consts::LN_10);
+        // Capped, so a node cut off from most of its peers still convicts.
+        let floor = floor.min(interval.saturating_mul(FLOOR_MAX_ROUNDS));
+        let floor_silence = Duration::try_from_secs_f64(
+            floor.as_secs_f64() * self.config.phi_threshold * core::f64::consts::LN_10,
+        )
+        .unwrap_or(Duration::MAX);
         for i in 0..self.peers.as_slice().len() {
             let idx = i as u32;
             let Some(p) = self.peers.as_slice().get(i) else {
@@ -1314,18 +1337,15 @@ impl<S: Storage, R: Rng> Node<S, R> {
     }
 
     fn write_shutdown(&self, buf: &mut [u8]) -> usize {
-        // STATUS and the heartbeat are the two newest items: they always fit.
-        let status_version = self
-            .me
-            .get(&StateKey::Known(ApplicationState::Status))
-            .filter(|v| v.value.starts_with(SHUTDOWN_STATUS_PREFIX))
-            .map_or(Version(0), |v| v.version);
-        let above = Version(status_version.0.saturating_sub(1));
+        // Everything in version order: the highest heartbeat rides only when
+        // every older entry fits, so no receiver ends up advertising a
+        // version it lacks entries below. (The notice marks us down
+        // whatever it carries.)
         wire::encode_shutdown(
             buf,
             &self.header(),
             self.me.generation(),
-            self.me.items_above(above),
+            self.me.items_above(Version(0)),
         )
         .unwrap_or(0)
     }
@@ -1575,6 +1595,9 @@ impl<S: Storage, R: Rng> Node<S, R> {
 /// Fewer live peers than this and the relative floor is not used (one dead
 /// peer must not set the statistic).
 const FLOOR_MIN_PEERS: u32 = 8;
+
+/// The relative floor's interval is at most this many gossip intervals.
+const FLOOR_MAX_ROUNDS: u32 = 64;
 
 /// Four times the 25th percentile of the silences given (an estimate of the
 /// interval between heartbeats that three quarters of the peers could miss

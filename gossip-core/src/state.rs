@@ -873,6 +873,13 @@ fn check_entry(
     {
         return Err(MergeError::BadKey);
     }
+    // Code 0 is the user-key marker, and a known code must be `Known`: either
+    // would store bytes that parse as another key.
+    if let StateKey::Unknown(code) = key
+        && (*code == codec::USER_KEY_CODE || ApplicationState::from_code(*code).is_some())
+    {
+        return Err(MergeError::BadKey);
+    }
     if value.value.len() > limits.max_value_len {
         return Err(MergeError::ValueTooLong);
     }

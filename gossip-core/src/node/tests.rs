@@ -1193,3 +1193,34 @@ fn typical_interval_is_four_times_the_first_quartile() {
     let t = typical_interval((0..20).map(|i| ms(10_000 + i * 100)));
     assert!(t >= ms(40_000), "{t:?}");
 }
+
+#[test]
+fn the_bogus_generation_limit_moves_with_time() {
+    // A node up for two years accepts a peer that restarted just now, even
+    // though that generation is more than a year past its own boot.
+    let start = Instant::from_millis(1000);
+    let rng = Xoshiro256PlusPlus::seed_from_u64(3);
+    let mut a: HeapNode = Node::new(config(), addr(0), Generation(GEN), &[], rng, start).unwrap();
+    let two_years = Duration::from_secs(2 * Limits::ONE_YEAR);
+    let now = start + two_years;
+    a.handle_timeout(now);
+    let header = Header {
+        cluster: CLUSTER,
+        sender: addr(1),
+    };
+    let mut buf = vec![0u8; 1400];
+    let mut w = Ack2Writer::new(&mut buf, &header).unwrap();
+    let restarted = Generation(GEN + two_years.as_secs());
+    w.push_delta(
+        addr(1),
+        restarted,
+        [crate::state::DeltaItem::Heartbeat(Version(1))],
+    );
+    let n = w.finish();
+    a.handle_datagram(now, addr(1), &buf[..n]);
+    assert_eq!(a.stats().dropped(DropReason::BogusGeneration), 0);
+    assert_eq!(
+        a.endpoint(&addr(1)).unwrap().state().generation(),
+        restarted
+    );
+}

@@ -475,3 +475,19 @@ fn state_keys_parse_and_display() {
     assert_eq!(ApplicationState::ALL.len(), 16);
     assert_eq!(std::format!("{}", StateKey::Unknown(300)), "UNKNOWN_300");
 }
+
+#[test]
+fn unknown_codes_that_would_alias_other_keys_are_refused() {
+    let limits = Limits::default();
+    let mut s = State::new(Generation(1));
+    assert_eq!(
+        s.set_local(StateKey::Unknown(0), b"x", &limits),
+        Err(MergeError::BadKey)
+    );
+    assert_eq!(
+        s.set_local(StateKey::Unknown(1), b"x", &limits),
+        Err(MergeError::BadKey)
+    );
+    s.set_local(StateKey::Unknown(900), b"x", &limits).unwrap();
+    assert_eq!(s.len(), 1);
+}
