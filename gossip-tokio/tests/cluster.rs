@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use gossip_core::Config;
 use gossip_core::wire::ClusterId;
-use gossip_tokio::{MembershipEvent, NodeConfig, Running, Snapshot, spawn_task};
+mod common;
+use common::eventually;
+use gossip_tokio::{MembershipEvent, NodeConfig, Running, spawn_task};
 
 fn config() -> Config {
     let mut c = Config::lan(ClusterId::from_name("tokio-test"));
@@ -22,20 +24,6 @@ async fn start(ip: u8, seed: Option<SocketAddr>) -> Running {
 }
 
 /// Polls (bounded) until `f` holds for every node's snapshot.
-async fn eventually(nodes: &[&Running], what: &str, f: impl Fn(&Snapshot) -> bool) {
-    for _ in 0..400 {
-        let mut all = true;
-        for n in nodes {
-            all &= f(&n.handle.snapshot().await.unwrap());
-        }
-        if all {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("{what} did not happen within 10 s");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_join_share_state_and_see_crash_and_shutdown() {
     let a = start(1, None).await;
@@ -43,12 +31,15 @@ async fn three_nodes_join_share_state_and_see_crash_and_shutdown() {
     let b = start(2, Some(seed)).await;
     let c = start(3, Some(seed)).await;
     let (a_addr, b_addr, c_addr) = (seed, b.handle.local_addr(), c.handle.local_addr());
-    eventually(&[&a, &b, &c], "convergence", |s| s.alive() == 2).await;
+    eventually(&[&a, &b, &c], "convergence", Duration::from_secs(10), |s| {
+        s.alive() == 2
+    })
+    .await;
 
     // A state change reaches everyone, and subscribers are told.
     let mut events = c.handle.subscribe();
     a.handle.set_state("LOAD", b"0.5").await.unwrap();
-    eventually(&[&b, &c], "the LOAD change", |s| {
+    eventually(&[&b, &c], "the LOAD change", Duration::from_secs(10), |s| {
         s.endpoint(&a_addr)
             .and_then(|e| e.state("LOAD"))
             .is_some_and(|v| v.value == b"0.5")
@@ -63,7 +54,7 @@ async fn three_nodes_join_share_state_and_see_crash_and_shutdown() {
     // B shuts down gracefully: the others see it at once.
     b.handle.shutdown().await.unwrap();
     b.task.await.unwrap();
-    eventually(&[&a, &c], "B's shutdown", |s| {
+    eventually(&[&a, &c], "B's shutdown", Duration::from_secs(10), |s| {
         s.endpoint(&b_addr).is_some_and(|e| {
             !e.alive
                 && e.state("STATUS")
@@ -79,7 +70,7 @@ async fn three_nodes_join_share_state_and_see_crash_and_shutdown() {
     // C crashes (its task vanishes): A convicts it.
     c.task.abort();
     let _ = c.task.await;
-    eventually(&[&a], "C's conviction", |s| {
+    eventually(&[&a], "C's conviction", Duration::from_secs(10), |s| {
         s.endpoint(&c_addr).is_some_and(|e| !e.alive)
     })
     .await;

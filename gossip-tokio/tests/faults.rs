@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use gossip_core::Config;
 use gossip_core::wire::ClusterId;
-use gossip_tokio::{NodeConfig, Running, Snapshot, Transport, spawn_on};
+mod common;
+use common::eventually;
+use gossip_tokio::{NodeConfig, Running, Transport, spawn_on};
 use tokio::net::UdpSocket;
 
 /// A UDP socket that drops every `loss_every`-th datagram it sends, and
@@ -65,20 +67,6 @@ async fn node(
     (spawn_on(cfg, transport).unwrap(), blocked)
 }
 
-async fn eventually(nodes: &[&Running], what: &str, f: impl Fn(&Snapshot) -> bool) {
-    for _ in 0..600 {
-        let mut all = true;
-        for n in nodes {
-            all &= f(&n.handle.snapshot().await.unwrap());
-        }
-        if all {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("{what} did not happen within 15 s");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn converges_under_loss_and_heals_a_partition() {
     // One datagram in five lost on every node.
@@ -87,9 +75,12 @@ async fn converges_under_loss_and_heals_a_partition() {
     let (b, block_b) = node(42, Some(seed), 5).await;
     let (c, block_c) = node(43, Some(seed), 5).await;
     let c_addr = c.handle.local_addr();
-    eventually(&[&a, &b, &c], "convergence with 20% loss", |s| {
-        s.alive() == 2
-    })
+    eventually(
+        &[&a, &b, &c],
+        "convergence with 20% loss",
+        Duration::from_secs(15),
+        |s| s.alive() == 2,
+    )
     .await;
 
     // Cut C off: A and B convict it; C convicts them.
@@ -99,17 +90,23 @@ async fn converges_under_loss_and_heals_a_partition() {
         .lock()
         .unwrap()
         .extend([seed, b.handle.local_addr()]);
-    eventually(&[&a, &b], "C marked down", |s| {
+    eventually(&[&a, &b], "C marked down", Duration::from_secs(15), |s| {
         s.endpoint(&c_addr).is_some_and(|e| !e.alive)
     })
     .await;
-    eventually(&[&c], "C alone", |s| s.alive() == 0).await;
+    eventually(&[&c], "C alone", Duration::from_secs(15), |s| {
+        s.alive() == 0
+    })
+    .await;
 
     // Heal: everyone sees everyone again.
     block_a.lock().unwrap().clear();
     block_b.lock().unwrap().clear();
     block_c.lock().unwrap().clear();
-    eventually(&[&a, &b, &c], "healed", |s| s.alive() == 2).await;
+    eventually(&[&a, &b, &c], "healed", Duration::from_secs(15), |s| {
+        s.alive() == 2
+    })
+    .await;
     for n in [a, b, c] {
         n.handle.shutdown().await.unwrap();
     }
