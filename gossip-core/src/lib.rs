@@ -212,6 +212,8 @@ extern crate alloc;
 extern crate std;
 
 pub mod config;
+#[cfg(feature = "driver")]
+pub mod driver;
 pub mod fd;
 mod node;
 #[cfg(feature = "alloc")]

@@ -75,6 +75,34 @@ impl From<Event<'_>> for MembershipEvent {
     }
 }
 
+impl core::fmt::Display for MembershipEvent {
+    /// One line, as the bindings log it: `up 10.0.0.1:7000`,
+    /// `state 10.0.0.1:7000 LOAD=0.5 (v7)`.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            MembershipEvent::Discovered(a) => write!(f, "discovered {a}"),
+            MembershipEvent::Up(a) => write!(f, "up {a}"),
+            MembershipEvent::Down(a) => write!(f, "down {a}"),
+            MembershipEvent::Restarted {
+                endpoint,
+                generation,
+            } => write!(f, "restarted {endpoint} generation {generation}"),
+            MembershipEvent::ShutDown(a) => write!(f, "shut down {a}"),
+            MembershipEvent::Removed(a) => write!(f, "removed {a}"),
+            MembershipEvent::StateChanged {
+                endpoint,
+                key,
+                value,
+                version,
+            } => write!(
+                f,
+                "state {endpoint} {key}={} (v{version})",
+                String::from_utf8_lossy(value)
+            ),
+        }
+    }
+}
+
 /// One application state, owned.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StateSnapshot {

@@ -81,11 +81,11 @@ async fn three_nodes_join_share_state_and_see_crash_and_shutdown() {
 async fn bad_configuration_and_ports_in_use_are_errors() {
     let a = start(1, None).await;
     let mut cfg = NodeConfig::new(a.handle.local_addr(), config());
-    let err = spawn_task(cfg.clone()).await.err().expect("port in use");
+    let err = spawn_task(cfg.clone()).await.expect_err("port in use");
     assert!(err.to_string().contains("cannot bind"), "{err}");
     cfg.listen = "127.0.0.1:0".parse().unwrap();
     cfg.gossip.fanout = 9;
-    let err = spawn_task(cfg).await.err().expect("bad fanout");
+    let err = spawn_task(cfg).await.expect_err("bad fanout");
     assert!(err.to_string().contains("fanout"), "{err}");
     a.handle.shutdown().await.unwrap();
 }
