@@ -439,7 +439,7 @@ impl fmt::Display for MergeError {
             MergeError::ValueTooLong => "value too long",
             MergeError::DuplicateKey => "delta names a key twice",
             MergeError::Capacity => "state storage capacity exceeded",
-            MergeError::VersionExhausted => "version counter exhausted",
+            MergeError::VersionExhausted => "version counter exhausted (the node has shut down)",
         })
     }
 }

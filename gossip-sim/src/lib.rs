@@ -31,6 +31,8 @@ use gossip_core::{Config, ConfigError, Event, HeapStorage, Instant, Node};
 use rand_core::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
+pub mod faults;
+pub mod fuzz;
 pub mod scenario;
 
 pub use scenario::{Figures, Scenario, ScenarioConfig};
@@ -358,8 +360,12 @@ impl Sim {
         self.cfg.network = network;
     }
 
-    /// Sets an application state of node `i` (running).
+    /// Sets an application state of node `i` (running and not shut down;
+    /// otherwise nothing happens).
     pub fn set_state(&mut self, i: usize, key: &str, value: &[u8], observer: &mut impl Observer) {
+        if !self.is_up(i) {
+            return;
+        }
         if let Some(node) = self.slots.get_mut(i).and_then(|s| s.node.as_mut()) {
             // Limits are generous in simulations; a refusal is a test bug.
             if let Err(e) = node.set_local_state(StateKey::parse(key), value) {

@@ -1,11 +1,10 @@
 //! Every scenario on small clusters, determinism, and random fault schedules.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
 
-use std::time::Duration;
-
 use gossip_core::Instant;
+use gossip_sim::faults::FaultSchedule;
 use gossip_sim::scenario::{self, Hooks};
-use gossip_sim::{NetworkModel, Scenario, ScenarioConfig, Sim, SimConfig};
+use gossip_sim::{Scenario, ScenarioConfig, Sim, SimConfig};
 use quickcheck::{Arbitrary, Gen, QuickCheck, TestResult};
 
 fn run(scenario: Scenario, nodes: usize, seed: u64, loss: f64) -> gossip_sim::Figures {
@@ -87,101 +86,31 @@ fn divergence_is_reported_while_a_partition_lasts() {
     assert!(sim.check_converged().is_err());
 }
 
-/// A random schedule of faults on a small cluster.
+/// A quickcheck-made [`FaultSchedule`].
 #[derive(Clone, Debug)]
-struct Faults {
-    seed: u64,
-    loss: f64,
-    duplicate: f64,
-    steps: Vec<Fault>,
-}
-
-#[derive(Clone, Debug)]
-enum Fault {
-    Crash(usize),
-    Restart(usize),
-    Pause(usize, u64),
-    Partition(Vec<u32>),
-    Heal,
-    Wait(u64),
-}
-
-const N: usize = 8;
+struct Faults(FaultSchedule);
 
 impl Arbitrary for Faults {
     fn arbitrary(g: &mut Gen) -> Self {
-        let steps = (0..usize::arbitrary(g) % 8)
-            .map(|_| match u8::arbitrary(g) % 6 {
-                0 => Fault::Crash(1 + usize::arbitrary(g) % (N - 1)),
-                1 => Fault::Restart(1 + usize::arbitrary(g) % (N - 1)),
-                2 => Fault::Pause(usize::arbitrary(g) % N, 1 + u64::arbitrary(g) % 20),
-                3 => Fault::Partition((0..N).map(|_| u32::arbitrary(g) % 3).collect()),
-                4 => Fault::Heal,
-                _ => Fault::Wait(1 + u64::arbitrary(g) % 30),
-            })
+        let steps: Vec<(u8, u64)> = (0..usize::arbitrary(g) % 8)
+            .map(|_| (u8::arbitrary(g), u64::arbitrary(g)))
             .collect();
-        Faults {
-            seed: u64::arbitrary(g),
-            loss: f64::from(u8::arbitrary(g) % 30) / 100.0,
-            duplicate: f64::from(u8::arbitrary(g) % 10) / 100.0,
-            steps,
-        }
+        Faults(FaultSchedule::from_choices(
+            usize::arbitrary(g),
+            u64::arbitrary(g),
+            u8::arbitrary(g),
+            u8::arbitrary(g),
+            &steps,
+        ))
     }
-}
-
-fn converges_after(f: &Faults) -> Result<(), String> {
-    let cfg = ScenarioConfig::new(Scenario::Converge, N);
-    let mut sim_cfg = SimConfig::new(N, f.seed, cfg.node_config());
-    sim_cfg.network = NetworkModel {
-        loss: f.loss,
-        duplicate: f.duplicate,
-        jitter: Duration::from_millis(30),
-        ..NetworkModel::default()
-    };
-    let mut sim = Sim::new(sim_cfg).map_err(|e| e.to_string())?;
-    let mut t = Instant::from_millis(5_000);
-    sim.run_until(t, &mut ());
-    for step in &f.steps {
-        match step {
-            Fault::Crash(i) => sim.crash(*i),
-            Fault::Restart(i) => sim.restart(*i, &mut ()),
-            Fault::Pause(i, s) => sim.pause(*i, Duration::from_secs(*s)),
-            Fault::Partition(groups) => sim.partition(groups),
-            Fault::Heal => sim.heal(),
-            Fault::Wait(s) => {
-                t = t + Duration::from_secs(*s);
-                sim.run_until(t, &mut ());
-            }
-        }
-        if let Some(v) = sim.violation() {
-            return Err(v.to_string());
-        }
-    }
-    // Faults stop: heal, restart what crashed, no more loss.
-    sim.heal();
-    sim.set_network(NetworkModel::default());
-    for i in 0..N {
-        if sim.node(i).is_none() {
-            sim.restart(i, &mut ());
-        }
-    }
-    let limit = sim.now() + Duration::from_secs(300);
-    let ok = sim.run_while(limit, &mut (), |s, _| s.divergence().is_none());
-    if let Some(v) = sim.violation() {
-        return Err(v.to_string());
-    }
-    if !ok {
-        return Err(format!("no convergence: {:?}", sim.divergence()));
-    }
-    Ok(())
 }
 
 #[test]
 fn random_fault_schedules_converge_once_faults_stop() {
     fn prop(f: Faults) -> TestResult {
-        match converges_after(&f) {
+        match f.0.run() {
             Ok(()) => TestResult::passed(),
-            Err(e) => TestResult::error(format!("seed {}: {e}", f.seed)),
+            Err(e) => TestResult::error(format!("{:?}: {e}", f.0)),
         }
     }
     QuickCheck::new()

@@ -37,15 +37,18 @@
 //!   generation: "send me everything");
 //! - `EndpointDelta` = `endpoint: SocketAddr`, `generation: varint`,
 //!   `list<Entry>`, `heartbeat: option<varint>` (`0x00` none, `0x01` then the
-//!   version);
+//!   version); never empty: at least one entry or the heartbeat (an empty
+//!   delta says nothing, so writers leave it out and `decode` rejects it);
 //! - `Entry` = `key`, `version: varint`, `value: bytes`, where `key` is a varint
 //!   code: 0 is a user-defined key followed by its name as a string; any other
 //!   code is a well-known [`ApplicationState`](crate::state::ApplicationState)
 //!   with no payload. Codes this build does not know decode as
 //!   [`StateKey::Unknown`](crate::state::StateKey::Unknown) and are kept and relayed, not rejected.
 //!
-//! Entries of one delta are in ascending version order. Encoding is canonical
-//! (minimal varints), so decoding and re-encoding gives the same bytes.
+//! Entries of one delta are in ascending version order. Writers are canonical
+//! (minimal varints). `decode` also accepts overlong varints (postcard does),
+//! so decoding and re-encoding gives the same message in canonical bytes,
+//! which may be shorter than what arrived.
 //!
 //! # Sizes
 //!
@@ -554,6 +557,9 @@ pub fn decode(datagram: &[u8], cluster: ClusterId) -> Result<Datagram<'_>, Error
 fn take_endpoint_delta<'a>(rd: &mut Reader<'a>) -> Result<EndpointDelta<'a>, Error> {
     let endpoint: SocketAddr = rd.take()?;
     let delta = take_delta_body(rd)?;
+    if delta.entries.is_empty() && delta.heartbeat.is_none() {
+        return Err(Error::Malformed);
+    }
     Ok(EndpointDelta { endpoint, delta })
 }
 

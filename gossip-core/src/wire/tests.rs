@@ -327,6 +327,37 @@ fn invalid_utf8_user_key_is_malformed() {
 }
 
 #[test]
+fn an_empty_endpoint_delta_is_malformed_and_overlong_varints_decode() {
+    // An ACK2 with no deltas, then patched by hand.
+    let (_, header, _, _) = golden_messages().remove(2);
+    let mut buf = [0u8; 64];
+    let mut w = Ack2Writer::new(&mut buf, &header).unwrap();
+    let endpoint = addr("10.0.0.3:7000");
+    assert_eq!(
+        w.push_delta(endpoint, Generation(7), []),
+        0,
+        "writers leave it out"
+    );
+    let len = w.finish();
+    let mut bytes = buf[..len].to_vec();
+    // Patch the list to hold one empty delta: count 1, endpoint, generation
+    // 7, no entries, no heartbeat.
+    *bytes.last_mut().unwrap() = 1;
+    bytes.extend_from_slice(&[0x00, 10, 0, 0, 3, 0xd8, 0x36, 7, 0, 0]);
+    assert_eq!(decode(&bytes, CLUSTER).map(|_| ()), Err(Error::Malformed));
+    // With a heartbeat it is a delta (so the rejection above was for being
+    // empty), and an overlong varint (0x87 0x00 for generation 7) decodes to
+    // the same message as the minimal one.
+    let n = bytes.len();
+    bytes[n - 1] = 1;
+    bytes.push(5);
+    let minimal = decode(&bytes, CLUSTER).unwrap();
+    let mut overlong = bytes.clone();
+    overlong.splice(n - 3..n - 2, [0x87, 0x00]);
+    assert_eq!(decode(&overlong, CLUSTER).unwrap().message, minimal.message);
+}
+
+#[test]
 fn writers_refuse_buffers_without_room_for_an_empty_message() {
     let h = header("10.0.0.1:7000");
     // Header (9 + 7), room for the list count (3) and the range (10); they
