@@ -1403,8 +1403,13 @@ impl<S: Storage, R: Rng> Node<S, R> {
             }
         }
         let candidates = nearest.len();
-        let mut window = nearest.into_vec();
-        window.sort_unstable();
+        // Nearest first: the max-heap pops the farthest first. (Popping
+        // keeps the code small on microcontrollers: no sort routine.)
+        let mut window: heapless::Vec<(u32, u32), RING_WINDOW> = heapless::Vec::new();
+        while let Some(item) = nearest.pop() {
+            let _ = window.push(item);
+        }
+        window.reverse();
         let mut covered: Option<u32> = None;
         let mut all = candidates == members;
         for (distance, i) in window.iter().copied() {
@@ -1848,9 +1853,17 @@ impl<T: Copy, const K: usize> TopK<T, K> {
         }
     }
 
-    /// Largest key first.
+    /// Largest key first, ties in offer order. An insertion sort: K is at
+    /// most 64, and it costs far less flash than a general sort.
     fn sorted(mut self) -> heapless::Vec<(u64, T), K> {
-        self.items.sort_unstable_by_key(|x| core::cmp::Reverse(x.0));
+        let items = self.items.as_mut_slice();
+        for i in 1..items.len() {
+            let mut j = i;
+            while j > 0 && items.get(j - 1).map(|x| x.0) < items.get(j).map(|x| x.0) {
+                items.swap(j - 1, j);
+                j -= 1;
+            }
+        }
         self.items
     }
 }
