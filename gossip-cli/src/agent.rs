@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use gossip_core::Config;
+use gossip_core::auth::{Key, Keyring};
 use gossip_core::wire::ClusterId;
 use gossip_tokio::{Handle, NodeConfig, Snapshot, spawn_task};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -22,6 +23,41 @@ pub(crate) struct AgentOptions {
     pub(crate) interval_ms: u64,
     pub(crate) admin: SocketAddr,
     pub(crate) data_dir: Option<PathBuf>,
+    pub(crate) key_files: Vec<PathBuf>,
+}
+
+/// Reads the key files into a ring: the first key seals, all are accepted.
+/// `None` when there are no key files.
+pub(crate) fn load_keys(files: &[PathBuf]) -> Result<Option<Keyring>, String> {
+    let mut ring: Option<Keyring> = None;
+    for file in files {
+        let bytes = std::fs::read(file).map_err(|e| format!("key file {}: {e}", file.display()))?;
+        let key = Key::parse(&bytes).map_err(|e| format!("key file {}: {e}", file.display()))?;
+        match &mut ring {
+            None => ring = Some(Keyring::new(key)),
+            Some(r) => r
+                .install(key)
+                .map_err(|e| format!("key file {}: {e}", file.display()))?,
+        }
+    }
+    Ok(ring)
+}
+
+/// Reads the key files again and hands the ring to the node.
+async fn reload_keys(handle: &Handle, files: &[PathBuf]) -> Result<String, String> {
+    if files.is_empty() {
+        return Err("the agent was started without --key-file".into());
+    }
+    let ring = load_keys(files)?;
+    let summary = ring.as_ref().map_or_else(String::new, |r| {
+        format!(
+            "keys reloaded: primary {:08x}, {} key(s) accepted\n",
+            r.primary().fingerprint(),
+            r.keys().count()
+        )
+    });
+    handle.set_keyring(ring).await.map_err(|e| e.to_string())?;
+    Ok(summary)
 }
 
 /// Parses `KEY=VALUE`.
@@ -56,6 +92,8 @@ pub(crate) async fn run(opts: AgentOptions) -> Result<(), String> {
         .into_iter()
         .map(|(k, v)| (k, v.into_bytes()))
         .collect();
+    cfg.keyring = load_keys(&opts.key_files)?;
+    let authenticated = cfg.keyring.is_some();
     let admin = TcpListener::bind(opts.admin)
         .await
         .map_err(|e| format!("cannot bind the admin endpoint {}: {e}", opts.admin))?;
@@ -63,12 +101,15 @@ pub(crate) async fn run(opts: AgentOptions) -> Result<(), String> {
     let running = spawn_task(cfg).await.map_err(|e| e.to_string())?;
     let handle = running.handle.clone();
     println!(
-        "gossip agent {} (generation {}, cluster '{}'), admin on http://{admin_addr}",
+        "gossip agent {} (generation {}, cluster '{}'{}), admin on http://{admin_addr}",
         handle.local_addr(),
         handle.generation().0,
-        opts.cluster
+        opts.cluster,
+        if authenticated { ", authenticated" } else { "" }
     );
-    let server = tokio::spawn(serve(admin, handle.clone()));
+    let key_files = std::sync::Arc::new(opts.key_files);
+    let server = tokio::spawn(serve(admin, handle.clone(), key_files.clone()));
+    let hangups = tokio::spawn(reload_on_hangup(handle.clone(), key_files));
     let lonely = tokio::spawn(warn_if_alone(
         handle.clone(),
         opts.interval_ms,
@@ -78,6 +119,7 @@ pub(crate) async fn run(opts: AgentOptions) -> Result<(), String> {
     println!("shutting down gracefully");
     server.abort();
     lonely.abort();
+    hangups.abort();
     handle.shutdown().await.map_err(|e| e.to_string())?;
     let _ = running.task.await;
     Ok(())
@@ -104,18 +146,38 @@ async fn wait_for_signal() -> Result<(), String> {
     }
 }
 
+/// Reloads the key files on every SIGHUP.
+#[cfg(unix)]
+async fn reload_on_hangup(handle: Handle, files: std::sync::Arc<Vec<PathBuf>>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match reload_keys(&handle, &files).await {
+            Ok(summary) => print!("{summary}"),
+            Err(e) => eprintln!("SIGHUP: {e} (keys unchanged)"),
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn reload_on_hangup(_: Handle, _: std::sync::Arc<Vec<PathBuf>>) {}
+
 #[cfg(not(unix))]
 async fn wait_for_signal() -> Result<(), String> {
     tokio::signal::ctrl_c().await.map_err(|e| e.to_string())
 }
 
-/// The admin endpoint: a minimal HTTP/1.1 server for three GET paths.
-async fn serve(listener: TcpListener, handle: Handle) {
+/// The admin endpoint: a minimal HTTP/1.1 server for three GET paths and
+/// `POST /keys/reload`.
+async fn serve(listener: TcpListener, handle: Handle, key_files: std::sync::Arc<Vec<PathBuf>>) {
     loop {
         let Ok((mut stream, _)) = listener.accept().await else {
             continue;
         };
         let handle = handle.clone();
+        let key_files = key_files.clone();
         tokio::spawn(async move {
             let mut request = Vec::with_capacity(1024);
             let mut chunk = [0u8; 1024];
@@ -132,7 +194,7 @@ async fn serve(listener: TcpListener, handle: Handle) {
             let (status, content_type, body) = if read.is_err() {
                 ("408 Request Timeout", "text/plain", "timeout\n".to_string())
             } else {
-                respond(&request, &handle).await
+                respond(&request, &handle, &key_files).await
             };
             let head = format!(
                 "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -145,13 +207,31 @@ async fn serve(listener: TcpListener, handle: Handle) {
     }
 }
 
-async fn respond(request: &[u8], handle: &Handle) -> (&'static str, &'static str, String) {
+async fn respond(
+    request: &[u8],
+    handle: &Handle,
+    key_files: &[PathBuf],
+) -> (&'static str, &'static str, String) {
     let line = request.split(|b| *b == b'\r').next().unwrap_or(&[]);
     let line = String::from_utf8_lossy(line);
     let mut parts = line.split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    if (method, path) == ("POST", "/keys/reload") {
+        return match reload_keys(handle, key_files).await {
+            Ok(summary) => ("200 OK", "text/plain", summary),
+            Err(e) => (
+                "409 Conflict",
+                "text/plain",
+                format!("{e} (keys unchanged)\n"),
+            ),
+        };
+    }
     if method != "GET" {
-        return ("405 Method Not Allowed", "text/plain", "only GET\n".into());
+        return (
+            "405 Method Not Allowed",
+            "text/plain",
+            "GET /gossipinfo /cluster /metrics, POST /keys/reload\n".into(),
+        );
     }
     let Ok(snapshot) = handle.snapshot().await else {
         return (

@@ -121,6 +121,12 @@ struct AgentArgs {
     /// Where to keep the generation, so it increases across restarts.
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// A cluster key file: 32 random bytes (`head -c 32 /dev/urandom`) or
+    /// 64 hex digits. Every datagram is then authenticated. Repeat for
+    /// rotation: the first key seals, all are accepted. The files are read
+    /// again on SIGHUP or `POST /keys/reload` on the admin endpoint.
+    #[arg(long = "key-file")]
+    key_files: Vec<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -233,6 +239,7 @@ fn agent(args: AgentArgs) -> ExitCode {
         interval_ms: args.interval_ms,
         admin: args.admin,
         data_dir: args.data_dir,
+        key_files: args.key_files,
     };
     match rt.block_on(agent::run(opts)) {
         Ok(()) => ExitCode::SUCCESS,

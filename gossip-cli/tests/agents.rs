@@ -2,11 +2,12 @@
 //! it, SIGTERM another. Every wait is bounded.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+mod common;
+use common::{Agents, cluster_at, view_at, wait};
 
 const N: usize = 5;
 
@@ -45,45 +46,11 @@ fn spawn_agent(i: usize, dir: &Path) -> Child {
 
 /// `/cluster` of agent `i`, if it answers.
 fn cluster(i: usize) -> Option<serde_json::Value> {
-    let mut s =
-        TcpStream::connect_timeout(&admin_addr(i).parse().ok()?, Duration::from_secs(1)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(s, "GET /cluster HTTP/1.1\r\nConnection: close\r\n\r\n").ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    let (_, json) = body.split_once("\r\n\r\n")?;
-    serde_json::from_str(json).ok()
+    cluster_at(&admin_addr(i))
 }
 
 fn view(i: usize, of: usize) -> Option<serde_json::Value> {
-    let c = cluster(i)?;
-    c["endpoints"]
-        .as_array()?
-        .iter()
-        .find(|e| e["address"] == gossip_addr(of))
-        .cloned()
-}
-
-fn wait(what: &str, limit: Duration, f: impl Fn() -> bool) -> Duration {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if f() {
-            return start.elapsed();
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("{what} did not happen within {limit:?}");
-}
-
-struct Agents(Vec<Option<Child>>);
-
-impl Drop for Agents {
-    fn drop(&mut self) {
-        for c in self.0.iter_mut().flatten() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+    view_at(&admin_addr(i), &gossip_addr(of))
 }
 
 #[test]

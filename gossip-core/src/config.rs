@@ -102,12 +102,14 @@ impl Config {
     }
 
     /// The smallest `max_datagram_size` that carries one entry of the largest
-    /// size [`Limits`] allow (in an ACK with an IPv6 sender and endpoint).
+    /// size [`Limits`] allow (in an ACK with an IPv6 sender and endpoint),
+    /// with room for an authentication seal (25 bytes).
     pub fn min_datagram_size(&self) -> usize {
         const ADDR: usize = 20;
         const VARINT64: usize = 10;
         const HEARTBEAT: usize = 1 + VARINT64;
-        (MAX_HEADER_LEN + 3 * COUNT_RESERVE_LEN + ADDR + VARINT64 + HEARTBEAT)
+        const SEAL: usize = 25;
+        (MAX_HEADER_LEN + 3 * COUNT_RESERVE_LEN + ADDR + VARINT64 + HEARTBEAT + SEAL)
             .saturating_add(self.limits.max_entry_len())
     }
 

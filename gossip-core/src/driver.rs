@@ -42,6 +42,7 @@ use rand_core::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use crate::auth::Keyring;
 use crate::owned::{MembershipEvent, Snapshot};
 use crate::state::{Generation, MergeError, StateKey, Version};
 use crate::{Config, ConfigError, HeapStorage, Instant, Node};
@@ -61,6 +62,9 @@ pub struct NodeConfig {
     pub data_dir: Option<PathBuf>,
     /// Application states to publish from the start.
     pub states: Vec<(String, Vec<u8>)>,
+    /// Cluster keys: with a ring, every datagram is authenticated
+    /// ([`crate::auth`]); `None`: no authentication.
+    pub keyring: Option<Keyring>,
 }
 
 impl NodeConfig {
@@ -72,6 +76,7 @@ impl NodeConfig {
             gossip,
             data_dir: None,
             states: Vec::new(),
+            keyring: None,
         }
     }
 }
@@ -148,6 +153,7 @@ enum Command {
         oneshot::Sender<Result<Version, MergeError>>,
     ),
     Snapshot(oneshot::Sender<Snapshot>),
+    Keyring(Option<Keyring>, oneshot::Sender<()>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -199,6 +205,14 @@ impl Handle {
     pub async fn snapshot(&self) -> Result<Snapshot, Error> {
         let (tx, rx) = oneshot::channel();
         self.send(Command::Snapshot(tx)).await?;
+        rx.await.map_err(|_| Error::Stopped)
+    }
+
+    /// Replaces the key ring (rotation: see [`crate::auth`]); `None` turns
+    /// authentication off. Takes effect for the next datagram.
+    pub async fn set_keyring(&self, keyring: Option<Keyring>) -> Result<(), Error> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Keyring(keyring, tx)).await?;
         rx.await.map_err(|_| Error::Stopped)
     }
 
@@ -279,6 +293,14 @@ pub fn start<T: Transport, R: Runtime>(
         node.set_local_state(StateKey::parse(key), value)
             .map_err(Error::State)?;
     }
+    if let Some(ring) = &config.keyring {
+        tracing::info!(
+            primary = format_args!("{:08x}", ring.primary().fingerprint()),
+            keys = ring.keys().count(),
+            "authenticating datagrams"
+        );
+    }
+    node.set_keyring(config.keyring.clone());
     let (commands, rx) = mpsc::channel(64);
     let (events, _) = broadcast::channel(4096);
     let handle = Handle {
@@ -367,6 +389,10 @@ async fn run<T: Transport, R: Runtime>(
             }
             Wake::Command(Some(Command::Snapshot(reply))) => {
                 let _ = reply.send(Snapshot::of(&node, runtime.now()));
+            }
+            Wake::Command(Some(Command::Keyring(ring, reply))) => {
+                node.set_keyring(ring);
+                let _ = reply.send(());
             }
             Wake::Command(Some(Command::Shutdown(reply))) => {
                 node.shutdown(runtime.now());

@@ -211,6 +211,8 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+#[cfg(feature = "auth")]
+pub mod auth;
 pub mod config;
 #[cfg(feature = "driver")]
 pub mod driver;

@@ -8,6 +8,8 @@ use core::time::Duration;
 
 use rand_core::Rng;
 
+#[cfg(feature = "auth")]
+use crate::auth::Keyring;
 use crate::config::{Config, ConfigError, StorageShortfall};
 use crate::state::{
     ApplicationState, Delta, EndpointState, Generation, MergeError, StateKey, Version,
@@ -168,8 +170,15 @@ drop_reasons! {
     Malformed => "malformed",
     /// Bytes after the message.
     TrailingBytes => "trailing_bytes",
-    /// Carries an authentication tag this node cannot check.
+    /// Carries an authentication tag, and this node has no key ring.
     Unauthenticated => "unauthenticated",
+    /// No authentication tag, and this node requires one (it has a key ring).
+    MissingAuth => "missing_auth",
+    /// An authentication tag that no installed key made (or malformed).
+    BadMac => "bad_mac",
+    /// A sequence number this node already saw from the sender, or one too
+    /// far below the newest: a replayed datagram.
+    Replayed => "replayed",
     /// Claims to come from this node's own address.
     FromSelf => "from_self",
     /// Its sender is a removed endpoint still in quarantine.
@@ -188,6 +197,8 @@ drop_reasons! {
     DuplicateKey => "duplicate_key",
     /// A state larger than the fixed state storage.
     StateCapacity => "state_capacity",
+    /// A version too far above the known ones (`Limits::max_version_jump`).
+    VersionJump => "version_jump",
     /// Too many replies already pending.
     ReplyQueueFull => "reply_queue_full",
     /// The node is shut down.
@@ -215,6 +226,7 @@ impl DropReason {
             MergeError::BadKey => DropReason::BadKey,
             MergeError::ValueTooLong => DropReason::ValueTooLong,
             MergeError::DuplicateKey => DropReason::DuplicateKey,
+            MergeError::VersionJump => DropReason::VersionJump,
             MergeError::Capacity | MergeError::VersionExhausted => DropReason::StateCapacity,
         }
     }
@@ -226,7 +238,7 @@ impl fmt::Display for DropReason {
     }
 }
 
-const DROP_REASONS: usize = 21;
+const DROP_REASONS: usize = 25;
 const _: () = assert!(DropReason::ALL.len() == DROP_REASONS);
 
 /// Counters of what a node did.
@@ -353,6 +365,9 @@ pub struct Node<S: Storage, R> {
     unreachable: usize,
     phase: Phase,
     stats: Stats,
+    /// The key ring and the next `seq` to seal with, when authenticating.
+    #[cfg(feature = "auth")]
+    auth: Option<(Keyring, u64)>,
 }
 
 impl<S: Storage, R: Rng> Node<S, R> {
@@ -414,6 +429,8 @@ impl<S: Storage, R: Rng> Node<S, R> {
             unreachable: 0,
             phase: Phase::Running,
             stats: Stats::default(),
+            #[cfg(feature = "auth")]
+            auth: None,
         })
     }
 
@@ -483,6 +500,32 @@ impl<S: Storage, R: Rng> Node<S, R> {
         self.last_round = Some(now);
     }
 
+    /// Authenticates from now on with `ring` (feature `auth`): every datagram
+    /// sent is sealed with its primary key, and every datagram received must
+    /// carry a seal made with one of its keys and a sequence number not seen
+    /// before from its sender; others are dropped ([`DropReason::MissingAuth`],
+    /// [`DropReason::BadMac`], [`DropReason::Replayed`]). `None` turns
+    /// authentication off. Rotate keys by changing the ring in place
+    /// ([`keyring_mut`](Self::keyring_mut)).
+    #[cfg(feature = "auth")]
+    pub fn set_keyring(&mut self, ring: Option<Keyring>) {
+        let first = crate::auth::first_seq(self.me.generation().0);
+        let next = self.auth.as_ref().map_or(first, |(_, seq)| *seq);
+        self.auth = ring.map(|r| (r, next));
+    }
+
+    /// The key ring, when authenticating.
+    #[cfg(feature = "auth")]
+    pub fn keyring(&self) -> Option<&Keyring> {
+        self.auth.as_ref().map(|(r, _)| r)
+    }
+
+    /// The key ring, to install, promote or remove keys.
+    #[cfg(feature = "auth")]
+    pub fn keyring_mut(&mut self) -> Option<&mut Keyring> {
+        self.auth.as_mut().map(|(r, _)| r)
+    }
+
     // ---- outputs --------------------------------------------------------
 
     /// The next datagram to send, encoded into `buf` (at most
@@ -491,8 +534,17 @@ impl<S: Storage, R: Rng> Node<S, R> {
     /// Call until `None` after every input.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
         let limit = buf.len().min(self.config.max_datagram_size);
-        let buf = buf.get_mut(..limit)?;
+        let full = buf.get_mut(..limit)?;
+        // Room for the seal, when authenticating.
+        #[cfg(feature = "auth")]
+        let message_limit = match self.auth {
+            Some(_) => limit.saturating_sub(crate::auth::TRAILER_LEN),
+            None => limit,
+        };
+        #[cfg(not(feature = "auth"))]
+        let message_limit = limit;
         loop {
+            let buf = full.get_mut(..message_limit)?;
             let (destination, size, kind) = match self.phase {
                 Phase::Stopped => return None,
                 Phase::ShuttingDown { cursor } => match self.next_shutdown_target(cursor) {
@@ -525,6 +577,18 @@ impl<S: Storage, R: Rng> Node<S, R> {
                     continue;
                 }
                 Some(size) => size,
+            };
+            #[cfg(feature = "auth")]
+            let size = match &mut self.auth {
+                Some((ring, seq)) => {
+                    let Some(sealed) = ring.seal(full, size, *seq) else {
+                        self.stats.unencodable += 1;
+                        continue;
+                    };
+                    *seq = seq.wrapping_add(1);
+                    sealed
+                }
+                None => size,
             };
             self.stats.datagrams_out += 1;
             self.stats.bytes_out += size as u64;
@@ -651,12 +715,33 @@ impl<S: Storage, R: Rng> Node<S, R> {
             return Err(DropReason::Oversized);
         }
         let decoded = wire::decode(datagram, self.config.cluster).map_err(DropReason::from_wire)?;
+        #[cfg(feature = "auth")]
+        let seq = match (&self.auth, decoded.auth_tag) {
+            (Some((ring, _)), Some(_)) => {
+                Some(ring.open(datagram).map_err(|_| DropReason::BadMac)?)
+            }
+            (Some(_), None) => return Err(DropReason::MissingAuth),
+            (None, Some(_)) => return Err(DropReason::Unauthenticated),
+            (None, None) => None,
+        };
+        #[cfg(not(feature = "auth"))]
         if decoded.auth_tag.is_some() {
             return Err(DropReason::Unauthenticated);
         }
         let sender = decoded.header.sender;
         if sender == self.local {
             return Err(DropReason::FromSelf);
+        }
+        #[cfg(feature = "auth")]
+        if let Some(seq) = seq
+            && let Some(idx) = self.index.find(&sender, self.peers.as_slice())
+            && self
+                .peers
+                .as_slice()
+                .get(idx as usize)
+                .is_some_and(|p| !p.replay.is_fresh(seq))
+        {
+            return Err(DropReason::Replayed);
         }
         if let Some(idx) = self.index.find(&sender, self.peers.as_slice())
             && self
@@ -705,6 +790,13 @@ impl<S: Storage, R: Rng> Node<S, R> {
             .get_mut(kind_index(decoded.message.kind()))
         {
             *c += 1;
+        }
+        #[cfg(feature = "auth")]
+        if let Some(seq) = seq
+            && let Some(idx) = self.index.find(&sender, self.peers.as_slice())
+            && let Some(p) = self.peers.as_mut_slice().get_mut(idx as usize)
+        {
+            p.replay.record(seq);
         }
         Ok(())
     }

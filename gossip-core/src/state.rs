@@ -256,6 +256,14 @@ pub struct Limits {
     /// How far a remote generation may be ahead of ours before it is rejected
     /// as bogus, in generation units (seconds). Cassandra's: one year.
     pub max_generation_drift: u64,
+    /// How far above the highest version known of an endpoint (in the same
+    /// generation; 0 for a new one) a received version may be. Versions
+    /// grow by about one per round, so the default, 2⁴⁰, is never reached
+    /// by a real node; it stops a hostile or broken peer from pinning a key
+    /// at a version near `u64::MAX`, after which its owner could never
+    /// change it. The heartbeat's `u64::MAX` (a graceful shutdown's mark)
+    /// is allowed.
+    pub max_version_jump: u64,
 }
 
 impl Limits {
@@ -284,6 +292,7 @@ impl Default for Limits {
             max_key_len: 64,
             max_value_len: 1024,
             max_generation_drift: Self::ONE_YEAR,
+            max_version_jump: 1 << 40,
         }
     }
 }
@@ -428,6 +437,9 @@ pub enum MergeError {
     Capacity,
     /// The version counter is exhausted (after a graceful shutdown).
     VersionExhausted,
+    /// A version further above the known ones than
+    /// [`Limits::max_version_jump`].
+    VersionJump,
 }
 
 impl fmt::Display for MergeError {
@@ -440,6 +452,7 @@ impl fmt::Display for MergeError {
             MergeError::DuplicateKey => "delta names a key twice",
             MergeError::Capacity => "state storage capacity exceeded",
             MergeError::VersionExhausted => "version counter exhausted (the node has shut down)",
+            MergeError::VersionJump => "version too far above the known ones",
         })
     }
 }
@@ -687,6 +700,17 @@ impl<B: StateBuf> EndpointState<B> {
             Some(s) if delta.generation == s.heartbeat.generation => Some(s),
             _ => None,
         };
+        let highest = base
+            .map_or(0, |s| s.max_version().0)
+            .saturating_add(limits.max_version_jump);
+        let mut entries = delta.entries;
+        if entries.any(|(_, v)| v.version.0 > highest)
+            || delta
+                .heartbeat
+                .is_some_and(|h| h.0 > highest && h != Version::MAX)
+        {
+            return Err(MergeError::VersionJump);
+        }
         let mut count = base.map_or(0, |s| s.len());
         let mut size = base.map_or(0, |s| s.buf.bytes().len());
         let mut peak = size;

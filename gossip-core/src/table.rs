@@ -280,6 +280,9 @@ pub struct Peer<B> {
     pub(crate) liveness: Liveness,
     pub(crate) reported: Liveness,
     pub(crate) flags: u8,
+    /// Sequence numbers seen from it (authenticated clusters).
+    #[cfg(feature = "auth")]
+    pub(crate) replay: crate::auth::ReplayWindow,
 }
 
 impl<B: StateBuf> Peer<B> {
@@ -298,6 +301,8 @@ impl<B: StateBuf> Peer<B> {
             liveness: Liveness::Unknown,
             reported: Liveness::Unknown,
             flags: 0,
+            #[cfg(feature = "auth")]
+            replay: crate::auth::ReplayWindow::default(),
         }
     }
 

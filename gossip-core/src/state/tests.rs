@@ -218,7 +218,7 @@ fn limits_refuse_and_leave_state_unchanged() {
         max_keys_per_endpoint: 2,
         max_key_len: 4,
         max_value_len: 8,
-        max_generation_drift: Limits::ONE_YEAR,
+        ..Limits::default()
     };
     let mut s = State::new(Generation(1));
     s.set_local(StateKey::User("a"), b"1", &limits).unwrap();

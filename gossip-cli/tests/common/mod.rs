@@ -1,0 +1,60 @@
+//! Helpers shared by the agent tests: admin requests, bounded waits, and a
+//! guard that kills agent processes when a test ends.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)] // test helpers
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+/// `METHOD path` on the admin endpoint at `admin`: the status line and the
+/// body, if it answers.
+pub(crate) fn admin(admin: &str, method: &str, path: &str) -> Option<(String, String)> {
+    let mut s = TcpStream::connect_timeout(&admin.parse().ok()?, Duration::from_secs(1)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(s, "{method} {path} HTTP/1.1\r\nConnection: close\r\n\r\n").ok()?;
+    let mut response = String::new();
+    s.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    Some((head.lines().next()?.to_string(), body.to_string()))
+}
+
+/// `/cluster` of the agent at `admin`, if it answers.
+pub(crate) fn cluster_at(admin_addr: &str) -> Option<serde_json::Value> {
+    let (_, json) = admin(admin_addr, "GET", "/cluster")?;
+    serde_json::from_str(&json).ok()
+}
+
+/// What the agent at `admin` knows of the endpoint `of`.
+pub(crate) fn view_at(admin_addr: &str, of: &str) -> Option<serde_json::Value> {
+    let c = cluster_at(admin_addr)?;
+    c["endpoints"]
+        .as_array()?
+        .iter()
+        .find(|e| e["address"] == of)
+        .cloned()
+}
+
+/// Polls `f` every 50 ms for at most `limit`; how long it took.
+pub(crate) fn wait(what: &str, limit: Duration, f: impl Fn() -> bool) -> Duration {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return start.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} did not happen within {limit:?}");
+}
+
+/// Agent processes, killed when dropped.
+pub(crate) struct Agents(pub(crate) Vec<Option<Child>>);
+
+impl Drop for Agents {
+    fn drop(&mut self) {
+        for c in self.0.iter_mut().flatten() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
