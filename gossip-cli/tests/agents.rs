@@ -3,11 +3,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 mod common;
-use common::{Agents, cluster_at, view_at, wait};
+use common::{Agents, agent_command, cluster_at, view_at, wait};
 
 const N: usize = 5;
 
@@ -20,28 +20,19 @@ fn admin_addr(i: usize) -> String {
 }
 
 fn spawn_agent(i: usize, dir: &Path) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gossip"));
-    cmd.args([
-        "agent",
-        "--listen",
+    let seed = gossip_addr(0);
+    agent_command(
         &gossip_addr(i),
-        "--admin",
         &admin_addr(i),
-        "--interval-ms",
-        "100",
-        "--cluster",
         "agents-test",
-        "--state",
-        &format!("RACK=r{i}"),
-        "--data-dir",
-    ])
+        (i > 0).then_some(seed.as_str()),
+    )
+    .arg("--state")
+    .arg(format!("RACK=r{i}"))
+    .arg("--data-dir")
     .arg(dir.join(format!("agent-{i}")))
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
-    if i > 0 {
-        cmd.args(["--seed", &gossip_addr(0)]);
-    }
-    cmd.spawn().expect("the gossip binary starts")
+    .spawn()
+    .expect("the gossip binary starts")
 }
 
 /// `/cluster` of agent `i`, if it answers.

@@ -6,7 +6,7 @@
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use gossip_core::auth::{Key, Keyring, TRAILER_LEN};
@@ -16,7 +16,7 @@ use rand_core::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 mod common;
-use common::{Agents, admin, cluster_at, view_at, wait};
+use common::{Agents, admin, agent_command, cluster_at, view_at, wait};
 
 const CLUSTER: &str = "secure-test";
 
@@ -29,25 +29,15 @@ fn admin_addr(i: usize) -> String {
 }
 
 fn spawn_agent(i: usize, key_files: &[&Path]) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gossip"));
-    cmd.args([
-        "agent",
-        "--listen",
+    let seed = gossip_addr(0);
+    let mut cmd = agent_command(
         &gossip_addr(i),
-        "--admin",
         &admin_addr(i),
-        "--interval-ms",
-        "100",
-        "--cluster",
         CLUSTER,
-    ])
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
+        (i > 0).then_some(seed.as_str()),
+    );
     for f in key_files {
         cmd.arg("--key-file").arg(f);
-    }
-    if i > 0 {
-        cmd.args(["--seed", &gossip_addr(0)]);
     }
     cmd.spawn().expect("the gossip binary starts")
 }

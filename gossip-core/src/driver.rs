@@ -143,6 +143,10 @@ pub trait Runtime: Send + Sync + 'static {
     fn sleep_until(&self, deadline: Instant) -> impl Future<Output = ()> + Send;
 }
 
+/// Membership events kept for a subscriber that falls behind. The buffer is
+/// allocated up front, per node (about 130 bytes an event).
+pub const EVENT_BUFFER: usize = 256;
+
 /// The node type the loop runs.
 pub type DriverNode = Node<HeapStorage, Xoshiro256PlusPlus>;
 
@@ -195,8 +199,8 @@ impl Handle {
     }
 
     /// A new subscription to membership events (from now on). A subscriber
-    /// that falls more than 4096 events behind is told how many it missed
-    /// (`RecvError::Lagged`) and goes on from the oldest kept.
+    /// that falls more than [`EVENT_BUFFER`] events behind is told how many
+    /// it missed (`RecvError::Lagged`) and goes on from the oldest kept.
     pub fn subscribe(&self) -> broadcast::Receiver<MembershipEvent> {
         self.events.subscribe()
     }
@@ -302,7 +306,7 @@ pub fn start<T: Transport, R: Runtime>(
     }
     node.set_keyring(config.keyring.clone());
     let (commands, rx) = mpsc::channel(64);
-    let (events, _) = broadcast::channel(4096);
+    let (events, _) = broadcast::channel(EVENT_BUFFER);
     let handle = Handle {
         commands,
         events: events.clone(),
@@ -342,7 +346,9 @@ async fn run<T: Transport, R: Runtime>(
     mut commands: mpsc::Receiver<Command>,
     events: broadcast::Sender<MembershipEvent>,
 ) {
-    let mut inbuf = vec![0u8; 65_536];
+    // One byte more than the largest datagram accepted: a larger one arrives
+    // truncated to this, and the node drops it as oversized.
+    let mut inbuf = vec![0u8; node.config().max_datagram_size + 1];
     let mut outbuf = vec![0u8; node.config().max_datagram_size];
     let mut shutdown_reply: Option<oneshot::Sender<()>> = None;
     let mut commands_open = true;
@@ -431,7 +437,12 @@ async fn drain<T: Transport, R: Runtime>(
             tracing::debug!(to = %t.destination, error = %e, "send failed");
         }
     }
+    let wanted = events.receiver_count() > 0 || tracing::enabled!(tracing::Level::WARN);
     while let Some(event) = node.poll_event() {
+        if !wanted {
+            // Nobody listens: skip the owned copy.
+            continue;
+        }
         let event = MembershipEvent::from(event);
         if matches!(event, MembershipEvent::Down(_)) {
             tracing::warn!(%event);

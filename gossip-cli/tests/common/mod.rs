@@ -4,7 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Child;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// `METHOD path` on the admin endpoint at `admin`: the status line and the
@@ -57,4 +57,33 @@ impl Drop for Agents {
             let _ = c.wait();
         }
     }
+}
+
+/// `gossip agent` on `listen` with its admin endpoint on `admin`, 100 ms
+/// rounds, in `cluster`, joining through `seed`; output discarded. Add
+/// options, then spawn.
+pub(crate) fn agent_command(
+    listen: &str,
+    admin: &str,
+    cluster: &str,
+    seed: Option<&str>,
+) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gossip"));
+    cmd.args([
+        "agent",
+        "--listen",
+        listen,
+        "--admin",
+        admin,
+        "--interval-ms",
+        "100",
+        "--cluster",
+        cluster,
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    if let Some(seed) = seed {
+        cmd.args(["--seed", seed]);
+    }
+    cmd
 }
