@@ -8,7 +8,8 @@
 //!   re-encodes to the same bytes.
 //! - [`node_ops`]: a sequence of operations against one node (raw datagrams,
 //!   well-formed hostile messages, floods of invented endpoints, time jumps,
-//!   early timeouts, state changes, shutdown), checking after every one that
+//!   early timeouts, state changes, shutdown, key rings on and off, sealed
+//!   datagrams with right and wrong keys), checking after every one that
 //!   transmits fit `max_datagram_size`, `poll_timeout` never lies in the
 //!   past, the table stays within its limits and no endpoint's
 //!   `(generation, version)` goes backwards.
@@ -21,6 +22,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use arbitrary::{Arbitrary, Unstructured};
+use gossip_core::auth::{Key as ClusterKey, Keyring};
 use gossip_core::state::{
     ApplicationState, DeltaItem, Generation, StateKey, Version, VersionedValue,
 };
@@ -261,6 +263,10 @@ pub enum Op {
     SetState(Key, Vec<u8>),
     /// The node leaves gracefully.
     LocalShutdown,
+    /// The node authenticates with key `k` (all bytes `k`), or stops.
+    Keyring(Option<u8>),
+    /// An ACK2 sealed with key `k` and sequence number `seq`.
+    SealedAck2(u8, u64, Who, Vec<FuzzDelta>),
 }
 
 /// The operations and the configuration of one `node_ops` run.
@@ -446,6 +452,16 @@ impl Harness {
                 }
             }
             Op::LocalShutdown => self.node.shutdown(self.now),
+            Op::Keyring(k) => self
+                .node
+                .set_keyring(k.map(|k| Keyring::new(ClusterKey::new([k; 32])))),
+            Op::SealedAck2(k, seq, from, deltas) => {
+                let n = ack2(out, *from, deltas.iter().map(|d| (d.who.addr(), d)));
+                let sealed = Keyring::new(ClusterKey::new([*k; 32])).seal(out, n, *seq);
+                if let Some(n) = sealed {
+                    self.node.handle_datagram(self.now, from.addr(), &out[..n]);
+                }
+            }
         }
     }
 
