@@ -4,7 +4,7 @@
 //! node 0 the only seed, starts jittered over 100 ms.
 //!
 //! ```text
-//! cargo run --release -p gossip-bench --bin compare -- [--sizes 10,50,100] [--repeats 3] [--systems gossip,chitchat,foca]
+//! cargo run --release -p gossip-bench --bin compare -- [--sizes 10,50,100] [--repeats 3] [--systems gossip,chitchat,foca,gossip-phi3.5]
 //! ```
 //!
 //! Each (system, N, repeat) runs in a child process of its own (so peak RSS
@@ -261,9 +261,12 @@ mod ours {
         }
     }
 
-    pub(super) async fn start(n: usize, views: Views, counters: Arc<Counters>) -> Ours {
+    /// `phi`: the conviction threshold (8, Cassandra's default; 3.5 is
+    /// chitchat's phi 8, whose formula lacks Cassandra's `1 / ln 10`).
+    pub(super) async fn start(n: usize, views: Views, counters: Arc<Counters>, phi: f64) -> Ours {
         let mut gossip = Config::new(ClusterId::from_name("compare"));
         gossip.gossip_interval = ROUND;
+        gossip.phi_threshold = phi;
         gossip.max_peers = n;
         let mut nodes = Vec::new();
         let mut addrs = Vec::new();
@@ -672,8 +675,9 @@ fn one(system: &str, n: usize) -> Run {
         let counters = Arc::new(Counters::default());
         let started = Instant::now();
         match system {
-            "gossip" => {
-                let c = ours::start(n, views.clone(), counters.clone()).await;
+            "gossip" | "gossip-phi3.5" => {
+                let phi = if system == "gossip" { 8.0 } else { 3.5 };
+                let c = ours::start(n, views.clone(), counters.clone(), phi).await;
                 measure(c, n, views, counters, started).await
             }
             "chitchat" => {
@@ -690,13 +694,13 @@ fn one(system: &str, n: usize) -> Run {
     })
 }
 
-const SYSTEMS: [&str; 3] = ["gossip", "chitchat", "foca"];
+const SYSTEMS: [&str; 4] = ["gossip", "chitchat", "foca", "gossip-phi3.5"];
 
 /// Sizes, repeats and systems from the command line.
 fn options(args: &[String]) -> Result<(Vec<usize>, usize, Vec<String>), String> {
     let mut sizes = vec![10, 50, 100, 200, 500, 1000];
     let mut repeats = 3;
-    let mut systems: Vec<String> = SYSTEMS.iter().map(|s| s.to_string()).collect();
+    let mut systems: Vec<String> = SYSTEMS.iter().take(3).map(|s| s.to_string()).collect();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let value = it.next().ok_or_else(|| format!("{a} needs a value"))?;
@@ -790,7 +794,7 @@ fn main() -> std::process::ExitCode {
         let system = args.get(1).map_or("", String::as_str);
         let n = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(0);
         if !SYSTEMS.contains(&system) || n < 3 {
-            eprintln!("usage: compare --one gossip|chitchat|foca N (N >= 3)");
+            eprintln!("usage: compare --one gossip|chitchat|foca|gossip-phi3.5 N (N >= 3)");
             return std::process::ExitCode::from(2);
         }
         println!("{}", serde_json::to_string(&one(system, n)).unwrap());
