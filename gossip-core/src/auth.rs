@@ -59,7 +59,7 @@ pub struct Key([u8; KEY_LEN]);
 #[non_exhaustive]
 pub enum KeyError {
     /// Neither 32 raw bytes nor 64 hex digits (surrounding whitespace
-    /// allowed).
+    /// allowed); 32 hex digits (a 128-bit key as text) are refused too.
     BadLength(usize),
     /// 64 characters, but not all hex digits.
     NotHex,
@@ -97,12 +97,17 @@ impl Key {
     /// `head -c 32 /dev/urandom`), or 64 hex digits with optional
     /// surrounding whitespace.
     pub fn parse(contents: &[u8]) -> Result<Key, KeyError> {
-        if contents.len() == KEY_LEN {
+        if contents.len() == KEY_LEN && !contents.iter().all(u8::is_ascii_hexdigit) {
             let mut k = [0u8; KEY_LEN];
             k.copy_from_slice(contents);
             return Ok(Key(k));
         }
         let text = contents.trim_ascii();
+        if text.len() == KEY_LEN && text.iter().all(u8::is_ascii_hexdigit) {
+            // 32 hex digits is a 128-bit key written as text, not 32 random
+            // bytes: refuse rather than use the characters as the key.
+            return Err(KeyError::BadLength(contents.len()));
+        }
         if text.len() != 2 * KEY_LEN {
             return Err(KeyError::BadLength(contents.len()));
         }
@@ -325,9 +330,10 @@ impl ReplayWindow {
     }
 }
 
-/// The first `seq` of a node of generation `generation`.
+/// The first `seq` of a node of generation `generation`: the generation's
+/// low 32 bits (seconds, so until the year 2106) in the high half.
 pub(crate) fn first_seq(generation: u64) -> u64 {
-    generation.saturating_mul(1 << 32)
+    (generation & 0xffff_ffff) << 32
 }
 
 #[cfg(test)]
@@ -346,6 +352,10 @@ mod tests {
         assert_eq!(Key::parse(hex.as_bytes()), Ok(key(7)));
         assert_eq!(Key::parse(std::format!("  {hex}\n").as_bytes()), Ok(key(7)));
         assert_eq!(Key::parse(b"short"), Err(KeyError::BadLength(5)));
+        assert_eq!(
+            Key::parse("ab".repeat(16).as_bytes()),
+            Err(KeyError::BadLength(32))
+        );
         assert_eq!(
             Key::parse("zz".repeat(32).as_bytes()),
             Err(KeyError::NotHex)

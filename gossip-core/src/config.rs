@@ -147,6 +147,7 @@ impl Config {
         if l.max_keys_per_endpoint == 0
             || l.max_keys_per_endpoint > usize::from(u16::MAX)
             || l.max_key_len == 0
+            || l.max_version_jump == 0
         {
             return Err(ConfigError::Limits);
         }
@@ -189,7 +190,8 @@ pub enum ConfigError {
     MaxPeers,
     /// `max_pending_replies` is zero.
     PendingReplies,
-    /// `limits` allow no keys, or empty key names, or more than 65535 keys.
+    /// `limits` allow no keys, or empty key names, or more than 65535 keys,
+    /// or no version jump at all.
     Limits,
     /// The storage cannot hold what the configuration allows.
     Storage(StorageShortfall),

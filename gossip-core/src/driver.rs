@@ -350,7 +350,7 @@ async fn run<T: Transport, R: Runtime>(
     // truncated to this, and the node drops it as oversized.
     let mut inbuf = vec![0u8; node.config().max_datagram_size + 1];
     let mut outbuf = vec![0u8; node.config().max_datagram_size];
-    let mut shutdown_reply: Option<oneshot::Sender<()>> = None;
+    let mut shutdown_replies: Vec<oneshot::Sender<()>> = Vec::new();
     let mut commands_open = true;
     drain(&mut node, &transport, &runtime, &events, &mut outbuf).await;
     loop {
@@ -402,7 +402,7 @@ async fn run<T: Transport, R: Runtime>(
             }
             Wake::Command(Some(Command::Shutdown(reply))) => {
                 node.shutdown(runtime.now());
-                shutdown_reply = Some(reply);
+                shutdown_replies.push(reply);
             }
             // Every handle is gone: leave gracefully.
             Wake::Command(None) => {
@@ -413,7 +413,7 @@ async fn run<T: Transport, R: Runtime>(
         drain(&mut node, &transport, &runtime, &events, &mut outbuf).await;
         if node.is_shut_down() {
             tracing::info!(local = %node.local_addr(), "gossip node shut down");
-            if let Some(reply) = shutdown_reply.take() {
+            for reply in shutdown_replies.drain(..) {
                 let _ = reply.send(());
             }
             return;

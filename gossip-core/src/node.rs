@@ -365,9 +365,13 @@ pub struct Node<S: Storage, R> {
     unreachable: usize,
     phase: Phase,
     stats: Stats,
-    /// The key ring and the next `seq` to seal with, when authenticating.
+    /// The key ring, when authenticating.
     #[cfg(feature = "auth")]
-    auth: Option<(Keyring, u64)>,
+    auth: Option<Keyring>,
+    /// The next `seq` to seal with: kept when the ring is switched off and
+    /// on again, so peers never see a `seq` twice.
+    #[cfg(feature = "auth")]
+    next_seq: u64,
 }
 
 impl<S: Storage, R: Rng> Node<S, R> {
@@ -431,6 +435,8 @@ impl<S: Storage, R: Rng> Node<S, R> {
             stats: Stats::default(),
             #[cfg(feature = "auth")]
             auth: None,
+            #[cfg(feature = "auth")]
+            next_seq: crate::auth::first_seq(generation.0),
         })
     }
 
@@ -509,21 +515,19 @@ impl<S: Storage, R: Rng> Node<S, R> {
     /// ([`keyring_mut`](Self::keyring_mut)).
     #[cfg(feature = "auth")]
     pub fn set_keyring(&mut self, ring: Option<Keyring>) {
-        let first = crate::auth::first_seq(self.me.generation().0);
-        let next = self.auth.as_ref().map_or(first, |(_, seq)| *seq);
-        self.auth = ring.map(|r| (r, next));
+        self.auth = ring;
     }
 
     /// The key ring, when authenticating.
     #[cfg(feature = "auth")]
     pub fn keyring(&self) -> Option<&Keyring> {
-        self.auth.as_ref().map(|(r, _)| r)
+        self.auth.as_ref()
     }
 
     /// The key ring, to install, promote or remove keys.
     #[cfg(feature = "auth")]
     pub fn keyring_mut(&mut self) -> Option<&mut Keyring> {
-        self.auth.as_mut().map(|(r, _)| r)
+        self.auth.as_mut()
     }
 
     // ---- outputs --------------------------------------------------------
@@ -579,13 +583,13 @@ impl<S: Storage, R: Rng> Node<S, R> {
                 Some(size) => size,
             };
             #[cfg(feature = "auth")]
-            let size = match &mut self.auth {
-                Some((ring, seq)) => {
-                    let Some(sealed) = ring.seal(full, size, *seq) else {
+            let size = match &self.auth {
+                Some(ring) => {
+                    let Some(sealed) = ring.seal(full, size, self.next_seq) else {
                         self.stats.unencodable += 1;
                         continue;
                     };
-                    *seq = seq.wrapping_add(1);
+                    self.next_seq = self.next_seq.wrapping_add(1);
                     sealed
                 }
                 None => size,
@@ -717,9 +721,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
         let decoded = wire::decode(datagram, self.config.cluster).map_err(DropReason::from_wire)?;
         #[cfg(feature = "auth")]
         let seq = match (&self.auth, decoded.auth_tag) {
-            (Some((ring, _)), Some(_)) => {
-                Some(ring.open(datagram).map_err(|_| DropReason::BadMac)?)
-            }
+            (Some(ring), Some(_)) => Some(ring.open(datagram).map_err(|_| DropReason::BadMac)?),
             (Some(_), None) => return Err(DropReason::MissingAuth),
             (None, Some(_)) => return Err(DropReason::Unauthenticated),
             (None, None) => None,
@@ -732,17 +734,23 @@ impl<S: Storage, R: Rng> Node<S, R> {
         if sender == self.local {
             return Err(DropReason::FromSelf);
         }
+        // A seq seen before, too far below the newest, or from an older
+        // incarnation of the sender than the one known (its generation is
+        // in the seq's high half) is a replay.
         #[cfg(feature = "auth")]
         if let Some(seq) = seq
             && let Some(idx) = self.index.find(&sender, self.peers.as_slice())
-            && self
-                .peers
-                .as_slice()
-                .get(idx as usize)
-                .is_some_and(|p| !p.replay.is_fresh(seq))
+            && self.peers.as_slice().get(idx as usize).is_some_and(|p| {
+                !p.replay.is_fresh(seq) || seq < crate::auth::first_seq(p.state.generation().0)
+            })
         {
             return Err(DropReason::Replayed);
         }
+        // Authenticated replies go to the sender's authenticated address,
+        // not to the datagram's source: a replayed datagram with a forged
+        // source cannot aim replies at a third party.
+        #[cfg(feature = "auth")]
+        let from = if seq.is_some() { sender } else { from };
         if let Some(idx) = self.index.find(&sender, self.peers.as_slice())
             && self
                 .peers

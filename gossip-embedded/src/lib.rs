@@ -220,8 +220,10 @@ impl<S: Storage, R: Rng, const MTU: usize> Gossip<S, R, MTU> {
     }
 
     /// The async variant: waits for the first of a datagram on `socket` and
-    /// the node's next deadline, handles it, then sends what the node asks.
-    /// Call it in a loop; between calls, read events and set states. Send
+    /// the node's next deadline (not when shutting down: the notices go out
+    /// at once), handles it, then sends what the node asks.
+    /// Call it in a loop until [`Node::is_shut_down`]; between calls, read
+    /// events and set states. Send
     /// failures are dropped and counted; a receive error is returned (the
     /// node is unchanged and the next call goes on).
     pub async fn step<U, C, T>(
@@ -236,7 +238,10 @@ impl<S: Storage, R: Rng, const MTU: usize> Gossip<S, R, MTU> {
         T: Timer,
     {
         let deadline = self.node.poll_timeout();
-        let received = {
+        // Leaving: the SHUTDOWN notices go out now, without waiting.
+        let received = if self.node.is_shutting_down() {
+            None
+        } else {
             let mut receive = pin!(socket.receive_into(&mut self.buf));
             let mut wait = pin!(async {
                 match deadline {

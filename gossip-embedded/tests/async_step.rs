@@ -143,6 +143,9 @@ fn two_async_nodes_converge_and_see_a_state_change() {
         clock.0.set(Instant::from_millis(ms));
         for (gossip, socket, timer) in &mut nodes {
             for _ in 0..4 {
+                if gossip.node().is_shut_down() {
+                    break;
+                }
                 let step = pin!(gossip.step(socket, &clock, timer));
                 if step.poll(&mut cx).is_pending() {
                     break;
@@ -175,4 +178,30 @@ fn two_async_nodes_converge_and_see_a_state_change() {
     assert!(changed, "the two nodes never saw each other alive");
     let ms = seen_at.expect("node 1 never saw MODE=async");
     println!("converged and disseminated by {ms} ms");
+
+    // Node 0 leaves: one step sends its notice at once (no deadline or
+    // datagram needed), and node 1 sees it shut down.
+    queues.borrow_mut()[0].clear(); // nothing to receive: the step must not wait
+    nodes[0].0.shutdown(clock.now());
+    {
+        let (gossip, socket, timer) = &mut nodes[0];
+        let step = pin!(gossip.step(socket, &clock, timer));
+        assert!(
+            step.poll(&mut cx).is_ready(),
+            "a shutting-down step does not wait"
+        );
+    }
+    assert!(nodes[0].0.node().is_shut_down());
+    let mut left = false;
+    for _ in 0..4 {
+        let (gossip, socket, timer) = &mut nodes[1];
+        {
+            let step = pin!(gossip.step(socket, &clock, timer));
+            let _ = step.poll(&mut cx);
+        }
+        while let Some(e) = gossip.poll_event() {
+            left |= e == Event::ShutDown { endpoint: addr(0) };
+        }
+    }
+    assert!(left, "node 1 did not see node 0 shut down");
 }

@@ -1411,6 +1411,45 @@ mod hostile {
     }
 
     #[test]
+    fn a_seq_from_an_older_incarnation_is_a_replay_and_switching_keys_off_and_on_keeps_seq() {
+        let mut net = sealed_net();
+        let other = addr(1);
+        let generation = net.node(0).endpoint(&other).unwrap().state().generation().0;
+        // Y (a key holder) tells node 1 of X at generation GEN + 50; node 1
+        // gossips it on. X itself has not spoken: no seq of X on record.
+        let x = SocketAddr::from(([10, 55, 0, 1], 7000));
+        let y = SocketAddr::from(([10, 55, 0, 9], 7000));
+        let about_x = ack2_about(y, x, GEN + 50, 3);
+        let now = net.now;
+        net.node_mut(1).handle_datagram(
+            now,
+            y,
+            &sealed(&about_x, &key(1), crate::auth::first_seq(GEN)),
+        );
+        net.drain(1);
+        assert!(net.run_until(Duration::from_secs(10), |n| {
+            n.node(0).endpoint(&x).is_some()
+        }));
+        // A datagram of X's previous incarnation (an old capture): refused.
+        let from_x = ack2_about(x, x, GEN + 49, 9);
+        let old = sealed(&from_x, &key(1), crate::auth::first_seq(GEN + 49) + 7);
+        refused(
+            &mut net,
+            "seq of an older incarnation",
+            &old,
+            DropReason::Replayed,
+        );
+        assert_ne!(generation, 0);
+        // Authentication off and on again: the seq goes on, no replays seen.
+        net.node_mut(2).set_keyring(None);
+        net.node_mut(2).set_keyring(Some(Keyring::new(key(1))));
+        net.run_for(Duration::from_secs(10));
+        assert_eq!(net.node(0).stats().dropped(DropReason::Replayed), 1);
+        assert_eq!(net.node(1).stats().dropped(DropReason::Replayed), 0);
+        assert!(net.converged());
+    }
+
+    #[test]
     fn keys_rotate_with_no_downtime() {
         let mut net = sealed_net();
         let rotate = |net: &mut Net<HeapStorage>, f: &dyn Fn(&mut Keyring)| {
