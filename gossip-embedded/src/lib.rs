@@ -192,16 +192,21 @@ impl<S: Storage, R: Rng, const MTU: usize> Gossip<S, R, MTU> {
     /// waiting in `socket`, the deadline if it is due, then sends what the
     /// node asks. Never blocks: a datagram the stack cannot take now is
     /// dropped and counted. Returns the next deadline (`None`: only a
-    /// datagram can wake the node, or it has shut down).
+    /// datagram can wake the node, or it has shut down); `now` when it
+    /// stopped at [`RECEIVE_BURST`] datagrams and more may be waiting.
     pub fn poll<U: embedded_nal::UdpFullStack>(
         &mut self,
         now: Instant,
         stack: &mut U,
         socket: &mut U::UdpSocket,
     ) -> Option<Instant> {
+        let mut burst = 0;
         for _ in 0..RECEIVE_BURST {
             match stack.receive(socket, &mut self.buf) {
-                Ok((n, from)) => self.received(now, from, n),
+                Ok((n, from)) => {
+                    self.received(now, from, n);
+                    burst += 1;
+                }
                 Err(nb::Error::WouldBlock) => break,
                 Err(nb::Error::Other(_)) => {
                     self.stats.receive_errors = self.stats.receive_errors.saturating_add(1);
@@ -215,6 +220,11 @@ impl<S: Storage, R: Rng, const MTU: usize> Gossip<S, R, MTU> {
             if stack.send_to(socket, t.destination, bytes).is_err() {
                 self.stats.send_failures = self.stats.send_failures.saturating_add(1);
             }
+        }
+        if burst == RECEIVE_BURST && !self.node.is_shut_down() {
+            // More may be waiting in the stack, and no new frame need come
+            // to wake the caller: ask to be called again now.
+            return Some(now);
         }
         self.node.poll_timeout()
     }
