@@ -1503,13 +1503,24 @@ impl<S: Storage, R: Rng> Node<S, R> {
             }
         }
         let candidates = nearest.len();
-        // Nearest first: the max-heap pops the farthest first. (Popping
-        // keeps the code small on microcontrollers: no sort routine.)
-        let mut window: heapless::Vec<(u32, u32), RING_WINDOW> = heapless::Vec::new();
-        while let Some(item) = nearest.pop() {
-            let _ = window.push(item);
-        }
-        window.reverse();
+        // Nearest first. With an allocator (servers), a sort; without
+        // (microcontrollers), the max-heap drained farthest first and
+        // reversed: slower, but no sort routine in flash.
+        #[cfg(feature = "alloc")]
+        let window = {
+            let mut w = nearest.into_vec();
+            w.sort_unstable();
+            w
+        };
+        #[cfg(not(feature = "alloc"))]
+        let window = {
+            let mut w: heapless::Vec<(u32, u32), RING_WINDOW> = heapless::Vec::new();
+            while let Some(item) = nearest.pop() {
+                let _ = w.push(item);
+            }
+            w.reverse();
+            w
+        };
         let mut covered: Option<u32> = None;
         let mut all = candidates == members;
         for (distance, i) in window.iter().copied() {
@@ -1953,15 +1964,21 @@ impl<T: Copy, const K: usize> TopK<T, K> {
         }
     }
 
-    /// Largest key first, ties in offer order. An insertion sort: K is at
-    /// most 64, and it costs far less flash than a general sort.
+    /// Largest key first. With an allocator (servers), the standard sort;
+    /// without (microcontrollers), an insertion sort: K is at most 64, and
+    /// it costs far less flash.
     fn sorted(mut self) -> heapless::Vec<(u64, T), K> {
-        let items = self.items.as_mut_slice();
-        for i in 1..items.len() {
-            let mut j = i;
-            while j > 0 && items.get(j - 1).map(|x| x.0) < items.get(j).map(|x| x.0) {
-                items.swap(j - 1, j);
-                j -= 1;
+        #[cfg(feature = "alloc")]
+        self.items.sort_unstable_by_key(|x| core::cmp::Reverse(x.0));
+        #[cfg(not(feature = "alloc"))]
+        {
+            let items = self.items.as_mut_slice();
+            for i in 1..items.len() {
+                let mut j = i;
+                while j > 0 && items.get(j - 1).map(|x| x.0) < items.get(j).map(|x| x.0) {
+                    items.swap(j - 1, j);
+                    j -= 1;
+                }
             }
         }
         self.items
