@@ -196,6 +196,18 @@ pub enum Key {
     User(String),
 }
 
+impl Key {
+    fn state_key(&self) -> StateKey<'_> {
+        match self {
+            Key::Code(c) => match ApplicationState::from_code(*c) {
+                Some(s) => StateKey::Known(s),
+                None => StateKey::Unknown(*c),
+            },
+            Key::User(name) => StateKey::User(name),
+        }
+    }
+}
+
 /// One endpoint's delta.
 #[derive(Arbitrary, Clone, Debug)]
 pub struct FuzzDelta {
@@ -215,13 +227,7 @@ impl FuzzDelta {
             .entries
             .iter()
             .map(|(k, v, value)| {
-                let key = match k {
-                    Key::Code(c) => match ApplicationState::from_code(*c) {
-                        Some(s) => StateKey::Known(s),
-                        None => StateKey::Unknown(*c),
-                    },
-                    Key::User(name) => StateKey::User(name),
-                };
+                let key = k.state_key();
                 DeltaItem::State(
                     key,
                     VersionedValue {
@@ -434,13 +440,7 @@ impl Harness {
             Op::Jump(s) => self.now = self.now + Duration::from_secs(u64::from(*s)),
             Op::EarlyTimeout => self.node.handle_timeout(self.now),
             Op::SetState(key, value) => {
-                let key = match key {
-                    Key::Code(c) => match ApplicationState::from_code(*c) {
-                        Some(s) => StateKey::Known(s),
-                        None => StateKey::Unknown(*c),
-                    },
-                    Key::User(name) => StateKey::User(name),
-                };
+                let key = key.state_key();
                 // Refusals (limits) are fine; they must change nothing.
                 let before = self.node.local_state().clone();
                 if self.node.set_local_state(key, value).is_err() {

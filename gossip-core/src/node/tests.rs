@@ -1413,8 +1413,6 @@ mod hostile {
     #[test]
     fn a_seq_from_an_older_incarnation_is_a_replay_and_switching_keys_off_and_on_keeps_seq() {
         let mut net = sealed_net();
-        let other = addr(1);
-        let generation = net.node(0).endpoint(&other).unwrap().state().generation().0;
         // Y (a key holder) tells node 1 of X at generation GEN + 50; node 1
         // gossips it on. X itself has not spoken: no seq of X on record.
         let x = SocketAddr::from(([10, 55, 0, 1], 7000));
@@ -1439,7 +1437,6 @@ mod hostile {
             &old,
             DropReason::Replayed,
         );
-        assert_ne!(generation, 0);
         // Authentication off and on again: the seq goes on, no replays seen.
         net.node_mut(2).set_keyring(None);
         net.node_mut(2).set_keyring(Some(Keyring::new(key(1))));
