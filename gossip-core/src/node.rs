@@ -847,11 +847,6 @@ impl<S: Storage, R: Rng> Node<S, R> {
         if pending >= self.config.max_pending_replies {
             return Err(DropReason::ReplyQueueFull);
         }
-        let mut bytes = S::Datagram::default();
-        bytes
-            .splice_gap(0, 0, datagram.len())
-            .map_err(|_| DropReason::Oversized)?
-            .copy_from_slice(datagram);
         if self.reply_head > 0 {
             // Reclaim the slots of replies already sent.
             let head = self.reply_head;
@@ -860,25 +855,42 @@ impl<S: Storage, R: Rng> Node<S, R> {
             self.replies.truncate(len);
             self.reply_head = 0;
         }
+        // Copied into its slot, not built aside and moved (a fixed datagram
+        // is as large as the reply queue's slots).
         self.replies
-            .try_push(Reply { to, bytes })
-            .map_err(|_| DropReason::ReplyQueueFull)
+            .try_push(Reply {
+                to,
+                bytes: S::Datagram::default(),
+            })
+            .map_err(|_| DropReason::ReplyQueueFull)?;
+        let copied = self.replies.as_mut_slice().last_mut().is_some_and(|r| {
+            r.bytes
+                .splice_gap(0, 0, datagram.len())
+                .map(|gap| gap.copy_from_slice(datagram))
+                .is_ok()
+        });
+        if !copied {
+            let len = self.replies.as_slice().len() - 1;
+            self.replies.truncate(len);
+            return Err(DropReason::Oversized);
+        }
+        Ok(())
     }
 
     fn check_deltas(&self, deltas: wire::Deltas<'_>) -> Result<(), DropReason> {
         // Endpoints seen so far, to refuse duplicates; past the array's
         // capacity (only tiny deltas in huge datagrams) the slow way.
-        let mut seen: heapless::Vec<SocketAddr, 128> = heapless::Vec::new();
+        let mut seen = S::Scratch::<SocketAddr, 128>::default();
         for (i, d) in deltas.enumerate() {
-            let duplicate = if seen.len() == i {
-                seen.contains(&d.endpoint)
+            let duplicate = if seen.as_slice().len() == i {
+                seen.as_slice().contains(&d.endpoint)
             } else {
                 deltas.take(i).any(|prev| prev.endpoint == d.endpoint)
             };
             if duplicate {
                 return Err(DropReason::DuplicateEndpoint);
             }
-            let _ = seen.push(d.endpoint);
+            let _ = seen.try_push(d.endpoint);
             self.check_delta(d.endpoint, &d.delta)?;
         }
         Ok(())
@@ -1458,6 +1470,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
     /// covers completely, so the receiver can tell which endpoints we lack;
     /// the stretches sweep the whole ring (anti-entropy: nothing is missed
     /// for long).
+    #[inline(never)]
     fn write_syn(&mut self, buf: &mut [u8]) -> usize {
         let hot_budget = buf.len() / 2;
         let header = self.header();
@@ -1486,44 +1499,21 @@ impl<S: Storage, R: Rng> Node<S, R> {
             }
         }
         // The members nearest clockwise from `start`, nearest first.
-        let mut nearest: heapless::BinaryHeap<(u32, u32), heapless::binary_heap::Max, RING_WINDOW> =
-            heapless::BinaryHeap::new();
+        let mut nearest: Top<S, u32, RING_WINDOW> = TopK::new();
         let mut members = 0usize;
         for (i, p) in peers.iter().enumerate() {
-            if !p.is_member() {
-                continue;
-            }
-            members += 1;
-            let item = (p.ring.wrapping_sub(start), i as u32);
-            if let Err(item) = nearest.push(item)
-                && nearest.peek().is_some_and(|top| item.0 < top.0)
-            {
-                let _ = nearest.pop();
-                let _ = nearest.push(item);
+            if p.is_member() {
+                members += 1;
+                let distance = p.ring.wrapping_sub(start);
+                nearest.offer(u64::from(u32::MAX - distance), i as u32);
             }
         }
         let candidates = nearest.len();
-        // Nearest first. With an allocator (servers), a sort; without
-        // (microcontrollers), the max-heap drained farthest first and
-        // reversed: slower, but no sort routine in flash.
-        #[cfg(feature = "alloc")]
-        let window = {
-            let mut w = nearest.into_vec();
-            w.sort_unstable();
-            w
-        };
-        #[cfg(not(feature = "alloc"))]
-        let window = {
-            let mut w: heapless::Vec<(u32, u32), RING_WINDOW> = heapless::Vec::new();
-            while let Some(item) = nearest.pop() {
-                let _ = w.push(item);
-            }
-            w.reverse();
-            w
-        };
+        let window = nearest.sorted();
         let mut covered: Option<u32> = None;
         let mut all = candidates == members;
-        for (distance, i) in window.iter().copied() {
+        for &(key, i) in window {
+            let distance = u32::MAX - key as u32;
             let Some(p) = peers.get(i as usize) else {
                 continue;
             };
@@ -1543,7 +1533,9 @@ impl<S: Storage, R: Rng> Node<S, R> {
             // position.
             let end = match (covered, window.first()) {
                 (Some(d), _) => start.wrapping_add(d),
-                (None, Some((d0, _))) => start.wrapping_add(d0.wrapping_sub(1)),
+                (None, Some(&(key, _))) => {
+                    start.wrapping_add((u32::MAX - key as u32).wrapping_sub(1))
+                }
                 (None, None) => start.wrapping_sub(1),
             };
             RingRange { start, end }
@@ -1719,6 +1711,7 @@ const FLOOR_MAX_ROUNDS: u32 = 64;
 /// interval between heartbeats that three quarters of the peers could miss
 /// without moving it), or zero with fewer than [`FLOOR_MIN_PEERS`] values.
 /// A log-scale histogram: fixed memory, one pass.
+#[inline(never)]
 fn typical_interval(silences: impl Iterator<Item = Duration>) -> Duration {
     // Bucket k holds silences (in ms, plus one) in [2^(k/2), 2^((k+1)/2)).
     let mut buckets = [0u32; 128];
@@ -1935,57 +1928,105 @@ const TIER_NEWS: u64 = 2 << 62;
 const TIER_HEARTBEAT: u64 = 1 << 62;
 const TIER_GAP_MASK: u64 = (1 << 62) - 1;
 
-/// The `K` items with the largest keys, bounded.
-struct TopK<T, const K: usize> {
-    items: heapless::Vec<(u64, T), K>,
+/// The items with the largest keys, as many as the scratch `V` holds: a
+/// min-heap (the worst item kept at its root, so a better one replaces it in
+/// O(log K)), sorted in place at the end by heapsort (no allocation, and no
+/// sort routine in a microcontroller's flash).
+struct TopK<T, V> {
+    heap: V,
     /// Items offered so far.
     offered: usize,
+    _item: core::marker::PhantomData<T>,
 }
 
-impl<T: Copy, const K: usize> TopK<T, K> {
+/// A [`TopK`] in `S`'s scratch, of up to `N` items.
+type Top<S, T, const N: usize> = TopK<T, <S as Storage>::Scratch<(u64, T), N>>;
+
+impl<T: Copy, V: Seq<(u64, T)> + Default> TopK<T, V> {
     fn new() -> Self {
         Self {
-            items: heapless::Vec::new(),
+            heap: V::default(),
             offered: 0,
+            _item: core::marker::PhantomData,
         }
+    }
+
+    /// How many it keeps at most.
+    fn capacity(&self) -> usize {
+        self.heap.capacity_limit().unwrap_or(usize::MAX)
+    }
+
+    fn len(&self) -> usize {
+        self.heap.as_slice().len()
     }
 
     fn offer(&mut self, key: u64, item: T) {
         self.offered += 1;
-        if let Err(item) = self.items.push((key, item)) {
-            let min = self
-                .items
-                .iter_mut()
-                .min_by_key(|x| x.0)
-                .filter(|x| x.0 < item.0);
-            if let Some(slot) = min {
-                *slot = item;
+        match self.heap.try_push((key, item)) {
+            Ok(()) => {
+                let items = self.heap.as_mut_slice();
+                let mut child = items.len() - 1;
+                while child > 0 {
+                    let parent = (child - 1) / 2;
+                    if key_at(items, parent) <= key_at(items, child) {
+                        break;
+                    }
+                    items.swap(parent, child);
+                    child = parent;
+                }
             }
-        }
-    }
-
-    /// Largest key first. With an allocator (servers), the standard sort;
-    /// without (microcontrollers), an insertion sort: K is at most 64, and
-    /// it costs far less flash.
-    fn sorted(mut self) -> heapless::Vec<(u64, T), K> {
-        #[cfg(feature = "alloc")]
-        self.items.sort_unstable_by_key(|x| core::cmp::Reverse(x.0));
-        #[cfg(not(feature = "alloc"))]
-        {
-            let items = self.items.as_mut_slice();
-            for i in 1..items.len() {
-                let mut j = i;
-                while j > 0 && items.get(j - 1).map(|x| x.0) < items.get(j).map(|x| x.0) {
-                    items.swap(j - 1, j);
-                    j -= 1;
+            Err(item) => {
+                let items = self.heap.as_mut_slice();
+                if let Some(root) = items.first_mut()
+                    && root.0 < item.0
+                {
+                    *root = item;
+                    sift_down(items);
                 }
             }
         }
-        self.items
+    }
+
+    /// Sorts in place, largest key first (no longer a heap: offer nothing
+    /// more).
+    fn sorted(&mut self) -> &[(u64, T)] {
+        let items = self.heap.as_mut_slice();
+        for end in (1..items.len()).rev() {
+            items.swap(0, end);
+            if let Some(heap) = items.get_mut(..end) {
+                sift_down(heap);
+            }
+        }
+        items
     }
 }
 
-type Ranked = TopK<Candidate, RANKED_DELTAS>;
+fn key_at<T>(items: &[(u64, T)], i: usize) -> Option<u64> {
+    items.get(i).map(|x| x.0)
+}
+
+/// Restores the min-heap order of `items` after its root changed.
+fn sift_down<T>(items: &mut [(u64, T)]) {
+    let mut parent = 0;
+    loop {
+        let left = 2 * parent + 1;
+        let right = left + 1;
+        let mut least = parent;
+        if left < items.len() && key_at(items, left) < key_at(items, least) {
+            least = left;
+        }
+        if right < items.len() && key_at(items, right) < key_at(items, least) {
+            least = right;
+        }
+        if least == parent {
+            return;
+        }
+        items.swap(parent, least);
+        parent = least;
+    }
+}
+
+type Ranked<S> = Top<S, Candidate, RANKED_DELTAS>;
 
 fn ranked_contains(items: &[(u64, Candidate)], who: Who) -> bool {
     items.iter().any(|(_, c)| c.who == who)
@@ -2068,6 +2109,7 @@ fn write_deltas<S: Storage>(
 }
 
 /// The ACK to a SYN: requests for what we lack, deltas of what they lack.
+#[inline(never)]
 fn write_ack<S: Storage>(
     ctx: &ReplyContext<'_, S>,
     peers: &mut S::Peers,
@@ -2085,7 +2127,7 @@ fn write_ack<S: Storage>(
     // again).
     let range = syn.range;
     let mut local_mentioned = false;
-    let mut found: heapless::Vec<u32, FOUND_SCRATCH> = heapless::Vec::new();
+    let mut found = S::Scratch::<u32, FOUND_SCRATCH>::default();
     for d in syn.digests {
         let slot = if d.endpoint == ctx.local {
             local_mentioned = true;
@@ -2101,11 +2143,11 @@ fn write_ack<S: Storage>(
                 None => NO_SLOT,
             }
         };
-        let _ = found.push(slot);
+        let _ = found.try_push(slot);
     }
     let peers_ro = peers.as_slice();
     let slot_of = |k: usize, d: &GossipDigest| -> u32 {
-        match found.get(k) {
+        match found.as_slice().get(k) {
             Some(slot) => *slot,
             None if d.endpoint == ctx.local => LOCAL_SLOT,
             None => ctx.index.find(&d.endpoint, peers_ro).unwrap_or(NO_SLOT),
@@ -2120,10 +2162,10 @@ fn write_ack<S: Storage>(
             }
         }
     };
-    let mut ranked = Ranked::new();
+    let mut ranked = Ranked::<S>::new();
     // What we lack, most first: endpoints we do not know (or only an older
     // generation of), then the largest version gaps.
-    let mut wanted: TopK<GossipDigest, RANKED_REQUESTS> = TopK::new();
+    let mut wanted: Top<S, GossipDigest, RANKED_REQUESTS> = TopK::new();
     for (k, d) in syn.digests.enumerate() {
         let request = match lookup(k, &d) {
             None => {
@@ -2154,7 +2196,7 @@ fn write_ack<S: Storage>(
         }
     }
     for (_, request) in wanted.sorted() {
-        if w.len() >= request_budget || !w.push_request(&request) {
+        if w.len() >= request_budget || !w.push_request(request) {
             break;
         }
     }
@@ -2181,9 +2223,9 @@ fn write_ack<S: Storage>(
         true
     });
     // When nothing was pushed out of the ranking, no need to walk again.
-    let all_ranked = ranked.offered <= RANKED_DELTAS;
+    let all_ranked = ranked.offered <= ranked.capacity();
     let ranked = ranked.sorted();
-    write_deltas(ctx, peers_ro, &mut w, &ranked, |f| {
+    write_deltas(ctx, peers_ro, &mut w, ranked, |f| {
         for (k, d) in syn.digests.enumerate() {
             if let Some((who, ours)) = lookup(k, &d)
                 && let Compare::Send(c) = compare(ours, who, d.generation, d.max_version)
@@ -2199,7 +2241,7 @@ fn write_ack<S: Storage>(
     let empty = w.requests() == 0 && w.deltas() == 0;
     let size = w.finish();
     for (k, d) in syn.digests.enumerate() {
-        let slot = match found.get(k) {
+        let slot = match found.as_slice().get(k) {
             Some(slot) => *slot,
             None => ctx
                 .index
@@ -2222,6 +2264,7 @@ fn everything<B: StateBuf>(who: Who, state: &EndpointState<B>) -> Candidate {
 }
 
 /// The ACK2 to an ACK: what its requests asked for.
+#[inline(never)]
 fn write_ack2<S: Storage>(
     ctx: &ReplyContext<'_, S>,
     peers: &[Peer<S::StateBuf>],
@@ -2245,14 +2288,14 @@ fn write_ack2<S: Storage>(
             _ => None,
         }
     };
-    let mut ranked = Ranked::new();
+    let mut ranked = Ranked::<S>::new();
     for r in requests {
         if let Some(c) = candidate(&r) {
             ranked.offer(c.gap, c);
         }
     }
     let ranked = ranked.sorted();
-    write_deltas(ctx, peers, &mut w, &ranked, |f| {
+    write_deltas(ctx, peers, &mut w, ranked, |f| {
         for r in requests {
             if let Some(c) = candidate(&r)
                 && !f(c)

@@ -172,6 +172,13 @@ pub trait Storage {
     type Replies: Seq<Reply<Self::Datagram>> + Default;
     /// Finds slots by address.
     type Index: AddrIndex;
+    /// Scratch on the stack for one call (rankings, lookups remembered while
+    /// answering a SYN): up to `N` items with [`HeapStorage`], up to the
+    /// table's capacity with [`FixedStorage`] (a table of 16 peers never
+    /// ranks more than 17 endpoints, and a microcontroller's stack is small).
+    /// Past its capacity the node takes slower paths or leaves the rest
+    /// unranked; it never fails for it.
+    type Scratch<T, const N: usize>: Seq<T> + Default;
 }
 
 /// Fixed capacities, no allocator: up to `PEERS` endpoints of at most
@@ -179,7 +186,9 @@ pub trait Storage {
 /// `DATAGRAM` bytes.
 ///
 /// RAM is about `PEERS * (size_of::<Peer>() + STATE_BYTES + 8) + REPLIES *
-/// (DATAGRAM + 40)` bytes, inline in the [`Node`](crate::Node).
+/// (DATAGRAM + 40)` bytes, inline in the [`Node`](crate::Node). The scratch
+/// a call puts on the stack is sized by `PEERS` too (at most `PEERS` items
+/// per ranking; about 60 bytes per peer in the largest one).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct FixedStorage<
     const PEERS: usize,
@@ -197,6 +206,7 @@ impl<const PEERS: usize, const STATE_BYTES: usize, const DATAGRAM: usize, const 
     type Datagram = heapless::Vec<u8, DATAGRAM>;
     type Replies = heapless::Vec<Reply<Self::Datagram>, REPLIES>;
     type Index = LinearIndex;
+    type Scratch<T, const N: usize> = heapless::Vec<T, PEERS>;
 }
 
 /// Growable storage bounded by the configuration, with a hash index.
@@ -212,6 +222,7 @@ impl Storage for HeapStorage {
     type Datagram = alloc::vec::Vec<u8>;
     type Replies = alloc::vec::Vec<Reply<Self::Datagram>>;
     type Index = HashIndex;
+    type Scratch<T, const N: usize> = heapless::Vec<T, N>;
 }
 
 /// A received datagram waiting for its reply to be encoded.

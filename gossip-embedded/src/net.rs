@@ -3,7 +3,7 @@
 //! interfaces in one program (tests, simulations, the QEMU firmware).
 //!
 //! ```text
-//! let switch = RefCell::new(Switch::<3, 600, 4>::new());
+//! let switch = Switch::<3, 600, 4>::new();
 //! let mut port = Port::new(&switch, 0);            // a smoltcp Device
 //! let mut iface = Interface::new(config, &mut port, now);
 //! let handle = sockets.add(udp_socket);
@@ -13,10 +13,9 @@
 //! gossip.poll(now, &mut stack, &mut socket);
 //! ```
 
-use core::cell::RefCell;
+use core::cell::{Cell, RefCell};
 use core::net::SocketAddr;
 
-use heapless::Deque;
 use smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
 use smoltcp::socket::udp;
@@ -186,11 +185,73 @@ impl<D: Device> embedded_nal::UdpFullStack for SmoltcpStack<'_, '_, D> {
 /// An in-memory Ethernet switch of `PORTS` ports that floods every frame to
 /// every other plugged port (interfaces drop frames not for them), each
 /// port queueing up to `DEPTH` frames of up to `FRAME` bytes; a full queue
-/// drops the frame, as a real switch would. No allocator.
+/// drops the frame, as a real switch would. No allocator, and frames are
+/// written and read in place: a frame never sits on the stack (one
+/// `FRAME`-byte transmit buffer is shared by the ports).
+///
+/// Shared by reference (`&Switch`) between its [`Port`]s; single-threaded.
 pub struct Switch<const PORTS: usize, const FRAME: usize, const DEPTH: usize> {
-    queues: [Deque<heapless::Vec<u8, FRAME>, DEPTH>; PORTS],
-    plugged: [bool; PORTS],
-    dropped: u32,
+    queues: [RefCell<FrameQueue<FRAME, DEPTH>>; PORTS],
+    plugged: [Cell<bool>; PORTS],
+    /// Where a port's interface writes the frame it sends, before it is
+    /// copied to the other ports' queues.
+    outgoing: RefCell<[u8; FRAME]>,
+    dropped: Cell<u32>,
+}
+
+/// A ring of `DEPTH` frames of up to `FRAME` bytes.
+struct FrameQueue<const FRAME: usize, const DEPTH: usize> {
+    frames: [[u8; FRAME]; DEPTH],
+    lens: [usize; DEPTH],
+    head: usize,
+    len: usize,
+}
+
+impl<const FRAME: usize, const DEPTH: usize> FrameQueue<FRAME, DEPTH> {
+    const fn new() -> Self {
+        Self {
+            frames: [[0; FRAME]; DEPTH],
+            lens: [0; DEPTH],
+            head: 0,
+            len: 0,
+        }
+    }
+
+    fn front(&self) -> Option<&[u8]> {
+        if self.len == 0 {
+            return None;
+        }
+        let len = *self.lens.get(self.head)?;
+        self.frames.get(self.head)?.get(..len)
+    }
+
+    fn pop_front(&mut self) {
+        if self.len > 0 {
+            self.head = (self.head + 1) % DEPTH;
+            self.len -= 1;
+        }
+    }
+
+    /// Appends a copy of `frame`; false when full or too large.
+    fn push_back(&mut self, frame: &[u8]) -> bool {
+        if self.len == DEPTH || frame.len() > FRAME {
+            return false;
+        }
+        let tail = (self.head + self.len) % DEPTH;
+        let (Some(slot), Some(len)) = (self.frames.get_mut(tail), self.lens.get_mut(tail)) else {
+            return false;
+        };
+        if let Some(dst) = slot.get_mut(..frame.len()) {
+            dst.copy_from_slice(frame);
+        }
+        *len = frame.len();
+        self.len += 1;
+        true
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+    }
 }
 
 impl<const PORTS: usize, const FRAME: usize, const DEPTH: usize> Default
@@ -202,44 +263,55 @@ impl<const PORTS: usize, const FRAME: usize, const DEPTH: usize> Default
 }
 
 impl<const PORTS: usize, const FRAME: usize, const DEPTH: usize> Switch<PORTS, FRAME, DEPTH> {
-    /// Every port plugged, every queue empty.
-    pub fn new() -> Self {
+    /// Every port plugged, every queue empty (`const`: a switch can be a
+    /// `static`).
+    pub const fn new() -> Self {
         Self {
-            queues: core::array::from_fn(|_| Deque::new()),
-            plugged: [true; PORTS],
-            dropped: 0,
+            queues: [const { RefCell::new(FrameQueue::new()) }; PORTS],
+            plugged: [const { Cell::new(true) }; PORTS],
+            outgoing: RefCell::new([0; FRAME]),
+            dropped: Cell::new(0),
         }
     }
 
     /// Plugs or unplugs port `i`: an unplugged port neither sends nor
     /// receives (its queue is emptied), as a stopped node's would.
-    pub fn set_plugged(&mut self, i: usize, plugged: bool) {
-        if let Some(p) = self.plugged.get_mut(i) {
-            *p = plugged;
+    pub fn set_plugged(&self, i: usize, plugged: bool) {
+        if let Some(p) = self.plugged.get(i) {
+            p.set(plugged);
         }
-        if let Some(q) = self.queues.get_mut(i) {
+        if let Some(Ok(mut q)) = self.queues.get(i).map(RefCell::try_borrow_mut) {
             q.clear();
         }
     }
 
     /// Frames dropped on full queues.
     pub fn dropped(&self) -> u32 {
-        self.dropped
+        self.dropped.get()
     }
 
-    fn flood(&mut self, from: usize, frame: &[u8]) {
-        if !self.plugged.get(from).copied().unwrap_or(false) {
+    fn is_plugged(&self, i: usize) -> bool {
+        self.plugged.get(i).is_some_and(Cell::get)
+    }
+
+    fn drop_frame(&self) {
+        self.dropped.set(self.dropped.get().saturating_add(1));
+    }
+
+    /// Copies `frame` to every other plugged port's queue.
+    fn flood(&self, from: usize, frame: &[u8]) {
+        if !self.is_plugged(from) {
             return;
         }
-        for (i, (queue, plugged)) in self.queues.iter_mut().zip(self.plugged).enumerate() {
-            if i == from || !plugged {
+        for (i, queue) in self.queues.iter().enumerate() {
+            if i == from || !self.is_plugged(i) {
                 continue;
             }
-            let queued = heapless::Vec::from_slice(frame)
-                .ok()
-                .is_some_and(|copy| queue.push_back(copy).is_ok());
+            // A queue is borrowed only while its own port reads a frame,
+            // and a port never floods to itself: the borrow succeeds.
+            let queued = queue.try_borrow_mut().is_ok_and(|mut q| q.push_back(frame));
             if !queued {
-                self.dropped = self.dropped.saturating_add(1);
+                self.drop_frame();
             }
         }
     }
@@ -247,29 +319,44 @@ impl<const PORTS: usize, const FRAME: usize, const DEPTH: usize> Switch<PORTS, F
 
 /// Port `index` of a [`Switch`]: a smoltcp [`Device`].
 pub struct Port<'s, const PORTS: usize, const FRAME: usize, const DEPTH: usize> {
-    switch: &'s RefCell<Switch<PORTS, FRAME, DEPTH>>,
+    switch: &'s Switch<PORTS, FRAME, DEPTH>,
     index: usize,
 }
 
 impl<'s, const PORTS: usize, const FRAME: usize, const DEPTH: usize> Port<'s, PORTS, FRAME, DEPTH> {
     /// Port `index` of `switch`.
-    pub fn new(switch: &'s RefCell<Switch<PORTS, FRAME, DEPTH>>, index: usize) -> Self {
+    pub fn new(switch: &'s Switch<PORTS, FRAME, DEPTH>, index: usize) -> Self {
         Self { switch, index }
     }
 }
 
-/// A received frame.
-pub struct RxFrame<const FRAME: usize>(heapless::Vec<u8, FRAME>);
-
-/// Room for one frame to send.
-pub struct TxFrame<'s, const PORTS: usize, const FRAME: usize, const DEPTH: usize> {
-    switch: &'s RefCell<Switch<PORTS, FRAME, DEPTH>>,
+/// The frame at the head of a port's queue, read in place.
+pub struct RxFrame<'s, const PORTS: usize, const FRAME: usize, const DEPTH: usize> {
+    switch: &'s Switch<PORTS, FRAME, DEPTH>,
     index: usize,
 }
 
-impl<const FRAME: usize> phy::RxToken for RxFrame<FRAME> {
+/// Room for one frame to send.
+pub struct TxFrame<'s, const PORTS: usize, const FRAME: usize, const DEPTH: usize> {
+    switch: &'s Switch<PORTS, FRAME, DEPTH>,
+    index: usize,
+}
+
+impl<const PORTS: usize, const FRAME: usize, const DEPTH: usize> phy::RxToken
+    for RxFrame<'_, PORTS, FRAME, DEPTH>
+{
     fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(&self.0)
+        let Some(cell) = self.switch.queues.get(self.index) else {
+            return f(&[]);
+        };
+        let r = match cell.try_borrow() {
+            Ok(queue) => f(queue.front().unwrap_or(&[])),
+            Err(_) => f(&[]),
+        };
+        if let Ok(mut queue) = cell.try_borrow_mut() {
+            queue.pop_front();
+        }
+        r
     }
 }
 
@@ -277,13 +364,17 @@ impl<const PORTS: usize, const FRAME: usize, const DEPTH: usize> phy::TxToken
     for TxFrame<'_, PORTS, FRAME, DEPTH>
 {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let mut frame = [0u8; FRAME];
         // smoltcp never asks for more than the MTU the port reports (FRAME).
         let len = len.min(FRAME);
-        let r = f(frame.get_mut(..len).unwrap_or(&mut []));
-        self.switch
-            .borrow_mut()
-            .flood(self.index, frame.get(..len).unwrap_or(&[]));
+        let Ok(mut frame) = self.switch.outgoing.try_borrow_mut() else {
+            // Only if an interface sent while another was sending: drop it.
+            self.switch.drop_frame();
+            let mut none = [0u8; 0];
+            return f(&mut none);
+        };
+        let frame = frame.get_mut(..len).unwrap_or(&mut []);
+        let r = f(frame);
+        self.switch.flood(self.index, frame);
         r
     }
 }
@@ -292,7 +383,7 @@ impl<const PORTS: usize, const FRAME: usize, const DEPTH: usize> Device
     for Port<'_, PORTS, FRAME, DEPTH>
 {
     type RxToken<'a>
-        = RxFrame<FRAME>
+        = RxFrame<'a, PORTS, FRAME, DEPTH>
     where
         Self: 'a;
     type TxToken<'a>
@@ -301,14 +392,13 @@ impl<const PORTS: usize, const FRAME: usize, const DEPTH: usize> Device
         Self: 'a;
 
     fn receive(&mut self, _: NetInstant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
-        let frame = self
-            .switch
-            .borrow_mut()
-            .queues
-            .get_mut(self.index)?
-            .pop_front()?;
+        let queue = self.switch.queues.get(self.index)?.try_borrow().ok()?;
+        queue.front()?;
         Some((
-            RxFrame(frame),
+            RxFrame {
+                switch: self.switch,
+                index: self.index,
+            },
             TxFrame {
                 switch: self.switch,
                 index: self.index,
@@ -328,5 +418,57 @@ impl<const PORTS: usize, const FRAME: usize, const DEPTH: usize> Device
         caps.medium = Medium::Ethernet;
         caps.max_transmission_unit = FRAME;
         caps
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use super::*;
+    use phy::{RxToken, TxToken};
+
+    type Net = Switch<3, 64, 2>;
+
+    fn send(port: &mut Port<'_, 3, 64, 2>, frame: &[u8]) {
+        let tx = port.transmit(NetInstant::ZERO);
+        tx.into_iter()
+            .for_each(|t| t.consume(frame.len(), |buf| buf.copy_from_slice(frame)));
+    }
+
+    fn recv(port: &mut Port<'_, 3, 64, 2>) -> Option<std::vec::Vec<u8>> {
+        let (rx, _tx) = port.receive(NetInstant::ZERO)?;
+        Some(rx.consume(|frame| frame.to_vec()))
+    }
+
+    #[test]
+    fn the_switch_floods_queues_drops_when_full_and_unplugs() {
+        let switch = Net::new();
+        let mut p: std::vec::Vec<_> = (0..3).map(|i| Port::new(&switch, i)).collect();
+        send(&mut p[0], b"first");
+        send(&mut p[0], b"second");
+        send(&mut p[0], b"third"); // ports 1 and 2 hold 2 frames: dropped twice
+        assert_eq!(switch.dropped(), 2);
+        assert_eq!(recv(&mut p[0]), None, "a port never hears itself");
+        assert_eq!(recv(&mut p[1]).as_deref(), Some(&b"first"[..]));
+        assert_eq!(recv(&mut p[1]).as_deref(), Some(&b"second"[..]));
+        assert_eq!(recv(&mut p[1]), None);
+
+        switch.set_plugged(2, false);
+        assert_eq!(recv(&mut p[2]), None, "unplugging empties the queue");
+        send(&mut p[1], b"to zero only");
+        send(&mut p[2], b"from an unplugged port");
+        assert_eq!(recv(&mut p[0]).as_deref(), Some(&b"to zero only"[..]));
+        assert_eq!(recv(&mut p[0]), None);
+        assert_eq!(switch.dropped(), 2);
+
+        switch.set_plugged(2, true);
+        send(&mut p[0], b"back");
+        assert_eq!(recv(&mut p[2]).as_deref(), Some(&b"back"[..]));
+        // The queue's ring wraps around.
+        for round in 0..5u8 {
+            send(&mut p[1], &[round; 10]);
+            assert_eq!(recv(&mut p[2]), Some(std::vec![round; 10]));
+        }
     }
 }

@@ -4,7 +4,6 @@
 //! generation. The blocking (`embedded-nal`) variant.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
 
-use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -47,7 +46,7 @@ fn leak<T>(t: T) -> &'static mut T {
 }
 
 impl<'a> Host<'a> {
-    fn new(switch: &'a RefCell<Net>, i: usize) -> Self {
+    fn new(switch: &'a Net, i: usize) -> Self {
         let mut port = Port::new(switch, i);
         let mut cfg =
             smoltcp::iface::Config::new(EthernetAddress([2, 0, 0, 0, 0, 1 + i as u8]).into());
@@ -148,7 +147,7 @@ fn live(h: &Host<'_>) -> usize {
 
 #[test]
 fn three_smoltcp_nodes_converge_detect_a_stop_and_see_a_restart() {
-    let switch = RefCell::new(Net::new());
+    let switch = Net::new();
     let mut hosts: Vec<Host<'_>> = (0..N).map(|i| Host::new(&switch, i)).collect();
     let mut events = vec![Vec::new(); N];
     let mut now = Instant::ZERO;
@@ -187,7 +186,7 @@ fn three_smoltcp_nodes_converge_detect_a_stop_and_see_a_restart() {
     // word said, its port unplugged): 0 and 1 convict it.
     run_for(&mut hosts, &mut now, Duration::from_secs(10), &mut events);
     hosts[2].gossip = None;
-    switch.borrow_mut().set_plugged(2, false);
+    switch.set_plugged(2, false);
     let took = run_until(
         &mut hosts,
         &mut now,
@@ -207,7 +206,7 @@ fn three_smoltcp_nodes_converge_detect_a_stop_and_see_a_restart() {
     );
 
     // Node 2 restarts with a higher generation: both see it, up again.
-    switch.borrow_mut().set_plugged(2, true);
+    switch.set_plugged(2, true);
     hosts[2].restart(2, 1_001, now);
     let took = run_until(
         &mut hosts,
