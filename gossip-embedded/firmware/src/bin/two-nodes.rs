@@ -15,18 +15,19 @@
 #![no_main]
 
 use core::net::SocketAddr;
-use core::sync::atomic::{AtomicU32, Ordering};
 use core::time::Duration;
 
-use cortex_m::peripheral::syst::SystClkSource;
-use cortex_m_rt::{entry, exception};
-use cortex_m_semihosting::{debug, hprintln};
+use cortex_m_rt::entry;
+use cortex_m_semihosting::hprintln;
 use embedded_nal::UdpFullStack;
 use gossip_core::state::{Generation, StateKey};
-use gossip_core::wire::ClusterId;
-use gossip_core::{Config, Event, Instant, Node};
+use gossip_core::{Event, Node};
 use gossip_embedded::net::{Port, SmoltcpStack, Switch, UdpHandle};
-use gossip_embedded::{Gossip, SmallStorage, small_config};
+use gossip_embedded::{Gossip, SmallStorage};
+use gossip_firmware::{
+    STATE_KEYS, addr, config, fail, has_states, millis, now, paint_stack, stack_high_water,
+    start_clock, state_value, static_ram, succeed,
+};
 use rand_core::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 use smoltcp::iface::{Interface, SocketSet, SocketStorage};
@@ -40,53 +41,6 @@ type NodeGossip = Gossip<SmallStorage, Xoshiro256PlusPlus, 512>;
 /// UDP headers), 2 queued per port.
 const FRAME: usize = 554;
 type Net = Switch<2, FRAME, 2>;
-
-/// Node 1's states: 8 keys with 16-byte names and 32-byte values.
-const PEER_KEYS: [&str; 8] = [
-    "sensor.temp.0001",
-    "sensor.temp.0002",
-    "sensor.humid.001",
-    "sensor.humid.002",
-    "firmware.version",
-    "uplink.gateway.0",
-    "battery.mv.x1000",
-    "location.grid.id",
-];
-
-fn peer_value(i: usize) -> [u8; 32] {
-    [b'a' + i as u8; 32]
-}
-
-/// Milliseconds since boot, counted by SysTick.
-static MILLIS: AtomicU32 = AtomicU32::new(0);
-
-#[exception]
-fn SysTick() {
-    MILLIS.fetch_add(1, Ordering::Relaxed);
-}
-
-fn now() -> Instant {
-    Instant::from_millis(u64::from(MILLIS.load(Ordering::Relaxed)))
-}
-
-fn config() -> Config {
-    let mut c = small_config(ClusterId::from_name("firmware"));
-    c.gossip_interval = Duration::from_millis(100);
-    c
-}
-
-/// Prints why and exits 1 through semihosting.
-fn fail(why: &str) -> ! {
-    hprintln!("FAILED: {}", why);
-    debug::exit(debug::EXIT_FAILURE);
-    loop {
-        cortex_m::asm::wfi();
-    }
-}
-
-fn addr(i: u8) -> SocketAddr {
-    SocketAddr::from(([10, 0, 0, 1 + i], 7000))
-}
 
 /// One node's interface, socket and gossip.
 struct Host<'a> {
@@ -192,98 +146,18 @@ impl<'a> Host<'a> {
     }
 }
 
-/// Whether node 0 holds all of node 1's states.
-fn has_peer_states(h: &Host<'_>) -> bool {
-    let Some(peer) = h.gossip.node().endpoint(&addr(1)) else {
-        return false;
-    };
-    PEER_KEYS.iter().enumerate().all(|(i, k)| {
-        peer.state()
-            .get(&StateKey::parse(k))
-            .is_some_and(|v| v.value == peer_value(i))
-    })
-}
-
-unsafe extern "C" {
-    static mut __sdata: u32;
-    static mut __edata: u32;
-    static mut __sbss: u32;
-    static mut __ebss: u32;
-    static mut _stack_start: u32;
-}
-
-const PAINT: u32 = 0x5AFE_57AC;
-
-/// Fills the free RAM between the end of `.bss` and the current stack
-/// pointer (less a margin) with [`PAINT`], for the stack high-water mark.
-fn paint_stack() {
-    let bottom = core::ptr::addr_of_mut!(__ebss);
-    let sp = cortex_m::register::msp::read() as usize - 256;
-    let mut p = bottom;
-    while (p as usize) < sp {
-        // SAFETY: `p` runs over word-aligned addresses from the end of .bss
-        // (cortex-m-rt aligns it to 4) up to 256 bytes below the current
-        // stack pointer: RAM that no object occupies (there is no heap) and
-        // that the stack has not reached yet, so nothing reads or aliases it.
-        unsafe {
-            p.write_volatile(PAINT);
-            p = p.add(1);
-        }
-    }
-}
-
-/// Bytes of stack ever used: from the top of RAM down to the lowest word
-/// that no longer holds [`PAINT`].
-fn stack_high_water() -> usize {
-    let top = core::ptr::addr_of_mut!(_stack_start) as usize;
-    let mut p = core::ptr::addr_of_mut!(__ebss);
-    // SAFETY: reads (volatile, word-aligned) of the painted region between
-    // the end of .bss and the stack, which is plain RAM; stops at the first
-    // word the stack has written, at the latest at the stack top.
-    unsafe {
-        while (p as usize) < top && p.read_volatile() == PAINT {
-            p = p.add(1);
-        }
-    }
-    top - p as usize
-}
-
-/// Whole milliseconds (u64: formatting a u128 costs flash).
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-fn static_ram() -> usize {
-    let span = |a: *mut u32, b: *mut u32| b as usize - a as usize;
-    span(
-        core::ptr::addr_of_mut!(__sdata),
-        core::ptr::addr_of_mut!(__edata),
-    ) + span(
-        core::ptr::addr_of_mut!(__sbss),
-        core::ptr::addr_of_mut!(__ebss),
-    )
-}
-
 #[entry]
 fn main() -> ! {
     paint_stack();
-    if let Err(why) = run() {
-        fail(why);
-    }
-    debug::exit(debug::EXIT_SUCCESS);
-    loop {
-        cortex_m::asm::wfi();
+    match run() {
+        Ok(()) => succeed(),
+        Err(why) => fail(why),
     }
 }
 
 fn run() -> Result<(), &'static str> {
     let mut core = cortex_m::Peripherals::take().ok_or("peripherals")?;
-    // mps2-an386 runs the core at 25 MHz: a SysTick every millisecond.
-    core.SYST.set_clock_source(SystClkSource::Core);
-    core.SYST.set_reload(25_000 - 1);
-    core.SYST.clear_current();
-    core.SYST.enable_interrupt();
-    core.SYST.enable_counter();
+    start_clock(&mut core.SYST);
 
     let switch = Net::new();
     let (mut b0, mut b1) = (Buffers::new(), Buffers::new());
@@ -291,9 +165,9 @@ fn run() -> Result<(), &'static str> {
     let mut s1 = [SocketStorage::EMPTY; 1];
     let mut h0 = Host::new(&switch, 0, &mut s0, &mut b0);
     let mut h1 = Host::new(&switch, 1, &mut s1, &mut b1);
-    for (i, k) in PEER_KEYS.iter().enumerate() {
+    for (k, name) in STATE_KEYS.iter().enumerate() {
         h1.gossip
-            .set_state(StateKey::parse(k), &peer_value(i))
+            .set_state(StateKey::parse(name), &state_value(1, k))
             .map_err(|_| "set_state on node 1")?;
     }
     let construction_peak = stack_high_water();
@@ -308,7 +182,7 @@ fn run() -> Result<(), &'static str> {
         let seen = h1.poll(want);
         let t = now().saturating_duration_since(started);
         let both_live = h0.gossip.node().live_count() == 1 && h1.gossip.node().live_count() == 1;
-        if converged.is_none() && both_live && has_peer_states(&h0) {
+        if converged.is_none() && both_live && has_states(h0.gossip.node(), 1) {
             converged = Some(t);
             h0.gossip
                 .set_state(StateKey::parse("ROLE"), b"gateway")
@@ -350,13 +224,4 @@ fn run() -> Result<(), &'static str> {
         static_ram() + gossip_peak.max(construction_peak)
     );
     Ok(())
-}
-
-#[panic_handler]
-fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    hprintln!("PANIC: {}", info);
-    debug::exit(debug::EXIT_FAILURE);
-    loop {
-        cortex_m::asm::wfi();
-    }
 }
