@@ -53,10 +53,6 @@ const SUSPECT_PENDING: Instant = Instant::from_micros(1);
 const PROBE_QUEUE: usize = 16;
 const PROBES_PER_ROUND: u32 = 8;
 
-/// Members considered for a SYN's stretch of the ring (more than a datagram
-/// holds).
-const RING_WINDOW: usize = 128;
-
 /// Recently refreshed endpoints remembered for the next SYNs.
 const RECENT: usize = 64;
 
@@ -547,6 +543,8 @@ impl<S: Storage, R: Rng> Node<S, R> {
         };
         #[cfg(not(feature = "auth"))]
         let message_limit = limit;
+        // SYNs and ACKs walk the ring order.
+        self.index.sort_ring();
         loop {
             let buf = full.get_mut(..message_limit)?;
             let (destination, size, kind) = match self.phase {
@@ -562,7 +560,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
                     }
                 },
                 Phase::Running => {
-                    if let Some(reply) = self.write_next_reply(buf) {
+                    if let Some(reply) = self.write_next_reply(now, buf) {
                         reply
                     } else if let Some((target, size)) = self.write_next_probe(now, buf) {
                         (target, size, Kind::Syn)
@@ -674,6 +672,21 @@ impl<S: Storage, R: Rng> Node<S, R> {
             .filter(|p| p.is_member())
     }
 
+    /// Where the endpoint at `addr` sits in the peer table, if known: a
+    /// handle for [`endpoint_at`](Self::endpoint_at) that saves the lookup.
+    /// It stays valid while the endpoint is in the table; once the endpoint
+    /// is removed, the slot may hold another.
+    pub fn endpoint_slot(&self, addr: &SocketAddr) -> Option<usize> {
+        let idx = self.index.find(addr, self.peers.as_slice())? as usize;
+        self.peers.as_slice().get(idx)?.is_member().then_some(idx)
+    }
+
+    /// The endpoint in table slot `slot` (see
+    /// [`endpoint_slot`](Self::endpoint_slot)), if the slot holds one.
+    pub fn endpoint_at(&self, slot: usize) -> Option<&Peer<S::StateBuf>> {
+        self.peers.as_slice().get(slot).filter(|p| p.is_member())
+    }
+
     /// Known endpoints (this node excluded).
     pub fn endpoint_count(&self) -> usize {
         self.alive + self.unreachable
@@ -762,30 +775,23 @@ impl<S: Storage, R: Rng> Node<S, R> {
             return Err(DropReason::Quarantined);
         }
         match decoded.message {
-            Message::Syn(syn) => {
-                self.queue_reply(from, datagram)?;
-                for d in syn.digests {
-                    self.note_digest(now, &d);
-                }
-            }
+            // Its digests are noted when the reply is written, in the same
+            // pass that finds them for the reply.
+            Message::Syn(_) => self.queue_reply(from, datagram)?,
             Message::Ack(ack) => {
-                self.check_deltas(ack.deltas)?;
+                let slots = self.check_deltas(ack.deltas)?;
                 if !ack.requests.is_empty() {
                     self.queue_reply(from, datagram)?;
                 }
-                for d in ack.deltas {
-                    self.apply_delta(now, sender, d.endpoint, &d.delta);
-                }
+                self.apply_deltas(now, sender, ack.deltas, &slots);
             }
             Message::Ack2(ack2) => {
-                self.check_deltas(ack2.deltas)?;
-                for d in ack2.deltas {
-                    self.apply_delta(now, sender, d.endpoint, &d.delta);
-                }
+                let slots = self.check_deltas(ack2.deltas)?;
+                self.apply_deltas(now, sender, ack2.deltas, &slots);
             }
             Message::Shutdown(notice) => {
-                self.check_delta(sender, &notice.delta)?;
-                self.apply_delta(now, sender, sender, &notice.delta);
+                let slot = self.check_delta(sender, &notice.delta)?;
+                self.apply_delta(now, sender, sender, &notice.delta, Some(slot));
                 self.mark_shut_down(now, sender, notice.delta.generation);
             }
         }
@@ -877,10 +883,17 @@ impl<S: Storage, R: Rng> Node<S, R> {
         Ok(())
     }
 
-    fn check_deltas(&self, deltas: wire::Deltas<'_>) -> Result<(), DropReason> {
+    /// Checks every delta before any is applied; returns the slot each
+    /// endpoint was found in ([`NO_SLOT`] when unknown or local), as far as
+    /// the scratch holds, for [`apply_deltas`](Self::apply_deltas).
+    fn check_deltas(
+        &self,
+        deltas: wire::Deltas<'_>,
+    ) -> Result<S::Scratch<u32, FOUND_SCRATCH>, DropReason> {
         // Endpoints seen so far, to refuse duplicates; past the array's
         // capacity (only tiny deltas in huge datagrams) the slow way.
         let mut seen = S::Scratch::<SocketAddr, 128>::default();
+        let mut slots = S::Scratch::<u32, FOUND_SCRATCH>::default();
         for (i, d) in deltas.enumerate() {
             let duplicate = if seen.as_slice().len() == i {
                 seen.as_slice().contains(&d.endpoint)
@@ -891,18 +904,20 @@ impl<S: Storage, R: Rng> Node<S, R> {
                 return Err(DropReason::DuplicateEndpoint);
             }
             let _ = seen.try_push(d.endpoint);
-            self.check_delta(d.endpoint, &d.delta)?;
+            let slot = self.check_delta(d.endpoint, &d.delta)?;
+            let _ = slots.try_push(slot);
         }
-        Ok(())
+        Ok(slots)
     }
 
-    fn check_delta(&self, endpoint: SocketAddr, delta: &Delta<'_>) -> Result<(), DropReason> {
+    /// Checks one delta; returns the slot its endpoint is in, or
+    /// [`NO_SLOT`].
+    fn check_delta(&self, endpoint: SocketAddr, delta: &Delta<'_>) -> Result<u32, DropReason> {
         if endpoint == self.local {
-            return Ok(());
+            return Ok(NO_SLOT);
         }
-        let existing = self
-            .index
-            .find(&endpoint, self.peers.as_slice())
+        let slot = self.index.find(&endpoint, self.peers.as_slice());
+        let existing = slot
             .and_then(|i| self.peers.as_slice().get(i as usize))
             .filter(|p| p.is_member())
             .map(|p| &p.state);
@@ -912,21 +927,46 @@ impl<S: Storage, R: Rng> Node<S, R> {
             &self.config.limits,
             self.reference_generation(),
         )
-        .map_err(DropReason::from_merge)
+        .map_err(DropReason::from_merge)?;
+        Ok(slot.unwrap_or(NO_SLOT))
+    }
+
+    /// Applies checked deltas, with the slots [`check_deltas`](Self::check_deltas)
+    /// found (deltas past them are looked up again).
+    fn apply_deltas(
+        &mut self,
+        now: Instant,
+        sender: SocketAddr,
+        deltas: wire::Deltas<'_>,
+        slots: &S::Scratch<u32, FOUND_SCRATCH>,
+    ) {
+        for (k, d) in deltas.enumerate() {
+            let slot = slots.as_slice().get(k).copied();
+            self.apply_delta(now, sender, d.endpoint, &d.delta, slot);
+        }
     }
 
     /// Merges a checked delta about `endpoint`, received from `sender`.
+    /// `slot`: where the check found the endpoint ([`NO_SLOT`]: nowhere), if
+    /// it remembered; no other delta of the datagram can have moved it
+    /// (endpoints are distinct, and applying never vacates a slot).
     fn apply_delta(
         &mut self,
         now: Instant,
         sender: SocketAddr,
         endpoint: SocketAddr,
         delta: &Delta<'_>,
+        slot: Option<u32>,
     ) {
         if endpoint == self.local {
             return;
         }
-        let (idx, is_new) = match self.index.find(&endpoint, self.peers.as_slice()) {
+        let found = match slot {
+            Some(NO_SLOT) => None,
+            Some(i) => Some(i),
+            None => self.index.find(&endpoint, self.peers.as_slice()),
+        };
+        let (idx, is_new) = match found {
             Some(i) => match self.peers.as_slice().get(i as usize) {
                 Some(p) if p.slot == Slot::Quarantined => {
                     if delta.generation <= p.state.generation() {
@@ -1034,15 +1074,12 @@ impl<S: Storage, R: Rng> Node<S, R> {
     /// A digest says someone has a newer version of an endpoint than we have
     /// seen: evidence that it is alive, even before the delta comes (which
     /// the datagram budget may delay by rounds in a large cluster).
-    fn note_digest(&mut self, now: Instant, d: &GossipDigest) {
-        if d.endpoint == self.local {
-            return;
-        }
+    fn note_digest(&mut self, now: Instant, d: &GossipDigest, slot: Option<u32>) {
         let initial = self.config.fd_initial_interval();
         let min_interval = self.config.fd_min_interval();
         let threshold = self.config.phi_threshold;
         let count_interval = now >= self.pause_grace_until;
-        let Some(idx) = self.index.find(&d.endpoint, self.peers.as_slice()) else {
+        let Some(idx) = slot else {
             // An endpoint we will ask for: we are still learning the cluster.
             if self.occupied < self.config.max_peers {
                 self.catching_up(now);
@@ -1498,47 +1535,41 @@ impl<S: Storage, R: Rng> Node<S, R> {
                 p.flags |= flags::MENTIONED;
             }
         }
-        // The members nearest clockwise from `start`, nearest first.
-        let mut nearest: Top<S, u32, RING_WINDOW> = TopK::new();
-        let mut members = 0usize;
-        for (i, p) in peers.iter().enumerate() {
-            if p.is_member() {
-                members += 1;
-                let distance = p.ring.wrapping_sub(start);
-                nearest.offer(u64::from(u32::MAX - distance), i as u32);
-            }
-        }
-        let candidates = nearest.len();
-        let window = nearest.sorted();
+        // Every member clockwise from `start`, nearest first, as far as fits.
+        let ring = self.index.ring();
+        let first = ring.partition_point(|&(position, _)| position < start);
+        let (before, after) = ring.split_at(first);
         let mut covered: Option<u32> = None;
-        let mut all = candidates == members;
-        for &(key, i) in window {
-            let distance = u32::MAX - key as u32;
+        let mut left_out: Option<u32> = None;
+        for &(position, i) in after.iter().chain(before) {
             let Some(p) = peers.get(i as usize) else {
                 continue;
             };
+            if !p.is_member() {
+                continue;
+            }
+            let distance = position.wrapping_sub(start);
             if p.flags & flags::MENTIONED == 0 && !w.push(&digest_of(p)) {
-                all = false;
+                left_out = Some(distance);
                 break;
             }
             covered = Some(distance);
         }
-        let range = if all {
-            RingRange {
+        let range = match (left_out, covered) {
+            (None, _) => RingRange {
                 start,
                 end: start.wrapping_sub(1),
-            }
-        } else {
-            // Stop short of the first one left out, in case two share a
-            // position.
-            let end = match (covered, window.first()) {
-                (Some(d), _) => start.wrapping_add(d),
-                (None, Some(&(key, _))) => {
-                    start.wrapping_add((u32::MAX - key as u32).wrapping_sub(1))
-                }
-                (None, None) => start.wrapping_sub(1),
-            };
-            RingRange { start, end }
+            },
+            (Some(_), Some(d)) => RingRange {
+                start,
+                end: start.wrapping_add(d),
+            },
+            // Stop short of the first one left out (nothing fitted: claim as
+            // little as a range can).
+            (Some(d), None) => RingRange {
+                start,
+                end: start.wrapping_add(d.saturating_sub(1)),
+            },
         };
         self.ring_cursor = range.end.wrapping_add(1);
         for &(idx, _) in self.recent.iter() {
@@ -1662,7 +1693,54 @@ impl<S: Storage, R: Rng> Node<S, R> {
     /// Encodes the reply to the oldest pending SYN or ACK, if any: its
     /// destination, its size (`None`: nothing to send, `Some(0)`: could not be
     /// encoded) and kind.
-    fn write_next_reply(&mut self, buf: &mut [u8]) -> Option<(SocketAddr, Option<usize>, Kind)> {
+    /// Notes a SYN's digests (evidence of life, news to catch up on) and
+    /// finds their slots, marked [`flags::MENTIONED`], for the ACK: one
+    /// lookup per digest (past the scratch's size, looked up again later).
+    /// Returns the slots and whether the SYN mentions this node.
+    fn note_digests(
+        &mut self,
+        now: Instant,
+        syn: &Syn<'_>,
+    ) -> (S::Scratch<u32, FOUND_SCRATCH>, bool) {
+        let mut found = S::Scratch::<u32, FOUND_SCRATCH>::default();
+        let mut local_mentioned = false;
+        for d in syn.digests {
+            let slot = if d.endpoint == self.local {
+                local_mentioned = true;
+                LOCAL_SLOT
+            } else {
+                let slot = self.index.find(&d.endpoint, self.peers.as_slice());
+                if let Some(p) = slot.and_then(|i| self.peers.as_mut_slice().get_mut(i as usize)) {
+                    p.flags |= flags::MENTIONED;
+                }
+                self.note_digest(now, &d, slot);
+                slot.unwrap_or(NO_SLOT)
+            };
+            let _ = found.try_push(slot);
+        }
+        (found, local_mentioned)
+    }
+
+    fn write_next_reply(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+    ) -> Option<(SocketAddr, Option<usize>, Kind)> {
+        let reply = self.replies.as_mut_slice().get_mut(self.reply_head)?;
+        let to = reply.to;
+        // The slot is done with: its datagram moves out (noting a SYN's
+        // digests changes the table, which the datagram must not borrow).
+        let datagram = core::mem::take(&mut reply.bytes);
+        self.reply_head += 1;
+        let message = match wire::decode(datagram.bytes(), self.config.cluster) {
+            Ok(d) => d.message,
+            // Unreachable: it was decoded when queued.
+            Err(_) => return Some((to, None, Kind::Ack)),
+        };
+        let noted = match &message {
+            Message::Syn(syn) => Some(self.note_digests(now, syn)),
+            _ => None,
+        };
         let header = self.header();
         let occupied = self.occupied;
         let Node {
@@ -1670,33 +1748,46 @@ impl<S: Storage, R: Rng> Node<S, R> {
             me,
             peers,
             index,
-            replies,
-            reply_head,
             local,
             ..
         } = self;
-        let reply = replies.as_slice().get(*reply_head)?;
-        *reply_head += 1;
         let ctx: ReplyContext<'_, S> = ReplyContext {
             local: *local,
             me: &*me,
             index: &*index,
             room_for_new: occupied < config.max_peers,
         };
-        let (size, kind) = match wire::decode(reply.bytes.bytes(), config.cluster) {
-            Ok(d) => match d.message {
-                Message::Syn(syn) => (write_ack(&ctx, peers, syn, &header, buf), Kind::Ack),
-                Message::Ack(ack) => (
-                    write_ack2(&ctx, peers.as_slice(), ack.requests, &header, buf),
-                    Kind::Ack2,
-                ),
-                // Only SYNs and ACKs are queued.
-                _ => (None, Kind::Ack),
-            },
-            // Unreachable: it was decoded when queued.
-            Err(_) => (None, Kind::Ack),
+        let (size, kind) = match (message, noted) {
+            (Message::Syn(syn), Some((found, local_mentioned))) => {
+                let size = write_ack(
+                    &ctx,
+                    peers.as_slice(),
+                    syn,
+                    &found,
+                    local_mentioned,
+                    &header,
+                    buf,
+                );
+                // Unflag what `note_digests` flagged.
+                for (k, d) in syn.digests.enumerate() {
+                    let slot = match found.as_slice().get(k) {
+                        Some(slot) => Some(*slot),
+                        None => index.find(&d.endpoint, peers.as_slice()),
+                    };
+                    if let Some(p) = slot.and_then(|i| peers.as_mut_slice().get_mut(i as usize)) {
+                        p.flags &= !flags::MENTIONED;
+                    }
+                }
+                (size, Kind::Ack)
+            }
+            (Message::Ack(ack), _) => (
+                write_ack2(&ctx, peers.as_slice(), ack.requests, &header, buf),
+                Kind::Ack2,
+            ),
+            // Only SYNs and ACKs are queued.
+            _ => (None, Kind::Ack),
         };
-        Some((reply.to, size, kind))
+        Some((to, size, kind))
     }
 }
 
@@ -1956,10 +2047,6 @@ impl<T: Copy, V: Seq<(u64, T)> + Default> TopK<T, V> {
         self.heap.capacity_limit().unwrap_or(usize::MAX)
     }
 
-    fn len(&self) -> usize {
-        self.heap.as_slice().len()
-    }
-
     fn offer(&mut self, key: u64, item: T) {
         self.offered += 1;
         match self.heap.try_push((key, item)) {
@@ -2112,8 +2199,10 @@ fn write_deltas<S: Storage>(
 #[inline(never)]
 fn write_ack<S: Storage>(
     ctx: &ReplyContext<'_, S>,
-    peers: &mut S::Peers,
+    peers_ro: &[Peer<S::StateBuf>],
     syn: Syn<'_>,
+    found: &S::Scratch<u32, FOUND_SCRATCH>,
+    local_mentioned: bool,
     header: &Header,
     buf: &mut [u8],
 ) -> Option<usize> {
@@ -2122,30 +2211,10 @@ fn write_ack<S: Storage>(
         return Some(0);
     };
     // The SYN lists everything its sender knows on a stretch of the ring:
-    // what it does not mention there is news to it. One lookup per digest,
-    // remembered for the passes below (past the scratch's size, looked up
-    // again).
+    // what it does not mention there is news to it. `found` has each
+    // digest's slot (past its size, looked up again), and the mentioned
+    // members are flagged.
     let range = syn.range;
-    let mut local_mentioned = false;
-    let mut found = S::Scratch::<u32, FOUND_SCRATCH>::default();
-    for d in syn.digests {
-        let slot = if d.endpoint == ctx.local {
-            local_mentioned = true;
-            LOCAL_SLOT
-        } else {
-            match ctx.index.find(&d.endpoint, peers.as_slice()) {
-                Some(i) => {
-                    if let Some(p) = peers.as_mut_slice().get_mut(i as usize) {
-                        p.flags |= flags::MENTIONED;
-                    }
-                    i
-                }
-                None => NO_SLOT,
-            }
-        };
-        let _ = found.try_push(slot);
-    }
-    let peers_ro = peers.as_slice();
     let slot_of = |k: usize, d: &GossipDigest| -> u32 {
         match found.as_slice().get(k) {
             Some(slot) => *slot,
@@ -2200,6 +2269,11 @@ fn write_ack<S: Storage>(
             break;
         }
     }
+    // The members on the SYN's stretch of the ring, in ring order.
+    let ring = ctx.index.ring();
+    let first = ring.partition_point(|&(position, _)| position < range.start);
+    let (before, after) = ring.split_at(first);
+    let span = range.end.wrapping_sub(range.start);
     let unmentioned = |f: &mut dyn FnMut(Candidate) -> bool| {
         if !local_mentioned
             && range.contains(ring_position(&ctx.local))
@@ -2207,11 +2281,14 @@ fn write_ack<S: Storage>(
         {
             return false;
         }
-        for (i, p) in peers_ro.iter().enumerate() {
-            if p.is_member()
-                && range.contains(p.ring)
+        for &(position, i) in after.iter().chain(before) {
+            if position.wrapping_sub(range.start) > span {
+                break;
+            }
+            if let Some(p) = peers_ro.get(i as usize)
+                && p.is_member()
                 && p.flags & flags::MENTIONED == 0
-                && !f(everything(Who::Peer(i as u32), &p.state))
+                && !f(everything(Who::Peer(i), &p.state))
             {
                 return false;
             }
@@ -2240,18 +2317,6 @@ fn write_ack<S: Storage>(
     });
     let empty = w.requests() == 0 && w.deltas() == 0;
     let size = w.finish();
-    for (k, d) in syn.digests.enumerate() {
-        let slot = match found.as_slice().get(k) {
-            Some(slot) => *slot,
-            None => ctx
-                .index
-                .find(&d.endpoint, peers.as_slice())
-                .unwrap_or(NO_SLOT),
-        };
-        if let Some(p) = peers.as_mut_slice().get_mut(slot as usize) {
-            p.flags &= !flags::MENTIONED;
-        }
-    }
     (!empty).then_some(size)
 }
 

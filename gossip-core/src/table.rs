@@ -73,7 +73,9 @@ impl<T> Seq<T> for alloc::vec::Vec<T> {
     }
 }
 
-/// Finds a peer's slot by address.
+/// Finds a peer's slot by address, and keeps the occupied slots in ring
+/// order (by [`ring_position`](crate::wire::ring_position)), so a SYN's
+/// stretch of the ring is walked without scanning the whole table.
 pub trait AddrIndex: Default {
     /// Seeds the hash function (called once, from the node's RNG).
     fn seed(&mut self, seed: u64);
@@ -83,13 +85,74 @@ pub trait AddrIndex: Default {
     fn insert<B>(&mut self, idx: u32, peers: &[Peer<B>]);
     /// Slot `idx` is about to be vacated.
     fn remove<B>(&mut self, idx: u32, peers: &[Peer<B>]);
+    /// Brings the ring order up to date after insertions (cheap when it is).
+    fn sort_ring(&mut self);
+    /// Every occupied slot as `(ring position, slot)`, in ascending order,
+    /// as of the last [`sort_ring`](Self::sort_ring).
+    fn ring(&self) -> &[(u32, u32)];
 }
 
-/// An [`AddrIndex`] that scans the table: no memory, O(peers) lookups.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct LinearIndex;
+/// The occupied slots in ring order: appended on insertion and sorted when
+/// asked (the sorted prefix stays sorted, so with a standard library sort
+/// that is one merge).
+#[derive(Default)]
+pub(crate) struct RingOrder<V> {
+    entries: V,
+    sorted: bool,
+}
 
-impl AddrIndex for LinearIndex {
+impl<V: Seq<(u32, u32)>> RingOrder<V> {
+    fn insert(&mut self, ring: u32, idx: u32) {
+        let entry = (ring, idx);
+        let in_order = self
+            .entries
+            .as_slice()
+            .last()
+            .is_none_or(|last| *last < entry);
+        // Room for every slot: the caller's table holds as many.
+        if self.entries.try_push(entry).is_ok() && !in_order {
+            self.sorted = false;
+        }
+    }
+
+    fn remove(&mut self, ring: u32, idx: u32) {
+        let entries = self.entries.as_mut_slice();
+        if let Some(at) = entries.iter().position(|e| *e == (ring, idx)) {
+            entries.copy_within(at + 1.., at);
+            let len = entries.len() - 1;
+            self.entries.truncate(len);
+        }
+    }
+
+    fn sort(&mut self) {
+        if self.sorted {
+            return;
+        }
+        let entries = self.entries.as_mut_slice();
+        #[cfg(feature = "alloc")]
+        entries.sort();
+        // Without an allocator (a few tens of slots), an insertion sort: no
+        // sort routine in flash.
+        #[cfg(not(feature = "alloc"))]
+        for i in 1..entries.len() {
+            let mut j = i;
+            while j > 0 && entries.get(j - 1) > entries.get(j) {
+                entries.swap(j - 1, j);
+                j -= 1;
+            }
+        }
+        self.sorted = true;
+    }
+}
+
+/// An [`AddrIndex`] that scans the table for addresses (no memory for that,
+/// O(peers) lookups), and keeps the ring order of up to `N` slots.
+#[derive(Default)]
+pub struct LinearIndex<const N: usize> {
+    ring: RingOrder<heapless::Vec<(u32, u32), N>>,
+}
+
+impl<const N: usize> AddrIndex for LinearIndex<N> {
     fn seed(&mut self, _seed: u64) {}
 
     fn find<B>(&self, addr: &SocketAddr, peers: &[Peer<B>]) -> Option<u32> {
@@ -99,17 +162,35 @@ impl AddrIndex for LinearIndex {
             .and_then(|i| u32::try_from(i).ok())
     }
 
-    fn insert<B>(&mut self, _idx: u32, _peers: &[Peer<B>]) {}
+    fn insert<B>(&mut self, idx: u32, peers: &[Peer<B>]) {
+        if let Some(p) = peers.get(idx as usize) {
+            self.ring.insert(p.ring, idx);
+        }
+    }
 
-    fn remove<B>(&mut self, _idx: u32, _peers: &[Peer<B>]) {}
+    fn remove<B>(&mut self, idx: u32, peers: &[Peer<B>]) {
+        if let Some(p) = peers.get(idx as usize) {
+            self.ring.remove(p.ring, idx);
+        }
+    }
+
+    fn sort_ring(&mut self) {
+        self.ring.sort();
+    }
+
+    fn ring(&self) -> &[(u32, u32)] {
+        self.ring.entries.as_slice()
+    }
 }
 
-/// An [`AddrIndex`] over a hash table of slot numbers (about 5 bytes a peer).
+/// An [`AddrIndex`] over a hash table of slot numbers (about 5 bytes a
+/// peer), and the ring order (8 bytes a peer).
 #[cfg(feature = "alloc")]
 #[derive(Default)]
 pub struct HashIndex {
     table: hashbrown::HashTable<u32>,
     hasher: foldhash::fast::FixedState,
+    ring: RingOrder<alloc::vec::Vec<(u32, u32)>>,
 }
 
 #[cfg(feature = "alloc")]
@@ -146,6 +227,7 @@ impl AddrIndex for HashIndex {
                 .get(*i as usize)
                 .map_or(0, |p| hasher.hash_one(p.addr))
         });
+        self.ring.insert(peer.ring, idx);
     }
 
     fn remove<B>(&mut self, idx: u32, peers: &[Peer<B>]) {
@@ -155,6 +237,15 @@ impl AddrIndex for HashIndex {
         if let Ok(entry) = self.table.find_entry(self.hash(&peer.addr), |i| *i == idx) {
             entry.remove();
         }
+        self.ring.remove(peer.ring, idx);
+    }
+
+    fn sort_ring(&mut self) {
+        self.ring.sort();
+    }
+
+    fn ring(&self) -> &[(u32, u32)] {
+        self.ring.entries.as_slice()
     }
 }
 
@@ -205,7 +296,7 @@ impl<const PEERS: usize, const STATE_BYTES: usize, const DATAGRAM: usize, const 
     type Indices = heapless::Vec<u32, PEERS>;
     type Datagram = heapless::Vec<u8, DATAGRAM>;
     type Replies = heapless::Vec<Reply<Self::Datagram>, REPLIES>;
-    type Index = LinearIndex;
+    type Index = LinearIndex<PEERS>;
     type Scratch<T, const N: usize> = heapless::Vec<T, PEERS>;
 }
 

@@ -201,7 +201,7 @@ pub struct Sim {
     removed: HashMap<(u32, u32), Generation>,
     violation: Option<Violation>,
     /// Views before a datagram is handled, for the monotonicity check.
-    scratch: Vec<(SocketAddr, Generation, Version)>,
+    scratch: Vec<(usize, SocketAddr, Generation, Version)>,
 }
 
 /// The generation nodes start with (seconds since the epoch, as bindings do).
@@ -603,8 +603,10 @@ impl Sim {
             && let Ok(d) = wire::decode(bytes, self.cfg.node.cluster)
         {
             let mut note = |addr: SocketAddr| {
-                if let Some(p) = node.endpoint(&addr) {
-                    scratch.push((addr, p.state().generation(), p.state().max_version()));
+                if let Some(slot) = node.endpoint_slot(&addr)
+                    && let Some(p) = node.endpoint_at(slot)
+                {
+                    scratch.push((slot, addr, p.state().generation(), p.state().max_version()));
                 }
             };
             match d.message {
@@ -622,8 +624,10 @@ impl Sim {
             return;
         };
         let mut broken = None;
-        for (addr, generation, version) in &self.scratch {
-            if let Some(p) = node.endpoint(addr) {
+        for (slot, addr, generation, version) in &self.scratch {
+            // The slot still holds `addr`: handling one datagram never
+            // removes an endpoint.
+            if let Some(p) = node.endpoint_at(*slot) {
                 let now = (p.state().generation(), p.state().max_version());
                 if now < (*generation, *version) {
                     broken = Some(format!(

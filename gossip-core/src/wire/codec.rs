@@ -5,9 +5,14 @@
 //! [`Full`] and leaves the logical position unchanged; a read that does not
 //! parse reports [`Malformed`]. Nothing panics.
 
-use serde::{Deserialize, Serialize};
+#[cfg(test)]
+use serde::Deserialize;
+use serde::Serialize;
 
-use crate::state::{StateKey, Version, VersionedValue};
+use core::net::SocketAddr;
+
+use crate::state::{Generation, StateKey, Version, VersionedValue};
+use crate::wire::GossipDigest;
 
 /// A write did not fit the space left.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,17 +141,128 @@ impl<'a> Reader<'a> {
         self.rest.is_empty()
     }
 
-    /// Reads one postcard-encoded value.
+    /// Reads one postcard-encoded value (the reference the hand-written
+    /// readers are tested against).
+    #[cfg(test)]
     pub(crate) fn take<T: Deserialize<'a>>(&mut self) -> Result<T, Malformed> {
         let (value, rest) = postcard::take_from_bytes(self.rest).map_err(|_| Malformed)?;
         self.rest = rest;
         Ok(value)
     }
 
+    // Hand-written readers for the types on the hot paths (digests, deltas,
+    // entries). Each accepts exactly what postcard's deserializer accepts
+    // (overlong varints included) and gives the same value; the
+    // `fast_readers_agree_with_postcard` test holds them to it.
+
+    fn byte(&mut self) -> Result<u8, Malformed> {
+        let (&b, rest) = self.rest.split_first().ok_or(Malformed)?;
+        self.rest = rest;
+        Ok(b)
+    }
+
+    /// An unsigned LEB128 varint of at most `max_len` bytes, whose last byte
+    /// holds at most `last_max` (the bits left of the type).
+    fn varint(&mut self, max_len: usize, last_max: u8) -> Result<u64, Malformed> {
+        let mut out = 0u64;
+        for i in 0..max_len {
+            let b = self.byte()?;
+            out |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                if i == max_len - 1 && b > last_max {
+                    return Err(Malformed);
+                }
+                return Ok(out);
+            }
+        }
+        Err(Malformed)
+    }
+
+    pub(crate) fn u16(&mut self) -> Result<u16, Malformed> {
+        self.varint(3, 0x03).map(|v| v as u16)
+    }
+
+    pub(crate) fn u32(&mut self) -> Result<u32, Malformed> {
+        self.varint(5, 0x0f).map(|v| v as u32)
+    }
+
+    pub(crate) fn u64(&mut self) -> Result<u64, Malformed> {
+        self.varint(10, 0x01)
+    }
+
+    fn usize(&mut self) -> Result<usize, Malformed> {
+        #[cfg(target_pointer_width = "64")]
+        let n = self.u64()?;
+        #[cfg(not(target_pointer_width = "64"))]
+        let n = u64::from(self.u32()?);
+        usize::try_from(n).map_err(|_| Malformed)
+    }
+
+    /// A byte string (varint length, bytes).
+    pub(crate) fn bytes(&mut self) -> Result<&'a [u8], Malformed> {
+        let len = self.usize()?;
+        if len > self.rest.len() {
+            return Err(Malformed);
+        }
+        let (bytes, rest) = self.rest.split_at(len);
+        self.rest = rest;
+        Ok(bytes)
+    }
+
+    /// A UTF-8 string.
+    pub(crate) fn str(&mut self) -> Result<&'a str, Malformed> {
+        core::str::from_utf8(self.bytes()?).map_err(|_| Malformed)
+    }
+
+    /// An `Option<u64>` (a tag byte 0 or 1, then the value).
+    pub(crate) fn option_u64(&mut self) -> Result<Option<u64>, Malformed> {
+        match self.byte()? {
+            0 => Ok(None),
+            1 => self.u64().map(Some),
+            _ => Err(Malformed),
+        }
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], Malformed> {
+        if self.rest.len() < N {
+            return Err(Malformed);
+        }
+        let (bytes, rest) = self.rest.split_at(N);
+        self.rest = rest;
+        bytes.try_into().map_err(|_| Malformed)
+    }
+
+    /// A socket address: variant 0 (IPv4: 4 octets, port) or 1 (IPv6: 16
+    /// octets, port), as serde writes it for binary formats.
+    pub(crate) fn addr(&mut self) -> Result<SocketAddr, Malformed> {
+        match self.u32()? {
+            0 => {
+                let ip = self.array::<4>()?;
+                let port = self.u16()?;
+                Ok(SocketAddr::from((ip, port)))
+            }
+            1 => {
+                let ip = self.array::<16>()?;
+                let port = self.u16()?;
+                Ok(SocketAddr::from((ip, port)))
+            }
+            _ => Err(Malformed),
+        }
+    }
+
+    /// A digest: endpoint, generation, max version.
+    pub(crate) fn digest(&mut self) -> Result<GossipDigest, Malformed> {
+        Ok(GossipDigest {
+            endpoint: self.addr()?,
+            generation: Generation(self.u64()?),
+            max_version: Version(self.u64()?),
+        })
+    }
+
     /// Reads a list count and checks it is plausible: every element takes at
     /// least `min_item` bytes, so a count larger than the bytes left is hostile.
     pub(crate) fn count(&mut self, min_item: usize) -> Result<u32, Malformed> {
-        let count: u32 = self.take()?;
+        let count = self.u32()?;
         let needed = (count as usize).checked_mul(min_item).ok_or(Malformed)?;
         if needed > self.rest.len() {
             return Err(Malformed);
@@ -172,9 +288,9 @@ pub(crate) fn put_key(cur: &mut Cursor<'_>, key: &StateKey<'_>) -> Result<(), Fu
 
 /// Reads a state key.
 pub(crate) fn take_key<'a>(rd: &mut Reader<'a>) -> Result<StateKey<'a>, Malformed> {
-    let code: u16 = rd.take()?;
+    let code = rd.u16()?;
     if code == USER_KEY_CODE {
-        let name: &'a str = rd.take()?;
+        let name = rd.str()?;
         Ok(StateKey::User(name))
     } else {
         Ok(StateKey::from_code(code))
@@ -202,8 +318,8 @@ pub(crate) fn take_entry<'a>(
     rd: &mut Reader<'a>,
 ) -> Result<(StateKey<'a>, VersionedValue<'a>), Malformed> {
     let key = take_key(rd)?;
-    let version: Version = rd.take()?;
-    let value: &'a [u8] = rd.take()?;
+    let version = Version(rd.u64()?);
+    let value = rd.bytes()?;
     Ok((key, VersionedValue { version, value }))
 }
 
@@ -242,8 +358,74 @@ impl Serialize for Bytes<'_> {
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
+
+    use std::vec::Vec;
+
+    use rand_core::{Rng, SeedableRng};
+
     use super::*;
     use crate::state::ApplicationState;
+
+    /// `fast` and postcard agree on `bytes`: the same value and the same
+    /// bytes left, or both refuse.
+    fn agree<'a, T>(bytes: &'a [u8], fast: impl Fn(&mut Reader<'a>) -> Result<T, Malformed>)
+    where
+        T: Deserialize<'a> + PartialEq + core::fmt::Debug,
+    {
+        let mut a = Reader::new(bytes);
+        let mut b = Reader::new(bytes);
+        let (x, y) = (fast(&mut a), b.take::<T>());
+        assert_eq!(x, y, "on {bytes:02x?}");
+        if x.is_ok() {
+            assert_eq!(a.rest(), b.rest(), "on {bytes:02x?}");
+        }
+    }
+
+    #[test]
+    fn fast_readers_agree_with_postcard() {
+        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(11);
+        // Varint edges: every length, continuation bits, the largest last
+        // bytes each width allows, overlong forms.
+        let mut inputs: Vec<Vec<u8>> = std::vec![
+            std::vec![],
+            std::vec![0x00],
+            std::vec![0x7f],
+            std::vec![0x80, 0x00],
+            std::vec![0xff, 0xff, 0x03],
+            std::vec![0xff, 0xff, 0x04],
+            std::vec![0xff, 0xff, 0xff, 0xff, 0x0f],
+            std::vec![0xff, 0xff, 0xff, 0xff, 0x10],
+            std::vec![0xff; 9].into_iter().chain([0x01]).collect(),
+            std::vec![0xff; 9].into_iter().chain([0x02]).collect(),
+            std::vec![0xff; 11],
+            std::vec![0x01, 0x05],
+            std::vec![0x02, 0x05],
+            std::vec![0x03, 0xc3, 0xa9, 0x41],
+            std::vec![0x02, 0xc3, 0x28],
+        ];
+        for _ in 0..20_000 {
+            let len = (rng.next_u32() % 24) as usize;
+            let mut v: Vec<u8> = (0..len).map(|_| rng.next_u32() as u8).collect();
+            // Small leading values reach the variants and short strings.
+            if let Some(first) = v.first_mut()
+                && rng.next_u32() % 2 == 0
+            {
+                *first %= 4;
+            }
+            inputs.push(v);
+        }
+        for bytes in &inputs {
+            agree::<u16>(bytes, |r| r.u16());
+            agree::<u32>(bytes, |r| r.u32());
+            agree::<u64>(bytes, |r| r.u64());
+            agree::<&[u8]>(bytes, |r| r.bytes());
+            agree::<&str>(bytes, |r| r.str());
+            agree::<Option<u64>>(bytes, |r| r.option_u64());
+            agree::<SocketAddr>(bytes, |r| r.addr());
+            agree::<GossipDigest>(bytes, |r| r.digest());
+        }
+    }
 
     #[test]
     fn entry_len_matches_encoding() {

@@ -307,7 +307,7 @@ impl<'a> Digests<'a> {
         let count = rd.count(1)?;
         let start = rd.rest();
         for _ in 0..count {
-            rd.take::<GossipDigest>()?;
+            rd.digest()?;
         }
         let used = start.len() - rd.rest().len();
         Ok(Self {
@@ -335,7 +335,7 @@ impl Iterator for Digests<'_> {
             return None;
         }
         let mut rd = Reader::new(self.bytes);
-        match rd.take::<GossipDigest>() {
+        match rd.digest() {
             Ok(d) => {
                 self.bytes = rd.rest();
                 self.remaining -= 1;
@@ -518,12 +518,12 @@ pub fn decode(datagram: &[u8], cluster: ClusterId) -> Result<Datagram<'_>, Error
     }
     let kind = Kind::from_code(kind).ok_or(Error::UnknownKind(kind))?;
     let mut rd = Reader::new(rest);
-    let sender: SocketAddr = rd.take()?;
+    let sender = rd.addr()?;
     let message = match kind {
         Kind::Syn => {
             let digests = Digests::parse(&mut rd)?;
-            let start: u32 = rd.take()?;
-            let end: u32 = rd.take()?;
+            let start = rd.u32()?;
+            let end = rd.u32()?;
             Message::Syn(Syn {
                 digests,
                 range: RingRange { start, end },
@@ -555,7 +555,7 @@ pub fn decode(datagram: &[u8], cluster: ClusterId) -> Result<Datagram<'_>, Error
 }
 
 fn take_endpoint_delta<'a>(rd: &mut Reader<'a>) -> Result<EndpointDelta<'a>, Error> {
-    let endpoint: SocketAddr = rd.take()?;
+    let endpoint = rd.addr()?;
     let delta = take_delta_body(rd)?;
     if delta.entries.is_empty() && delta.heartbeat.is_none() {
         return Err(Error::Malformed);
@@ -564,10 +564,10 @@ fn take_endpoint_delta<'a>(rd: &mut Reader<'a>) -> Result<EndpointDelta<'a>, Err
 }
 
 fn take_delta_body<'a>(rd: &mut Reader<'a>) -> Result<Delta<'a>, Error> {
-    let generation: Generation = rd.take()?;
+    let generation = Generation(rd.u64()?);
     let count = rd.count(1)?;
     let entries = Entries::parse(rd, count)?;
-    let heartbeat: Option<Version> = rd.take()?;
+    let heartbeat = rd.option_u64()?.map(Version);
     Ok(Delta {
         generation,
         heartbeat,
