@@ -1,12 +1,15 @@
 //! A deterministic many-node simulator for [`gossip_core`].
 //!
 //! [`Sim`] drives N [`Node`]s on a virtual clock that jumps to the earliest
-//! deadline or delivery, over a seeded network model ([`NetworkModel`]:
+//! deadline or delivery, in windows as long as the network's least latency
+//! (nodes with work in the same window run on several threads: nothing one
+//! sends can reach another within the window), over a seeded network model ([`NetworkModel`]:
 //! latency, loss, duplication, and the reordering that random latency brings)
 //! with faults injected by the caller: partitions into arbitrary groups and
 //! healing, crashes, restarts with a higher generation, and pauses (a node
 //! that stops processing, then resumes with what queued up for it). The same
-//! [`SimConfig`] and the same calls give the same run, byte for byte.
+//! [`SimConfig`] and the same calls give the same run, byte for byte, on any
+//! number of threads.
 //!
 //! While it runs, the simulator checks the protocol's invariants and records
 //! the first [`Violation`]:
@@ -25,7 +28,7 @@ use std::collections::{BinaryHeap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use gossip_core::state::{Generation, StateKey, Version};
+use gossip_core::state::{ApplicationState, Generation, StateKey, Version, VersionedValue};
 use gossip_core::wire::{self, Message};
 use gossip_core::{Config, ConfigError, Event, HeapStorage, Instant, Node};
 use rand_core::{Rng, SeedableRng};
@@ -144,6 +147,17 @@ pub struct Totals {
     pub delivered: u64,
 }
 
+impl Totals {
+    fn add(&mut self, other: &Totals) {
+        self.datagrams += other.datagrams;
+        self.bytes += other.bytes;
+        self.max_datagram = self.max_datagram.max(other.max_datagram);
+        self.lost += other.lost;
+        self.duplicated += other.duplicated;
+        self.delivered += other.delivered;
+    }
+}
+
 struct Slot {
     addr: SocketAddr,
     node: Option<SimNode>,
@@ -152,18 +166,29 @@ struct Slot {
     paused_until: Option<Instant>,
     /// The deadline a timer is scheduled for.
     scheduled: Option<Instant>,
-    group: u32,
+    /// The network's randomness for what this node sends (loss,
+    /// duplication, jitter): one stream per node, so a run does not depend
+    /// on the order nodes are handled in.
+    rng: Xoshiro256PlusPlus,
+    /// Endpoint -> the generation it had when this node marked it down;
+    /// moved to `removed` on removal (the resurrection check).
+    down_generation: HashMap<u32, Generation>,
+    removed: HashMap<u32, Generation>,
 }
 
 enum Action {
-    Start { node: u32 },
-    Timeout { node: u32 },
-    Deliver { to: u32, from: u32, bytes: Vec<u8> },
+    Start,
+    Timeout,
+    Deliver { from: u32, bytes: Vec<u8> },
 }
+
+/// A node's actions in a window: `(at, seq, action)`, in order.
+type Actions = Vec<(Instant, u64, Action)>;
 
 struct Scheduled {
     at: Instant,
     seq: u64,
+    node: u32,
     action: Action,
 }
 
@@ -185,24 +210,30 @@ impl Ord for Scheduled {
 }
 
 /// The simulator.
+///
+/// It advances in windows as long as the network's least latency: nothing a
+/// node sends in a window can arrive within it, so the nodes with something
+/// to do in a window are handled independently, on as many threads as the
+/// `rayon` pool has (`RAYON_NUM_THREADS`), and their effects are merged in a
+/// fixed order. The run is the same whatever the number of threads.
 pub struct Sim {
     cfg: SimConfig,
     now: Instant,
     slots: Vec<Slot>,
-    by_addr: HashMap<SocketAddr, u32>,
+    /// Each node's partition group (datagrams between groups are lost).
+    groups: Vec<u32>,
     queue: BinaryHeap<Reverse<Scheduled>>,
     seq: u64,
-    rng: Xoshiro256PlusPlus,
-    buf: Vec<u8>,
     totals: Totals,
-    /// (observer, endpoint) -> generation it had when the observer marked
-    /// it down; moved to `removed` on removal.
-    down_generation: HashMap<(u32, u32), Generation>,
-    removed: HashMap<(u32, u32), Generation>,
     violation: Option<Violation>,
-    /// Views before a datagram is handled, for the monotonicity check.
-    scratch: Vec<(usize, SocketAddr, Generation, Version)>,
+    /// Windows run, and how many of them had enough nodes with work to be
+    /// split between threads.
+    windows: (u64, u64),
 }
+
+/// Windows with fewer nodes to handle run on the calling thread: handing
+/// them to the pool costs more than it saves.
+const PARALLEL_JOBS: usize = 3;
 
 /// The generation nodes start with (seconds since the epoch, as bindings do).
 pub const BASE_GENERATION: u64 = 1_700_000_000;
@@ -211,6 +242,59 @@ pub const BASE_GENERATION: u64 = 1_700_000_000;
 pub fn node_addr(i: usize) -> SocketAddr {
     let i = i as u32 + 1;
     SocketAddr::from((Ipv4Addr::from(0x0a00_0000 | (i & 0x00ff_ffff)), 7000))
+}
+
+/// The node with address `addr` among `n` ([`node_addr`]'s inverse).
+fn index_in(addr: &SocketAddr, n: usize) -> Option<u32> {
+    match addr {
+        SocketAddr::V4(v4) if v4.port() == 7000 => {
+            let bits = u32::from(*v4.ip());
+            let i = (bits & 0x00ff_ffff).checked_sub(1)?;
+            (bits >> 24 == 10 && (i as usize) < n).then_some(i)
+        }
+        _ => None,
+    }
+}
+
+/// What stays fixed while a window's nodes run.
+struct World<'a> {
+    cfg: &'a SimConfig,
+    groups: &'a [u32],
+}
+
+/// What handling one node in a window produced, merged afterwards in node
+/// order.
+#[derive(Default)]
+struct Effects {
+    /// Actions for later windows (the datagrams it sent, its timer).
+    later: Vec<(Instant, u32, Action)>,
+    /// Events for the observer.
+    events: Vec<(Instant, Observed)>,
+    totals: Totals,
+    violation: Option<(Instant, String)>,
+}
+
+/// One node's share of a window: its slot, what it has to handle (in
+/// order), and what that produced.
+struct Job<'s> {
+    node: u32,
+    slot: &'s mut Slot,
+    actions: Actions,
+    effects: Effects,
+}
+
+/// A node being handled in a window.
+struct NodeRun<'a, 's> {
+    i: u32,
+    slot: &'a mut Slot,
+    world: &'a World<'s>,
+    now: Instant,
+    /// Where the window ends: its own timers before it run in it.
+    end: Instant,
+    local: BinaryHeap<Reverse<(Instant, u64, usize)>>,
+    pending: Vec<Option<Action>>,
+    next_seq: u64,
+    fx: &'a mut Effects,
 }
 
 impl Sim {
@@ -223,28 +307,26 @@ impl Sim {
         let mut sim = Sim {
             now: Instant::ZERO,
             slots: Vec::with_capacity(cfg.nodes),
-            by_addr: HashMap::with_capacity(cfg.nodes),
+            groups: vec![0; cfg.nodes],
             queue: BinaryHeap::new(),
             seq: 0,
-            rng: Xoshiro256PlusPlus::seed_from_u64(0),
-            buf: vec![0u8; cfg.node.max_datagram_size],
             totals: Totals::default(),
-            down_generation: HashMap::new(),
-            removed: HashMap::new(),
             violation: None,
-            scratch: Vec::new(),
+            windows: (0, 0),
             cfg,
         };
         for i in 0..sim.cfg.nodes {
-            let addr = node_addr(i);
-            sim.by_addr.insert(addr, i as u32);
             sim.slots.push(Slot {
-                addr,
+                addr: node_addr(i),
                 node: None,
                 generation: BASE_GENERATION,
                 paused_until: None,
                 scheduled: None,
-                group: 0,
+                rng: Xoshiro256PlusPlus::seed_from_u64(
+                    sim.cfg.seed ^ 0x6e65_7477_6f72_6b00 ^ (i as u64).wrapping_mul(0x9e37_79b9),
+                ),
+                down_generation: HashMap::new(),
+                removed: HashMap::new(),
             });
             let spread = sim.cfg.start_spread.as_micros() as u64;
             let at = Instant::from_micros(if spread > 0 {
@@ -252,38 +334,105 @@ impl Sim {
             } else {
                 0
             });
-            sim.schedule(at, Action::Start { node: i as u32 });
+            sim.schedule(at, i as u32, Action::Start);
         }
-        sim.rng = rng;
         Ok(sim)
     }
 
     // ---- running ----------------------------------------------------------
 
-    /// Handles the next scheduled delivery or deadline. Returns false when
-    /// nothing is left to do.
+    /// Handles the next window of work: every delivery and deadline due
+    /// within the network's least latency of the earliest one (at least
+    /// that one). Returns false when nothing is left to do.
     pub fn step(&mut self, observer: &mut impl Observer) -> bool {
-        let Some(Reverse(next)) = self.queue.pop() else {
+        self.step_until(Instant::MAX, observer)
+    }
+
+    /// The time of the next scheduled delivery or deadline.
+    pub fn next_at(&self) -> Option<Instant> {
+        self.queue.peek().map(|Reverse(s)| s.at)
+    }
+
+    /// [`step`](Self::step), handling nothing later than `until`.
+    fn step_until(&mut self, until: Instant, observer: &mut impl Observer) -> bool {
+        let Some(start) = self.next_at().filter(|at| *at <= until) else {
             return false;
         };
-        self.now = self.now.max(next.at);
-        match next.action {
-            Action::Start { node } => self.start(node as usize, observer),
-            Action::Timeout { node } => self.timeout(node as usize, observer),
-            Action::Deliver { to, from, bytes } => self.deliver(to, from, bytes, observer),
+        let width = self.cfg.network.latency.max(Duration::from_micros(1));
+        let end = (start + width).min(until + Duration::from_micros(1));
+        // The window's work, by node (in node order), each node's in order.
+        let mut window: Vec<Scheduled> = Vec::new();
+        while self.queue.peek().is_some_and(|Reverse(s)| s.at < end) {
+            if let Some(Reverse(s)) = self.queue.pop() {
+                window.push(s);
+            }
         }
+        window.sort_by_key(|s| (s.node, s.at, s.seq));
+        let mut due: Vec<(u32, Actions)> = Vec::new();
+        for s in window {
+            match due.last_mut() {
+                Some((node, list)) if *node == s.node => list.push((s.at, s.seq, s.action)),
+                _ => due.push((s.node, vec![(s.at, s.seq, s.action)])),
+            }
+        }
+        let first_local_seq = self.seq + 1;
+        let mut jobs = jobs(&mut self.slots, due);
+        let world = World {
+            cfg: &self.cfg,
+            groups: &self.groups,
+        };
+        let run = |job: &mut Job<'_>| run_job(job, &world, start, end, first_local_seq);
+        let parallel = jobs.len() >= PARALLEL_JOBS;
+        self.windows.0 += 1;
+        self.windows.1 += u64::from(parallel);
+        if parallel && rayon::current_num_threads() > 1 {
+            use rayon::prelude::*;
+            jobs.par_iter_mut().for_each(run);
+        } else {
+            jobs.iter_mut().for_each(run);
+        }
+        let effects: Vec<(u32, Effects)> = jobs.into_iter().map(|j| (j.node, j.effects)).collect();
+        self.merge(effects, observer);
         true
+    }
+
+    /// Applies the nodes' effects in node order: later actions into the
+    /// queue, events to the observer (in time order), totals, violations.
+    fn merge(&mut self, effects: Vec<(u32, Effects)>, observer: &mut impl Observer) {
+        let mut events: Vec<(Instant, u32, usize, Observed)> = Vec::new();
+        for (node, fx) in effects {
+            for (at, to, action) in fx.later {
+                self.schedule(at, to, action);
+            }
+            for (k, (at, e)) in fx.events.into_iter().enumerate() {
+                events.push((at, node, k, e));
+            }
+            self.totals.add(&fx.totals);
+            if let Some((at, what)) = fx.violation {
+                let earlier = self.violation.as_ref().is_none_or(|v| at < v.at);
+                if earlier {
+                    self.violation = Some(Violation {
+                        seed: self.cfg.seed,
+                        at,
+                        what,
+                    });
+                }
+            }
+        }
+        events.sort_by_key(|(at, node, k, _)| (*at, *node, *k));
+        for (at, node, _, e) in &events {
+            e.with(|event| observer.on_event(*at, *node as usize, event));
+            self.now = self.now.max(*at);
+        }
     }
 
     /// Steps until virtual time reaches `until` (or nothing is left).
     pub fn run_until(&mut self, until: Instant, observer: &mut impl Observer) {
-        while self.queue.peek().is_some_and(|Reverse(s)| s.at <= until) {
-            self.step(observer);
-        }
+        while self.step_until(until, observer) {}
         self.now = self.now.max(until);
     }
 
-    /// Steps until `done` holds (checked after every step) or virtual time
+    /// Steps until `done` holds (checked after every window) or virtual time
     /// passes `limit`. Returns whether `done` held.
     pub fn run_while<O: Observer>(
         &mut self,
@@ -295,16 +444,47 @@ impl Sim {
             if done(self, observer) {
                 return true;
             }
-            match self.queue.peek() {
-                Some(Reverse(s)) if s.at <= limit => {
-                    self.step(observer);
-                }
-                _ => {
-                    self.now = self.now.max(limit);
-                    return done(self, observer);
-                }
+            if !self.step_until(limit, observer) {
+                self.now = self.now.max(limit);
+                return done(self, observer);
             }
         }
+    }
+
+    /// Runs `f` on node `i` now, outside any window (a command or a fault),
+    /// and applies its effects.
+    fn at_node(
+        &mut self,
+        i: usize,
+        observer: &mut impl Observer,
+        f: impl FnOnce(&mut NodeRun<'_, '_>),
+    ) {
+        let now = self.now;
+        let first_local_seq = self.seq + 1;
+        let Some(slot) = self.slots.get_mut(i) else {
+            return;
+        };
+        let world = World {
+            cfg: &self.cfg,
+            groups: &self.groups,
+        };
+        let mut fx = Effects::default();
+        {
+            let mut run = NodeRun {
+                i: i as u32,
+                slot,
+                world: &world,
+                now,
+                end: now,
+                local: BinaryHeap::new(),
+                pending: Vec::new(),
+                next_seq: first_local_seq,
+                fx: &mut fx,
+            };
+            f(&mut run);
+            run.flush_local();
+        }
+        self.merge(vec![(i as u32, fx)], observer);
     }
 
     // ---- faults and commands ----------------------------------------------
@@ -326,7 +506,7 @@ impl Sim {
             slot.paused_until = None;
             slot.scheduled = None;
         }
-        self.start(i, observer);
+        self.at_node(i, observer, |run| run.start());
     }
 
     /// Node `i` stops processing for `d`; what arrives meanwhile waits.
@@ -336,23 +516,21 @@ impl Sim {
             && slot.node.is_some()
         {
             slot.paused_until = Some(until);
-            self.schedule(until, Action::Timeout { node: i as u32 });
+            self.schedule(until, i as u32, Action::Timeout);
         }
     }
 
     /// Splits the network: `groups[i]` is node i's group; datagrams between
     /// groups are lost. Nodes beyond `groups` are in group 0.
     pub fn partition(&mut self, groups: &[u32]) {
-        for (i, slot) in self.slots.iter_mut().enumerate() {
-            slot.group = groups.get(i).copied().unwrap_or(0);
+        for (i, g) in self.groups.iter_mut().enumerate() {
+            *g = groups.get(i).copied().unwrap_or(0);
         }
     }
 
     /// Heals every partition.
     pub fn heal(&mut self) {
-        for slot in &mut self.slots {
-            slot.group = 0;
-        }
+        self.groups.iter_mut().for_each(|g| *g = 0);
     }
 
     /// Changes the network model from now on.
@@ -366,22 +544,26 @@ impl Sim {
         if !self.is_up(i) {
             return;
         }
-        if let Some(node) = self.slots.get_mut(i).and_then(|s| s.node.as_mut()) {
-            // Limits are generous in simulations; a refusal is a test bug.
-            if let Err(e) = node.set_local_state(StateKey::parse(key), value) {
-                self.fail(format!("node {i} refused set_state({key}): {e}"));
+        self.at_node(i, observer, |run| {
+            if let Some(node) = run.slot.node.as_mut()
+                && let Err(e) = node.set_local_state(StateKey::parse(key), value)
+            {
+                // Limits are generous in simulations; a refusal is a test bug.
+                run.fail(format!("node {i} refused set_state({key}): {e}"));
             }
-        }
-        self.drain(i, observer);
+            run.drain();
+        });
     }
 
     /// Node `i` shuts down gracefully.
     pub fn shutdown(&mut self, i: usize, observer: &mut impl Observer) {
-        let now = self.now;
-        if let Some(node) = self.slots.get_mut(i).and_then(|s| s.node.as_mut()) {
-            node.shutdown(now);
-        }
-        self.drain(i, observer);
+        self.at_node(i, observer, |run| {
+            let now = run.now;
+            if let Some(node) = run.slot.node.as_mut() {
+                node.shutdown(now);
+            }
+            run.drain();
+        });
     }
 
     // ---- reading ----------------------------------------------------------
@@ -418,7 +600,7 @@ impl Sim {
 
     /// The node at `addr`.
     pub fn index_of(&self, addr: &SocketAddr) -> Option<usize> {
-        self.by_addr.get(addr).map(|i| *i as usize)
+        index_in(addr, self.slots.len()).map(|i| i as usize)
     }
 
     /// Whether node `i` runs (started, not crashed; paused counts as running).
@@ -433,8 +615,8 @@ impl Sim {
 
     /// Whether `a` and `b` can exchange datagrams now.
     pub fn connected(&self, a: usize, b: usize) -> bool {
-        match (self.slots.get(a), self.slots.get(b)) {
-            (Some(x), Some(y)) => x.group == y.group,
+        match (self.groups.get(a), self.groups.get(b)) {
+            (Some(x), Some(y)) => x == y,
             _ => false,
         }
     }
@@ -442,6 +624,12 @@ impl Sim {
     /// Node `i`'s current generation.
     pub fn generation(&self, i: usize) -> u64 {
         self.slots.get(i).map_or(0, |s| s.generation)
+    }
+
+    /// Windows run so far, and how many of them had enough nodes with work
+    /// to be split between threads (see [`Sim`]).
+    pub fn windows(&self) -> (u64, u64) {
+        self.windows
     }
 
     /// Network counters.
@@ -458,15 +646,20 @@ impl Sim {
     /// with the same generation and application states as the node itself
     /// has. Records and returns a violation otherwise.
     pub fn check_converged(&mut self) -> Result<(), Violation> {
-        if let Some(what) = self.divergence() {
-            self.fail(what);
+        if let Some(what) = self.divergence()
+            && self.violation.is_none()
+        {
+            self.violation = Some(Violation {
+                seed: self.cfg.seed,
+                at: self.now,
+                what,
+            });
         }
         match &self.violation {
             Some(v) => Err(v.clone()),
             None => Ok(()),
         }
     }
-
     /// Why the running nodes' views differ, if they do.
     pub fn divergence(&self) -> Option<String> {
         let up: Vec<usize> = (0..self.len()).filter(|i| self.is_up(*i)).collect();
@@ -505,108 +698,192 @@ impl Sim {
 
     // ---- internals ----------------------------------------------------------
 
-    fn schedule(&mut self, at: Instant, action: Action) {
+    fn schedule(&mut self, at: Instant, node: u32, action: Action) {
         self.seq += 1;
         self.queue.push(Reverse(Scheduled {
             at,
             seq: self.seq,
+            node,
             action,
         }));
     }
+}
 
-    fn fail(&mut self, what: String) {
-        if self.violation.is_none() {
-            self.violation = Some(Violation {
-                seed: self.cfg.seed,
-                at: self.now,
-                what,
-            });
+/// Borrows the slots of the nodes in `due` (sorted by node), one each.
+fn jobs(slots: &mut [Slot], due: Vec<(u32, Actions)>) -> Vec<Job<'_>> {
+    let mut jobs = Vec::with_capacity(due.len());
+    let mut rest: &mut [Slot] = slots;
+    let mut offset = 0u32;
+    for (node, actions) in due {
+        let skip = (node - offset) as usize;
+        let Some((slot, tail)) = std::mem::take(&mut rest)
+            .get_mut(skip..)
+            .and_then(|s| s.split_first_mut())
+        else {
+            break;
+        };
+        rest = tail;
+        offset = node + 1;
+        jobs.push(Job {
+            node,
+            slot,
+            actions,
+            effects: Effects::default(),
+        });
+    }
+    jobs
+}
+
+/// Handles one node's share of a window.
+fn run_job(
+    job: &mut Job<'_>,
+    world: &World<'_>,
+    start: Instant,
+    end: Instant,
+    first_local_seq: u64,
+) {
+    let actions = std::mem::take(&mut job.actions);
+    let mut run = NodeRun {
+        i: job.node,
+        slot: &mut *job.slot,
+        world,
+        now: start,
+        end,
+        local: BinaryHeap::new(),
+        pending: Vec::new(),
+        next_seq: first_local_seq,
+        fx: &mut job.effects,
+    };
+    for (at, seq, action) in actions {
+        run.push_local(at, seq, action);
+    }
+    while let Some((at, action)) = run.pop_local() {
+        run.now = run.now.max(at);
+        match action {
+            Action::Start => run.start(),
+            Action::Timeout => run.timeout(),
+            Action::Deliver { from, bytes } => run.deliver(from, bytes),
+        }
+    }
+    run.flush_local();
+}
+
+impl NodeRun<'_, '_> {
+    fn push_local(&mut self, at: Instant, seq: u64, action: Action) {
+        self.local.push(Reverse((at, seq, self.pending.len())));
+        self.pending.push(Some(action));
+    }
+
+    /// The node's next action within the window.
+    fn pop_local(&mut self) -> Option<(Instant, Action)> {
+        let Reverse((at, _, k)) = *self.local.peek()?;
+        if at >= self.end {
+            return None;
+        }
+        self.local.pop();
+        let action = self.pending.get_mut(k)?.take()?;
+        Some((at, action))
+    }
+
+    /// Hands what is left for later windows to the merge.
+    fn flush_local(&mut self) {
+        while let Some(Reverse((at, _, k))) = self.local.pop() {
+            if let Some(action) = self.pending.get_mut(k).and_then(Option::take) {
+                self.fx.later.push((at, self.i, action));
+            }
         }
     }
 
-    fn start(&mut self, i: usize, observer: &mut impl Observer) {
-        let seed = node_addr(0);
-        let Some(slot) = self.slots.get(i) else {
-            return;
-        };
+    /// Schedules `action` for node `to`: in this window if it is this node's
+    /// and due before the window ends, in a later one otherwise.
+    fn schedule(&mut self, at: Instant, to: u32, action: Action) {
+        if to == self.i && at < self.end {
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            self.push_local(at, seq, action);
+        } else {
+            self.fx.later.push((at, to, action));
+        }
+    }
+
+    fn fail(&mut self, what: String) {
+        if self.fx.violation.is_none() {
+            self.fx.violation = Some((self.now, what));
+        }
+    }
+
+    fn start(&mut self) {
+        let i = self.i as usize;
+        let cfg = self.world.cfg;
         let rng = Xoshiro256PlusPlus::seed_from_u64(
-            self.cfg.seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ slot.generation,
+            cfg.seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ self.slot.generation,
         );
         match Node::new(
-            self.cfg.node.clone(),
-            slot.addr,
-            Generation(slot.generation),
-            &[seed],
+            cfg.node.clone(),
+            self.slot.addr,
+            Generation(self.slot.generation),
+            &[node_addr(0)],
             rng,
             self.now,
         ) {
             Ok(node) => {
-                if let Some(slot) = self.slots.get_mut(i) {
-                    slot.node = Some(node);
-                }
-                self.drain(i, observer);
+                self.slot.node = Some(node);
+                self.drain();
             }
             Err(e) => self.fail(format!("node {i} did not start: {e}")),
         }
     }
 
-    fn timeout(&mut self, i: usize, observer: &mut impl Observer) {
+    fn timeout(&mut self) {
         let now = self.now;
-        let Some(slot) = self.slots.get_mut(i) else {
-            return;
-        };
-        if let Some(until) = slot.paused_until {
+        if let Some(until) = self.slot.paused_until {
             if now < until {
                 return;
             }
-            slot.paused_until = None;
+            self.slot.paused_until = None;
         }
-        slot.scheduled = None;
-        if let Some(node) = slot.node.as_mut() {
+        self.slot.scheduled = None;
+        if let Some(node) = self.slot.node.as_mut() {
             node.handle_timeout(now);
         }
-        self.drain(i, observer);
+        self.drain();
     }
 
-    fn deliver(&mut self, to: u32, from: u32, bytes: Vec<u8>, observer: &mut impl Observer) {
+    fn deliver(&mut self, from: u32, bytes: Vec<u8>) {
         let now = self.now;
-        let i = to as usize;
-        let Some(slot) = self.slots.get(i) else {
-            return;
-        };
-        if slot.node.is_none() {
-            self.totals.lost += 1;
+        if self.slot.node.is_none() {
+            self.fx.totals.lost += 1;
             return;
         }
-        if let Some(until) = slot.paused_until
+        if let Some(until) = self.slot.paused_until
             && now < until
         {
             // Waits in the socket buffer until the node resumes.
-            self.schedule(until, Action::Deliver { to, from, bytes });
+            self.schedule(until, self.i, Action::Deliver { from, bytes });
             return;
         }
-        self.totals.delivered += 1;
-        self.record_views(i, &bytes);
+        self.fx.totals.delivered += 1;
+        let views = self.record_views(&bytes);
         let sender = node_addr(from as usize);
-        if let Some(node) = self.slots.get_mut(i).and_then(|s| s.node.as_mut()) {
+        if let Some(node) = self.slot.node.as_mut() {
             node.handle_datagram(now, sender, &bytes);
         }
-        self.check_views(i);
-        self.drain(i, observer);
+        self.check_views(views);
+        self.drain();
     }
 
-    /// Notes node `i`'s views of the endpoints a datagram carries deltas for.
-    fn record_views(&mut self, i: usize, bytes: &[u8]) {
-        let mut scratch = std::mem::take(&mut self.scratch);
-        scratch.clear();
-        if let Some(node) = self.node(i)
-            && let Ok(d) = wire::decode(bytes, self.cfg.node.cluster)
+    /// The node's views of the endpoints a datagram carries deltas for.
+    fn record_views(&self, bytes: &[u8]) -> Vec<View> {
+        let mut views = VIEWS.with(|v| std::mem::take(&mut *v.borrow_mut()));
+        views.clear();
+        if let Some(node) = self.slot.node.as_ref()
+            && let Ok(d) = wire::decode(bytes, self.world.cfg.node.cluster)
         {
             let mut note = |addr: SocketAddr| {
                 if let Some(slot) = node.endpoint_slot(&addr)
                     && let Some(p) = node.endpoint_at(slot)
                 {
-                    scratch.push((slot, addr, p.state().generation(), p.state().max_version()));
+                    views.push((slot, addr, p.state().generation(), p.state().max_version()));
                 }
             };
             match d.message {
@@ -616,170 +893,274 @@ impl Sim {
                 Message::Syn(_) => {}
             }
         }
-        self.scratch = scratch;
+        views
     }
 
-    fn check_views(&mut self, i: usize) {
-        let Some(node) = self.node(i) else {
+    fn check_views(&mut self, views: Vec<View>) {
+        let Some(node) = self.slot.node.as_ref() else {
             return;
         };
         let mut broken = None;
-        for (slot, addr, generation, version) in &self.scratch {
+        for (slot, addr, generation, version) in &views {
             // The slot still holds `addr`: handling one datagram never
             // removes an endpoint.
             if let Some(p) = node.endpoint_at(*slot) {
                 let now = (p.state().generation(), p.state().max_version());
                 if now < (*generation, *version) {
                     broken = Some(format!(
-                        "node {i}'s view of {addr} went back from {:?} to {now:?}",
+                        "node {}'s view of {addr} went back from {:?} to {now:?}",
+                        self.i,
                         (generation, version)
                     ));
                 }
             }
         }
+        VIEWS.with(|v| *v.borrow_mut() = views);
         if let Some(what) = broken {
             self.fail(what);
         }
     }
 
     /// The drain rule: transmits, then the timeout, then events.
-    fn drain(&mut self, i: usize, observer: &mut impl Observer) {
+    fn drain(&mut self) {
         let now = self.now;
-        let max = self.cfg.node.max_datagram_size;
-        let mut buf = std::mem::take(&mut self.buf);
+        let max = self.world.cfg.node.max_datagram_size;
+        let mut buf = DRAIN_BUF.with(|b| std::mem::take(&mut *b.borrow_mut()));
+        buf.resize(max, 0);
         let mut out: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
-        let mut events: Vec<OwnedEvent> = Vec::new();
+        let mut events: Vec<Observed> = Vec::new();
         let mut deadline = None;
-        if let Some(node) = self.slots.get_mut(i).and_then(|s| s.node.as_mut()) {
+        if let Some(node) = self.slot.node.as_mut() {
             while let Some(t) = node.poll_transmit(now, &mut buf) {
                 out.push((t.destination, buf.get(..t.size).unwrap_or(&[]).to_vec()));
             }
             deadline = node.poll_timeout();
             while let Some(e) = node.poll_event() {
-                observer.on_event(now, i, &e);
-                events.push(OwnedEvent::of(&e));
+                events.push(Observed::of(&e));
             }
         }
-        self.buf = buf;
+        DRAIN_BUF.with(|b| *b.borrow_mut() = buf);
         for (to, bytes) in out {
             if bytes.len() > max {
-                self.fail(format!("node {i} sent {} bytes (max {max})", bytes.len()));
+                self.fail(format!(
+                    "node {} sent {} bytes (max {max})",
+                    self.i,
+                    bytes.len()
+                ));
             }
-            self.send(i, to, bytes);
+            self.send(to, bytes);
         }
-        if let Some(at) = deadline {
-            let slot = self.slots.get_mut(i);
-            if let Some(slot) = slot
-                && slot.scheduled != Some(at)
-            {
-                slot.scheduled = Some(at);
-                let at = at.max(now);
-                self.schedule(at, Action::Timeout { node: i as u32 });
-            }
+        if let Some(at) = deadline
+            && self.slot.scheduled != Some(at)
+        {
+            self.slot.scheduled = Some(at);
+            self.schedule(at.max(now), self.i, Action::Timeout);
         }
         for e in events {
-            self.watch(i, e);
+            self.watch(&e);
+            self.fx.events.push((now, e));
         }
     }
 
-    fn send(&mut self, from: usize, to: SocketAddr, bytes: Vec<u8>) {
-        self.totals.datagrams += 1;
-        self.totals.bytes += bytes.len() as u64;
-        self.totals.max_datagram = self.totals.max_datagram.max(bytes.len());
-        let Some(to) = self.index_of(&to) else {
-            self.totals.lost += 1;
+    fn send(&mut self, to: SocketAddr, bytes: Vec<u8>) {
+        let totals = &mut self.fx.totals;
+        totals.datagrams += 1;
+        totals.bytes += bytes.len() as u64;
+        totals.max_datagram = totals.max_datagram.max(bytes.len());
+        let net = &self.world.cfg.network;
+        let Some(to) = index_in(&to, self.world.groups.len()) else {
+            totals.lost += 1;
             return;
         };
-        let net = self.cfg.network.clone();
-        if !self.connected(from, to) || self.chance(net.loss) {
-            self.totals.lost += 1;
+        let connected =
+            self.world.groups.get(self.i as usize) == self.world.groups.get(to as usize);
+        if !connected || chance(&mut self.slot.rng, net.loss) {
+            self.fx.totals.lost += 1;
             return;
         }
-        let copies = if self.chance(net.duplicate) {
-            self.totals.duplicated += 1;
+        let copies = if chance(&mut self.slot.rng, net.duplicate) {
+            self.fx.totals.duplicated += 1;
             2
         } else {
             1
         };
-        for _ in 0..copies {
+        let mut bytes = Some(bytes);
+        for copy in 0..copies {
             let jitter = net.jitter.as_micros() as u64;
             let extra = if jitter > 0 {
-                self.rng.next_u64() % (jitter + 1)
+                self.slot.rng.next_u64() % (jitter + 1)
             } else {
                 0
             };
             let at = self.now + net.latency + Duration::from_micros(extra);
-            self.schedule(
-                at,
-                Action::Deliver {
-                    to: to as u32,
-                    from: from as u32,
-                    bytes: bytes.clone(),
-                },
-            );
+            // The last copy takes the bytes, earlier ones clone them.
+            let bytes = if copy + 1 == copies {
+                bytes.take()
+            } else {
+                bytes.clone()
+            };
+            if let Some(bytes) = bytes {
+                self.schedule(
+                    at,
+                    to,
+                    Action::Deliver {
+                        from: self.i,
+                        bytes,
+                    },
+                );
+            }
         }
     }
 
-    fn chance(&mut self, p: f64) -> bool {
-        p > 0.0 && (self.rng.next_u64() as f64 / u64::MAX as f64) < p
-    }
-
     /// Invariant bookkeeping on events.
-    fn watch(&mut self, i: usize, e: OwnedEvent) {
-        let key = |addr: SocketAddr, sim: &Sim| sim.index_of(&addr).map(|j| (i as u32, j as u32));
-        match e {
-            OwnedEvent::Down(addr) => {
-                if let Some(k) = key(addr, self)
-                    && let Some(p) = self.node(i).and_then(|n| n.endpoint(&addr))
+    fn watch(&mut self, e: &Observed) {
+        let i = self.i;
+        let n = self.world.groups.len();
+        let generation_of = |slot: &Slot, addr: &SocketAddr| {
+            slot.node
+                .as_ref()
+                .and_then(|node| node.endpoint(addr))
+                .map(|p| p.state().generation())
+        };
+        match *e {
+            Observed::Down(addr) => {
+                if let Some(j) = index_in(&addr, n)
+                    && let Some(g) = generation_of(self.slot, &addr)
                 {
-                    let generation = p.state().generation();
-                    self.down_generation.insert(k, generation);
+                    self.slot.down_generation.insert(j, g);
                 }
             }
-            OwnedEvent::Removed(addr) => {
-                if let Some(k) = key(addr, self)
-                    && let Some(g) = self.down_generation.remove(&k)
+            Observed::Removed(addr) => {
+                if let Some(j) = index_in(&addr, n)
+                    && let Some(g) = self.slot.down_generation.remove(&j)
                 {
-                    self.removed.insert(k, g);
+                    self.slot.removed.insert(j, g);
                 }
             }
-            OwnedEvent::Discovered(addr) => {
-                if let Some(k) = key(addr, self)
-                    && let Some(g) = self.removed.get(&k).copied()
+            Observed::Discovered(addr) => {
+                if let Some(j) = index_in(&addr, n)
+                    && let Some(g) = self.slot.removed.get(&j).copied()
                 {
-                    let now = self
-                        .node(i)
-                        .and_then(|n| n.endpoint(&addr))
-                        .map(|p| p.state().generation());
-                    if now.is_some_and(|n| n <= g) {
+                    if generation_of(self.slot, &addr).is_some_and(|now| now <= g) {
                         self.fail(format!(
                             "node {i} resurrected removed {addr} at generation {g:?}"
                         ));
                     } else {
-                        self.removed.remove(&k);
+                        self.slot.removed.remove(&j);
                     }
                 }
             }
-            OwnedEvent::Other => {}
+            _ => {}
         }
     }
 }
 
-/// The events the invariant checks need, owned.
-enum OwnedEvent {
-    Down(SocketAddr),
-    Removed(SocketAddr),
-    Discovered(SocketAddr),
-    Other,
+/// A node's view of an endpoint before a datagram: its slot, address,
+/// generation and highest version.
+type View = (usize, SocketAddr, Generation, Version);
+
+thread_local! {
+    /// `record_views`' list, reused.
+    static VIEWS: std::cell::RefCell<Vec<View>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The datagram buffer `drain` lends to `poll_transmit`, one per thread.
+    static DRAIN_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-impl OwnedEvent {
+fn chance(rng: &mut Xoshiro256PlusPlus, p: f64) -> bool {
+    p > 0.0 && (rng.next_u64() as f64 / u64::MAX as f64) < p
+}
+
+/// A node's event, owned, until the merge hands it to the observer.
+enum Observed {
+    Discovered(SocketAddr),
+    Up(SocketAddr),
+    Down(SocketAddr),
+    Restarted(SocketAddr, Generation),
+    ShutDown(SocketAddr),
+    Removed(SocketAddr),
+    StateChanged {
+        endpoint: SocketAddr,
+        key: OwnedKey,
+        version: Version,
+        value: Vec<u8>,
+    },
+}
+
+enum OwnedKey {
+    Known(ApplicationState),
+    User(String),
+    Unknown(u16),
+}
+
+impl Observed {
     fn of(e: &Event<'_>) -> Self {
         match *e {
-            Event::Down { endpoint } => OwnedEvent::Down(endpoint),
-            Event::Removed { endpoint } => OwnedEvent::Removed(endpoint),
-            Event::Discovered { endpoint } => OwnedEvent::Discovered(endpoint),
-            _ => OwnedEvent::Other,
+            Event::Discovered { endpoint } => Observed::Discovered(endpoint),
+            Event::Up { endpoint } => Observed::Up(endpoint),
+            Event::Down { endpoint } => Observed::Down(endpoint),
+            Event::Restarted {
+                endpoint,
+                generation,
+            } => Observed::Restarted(endpoint, generation),
+            Event::ShutDown { endpoint } => Observed::ShutDown(endpoint),
+            Event::Removed { endpoint } => Observed::Removed(endpoint),
+            Event::StateChanged {
+                endpoint,
+                key,
+                value,
+            } => Observed::StateChanged {
+                endpoint,
+                key: match key {
+                    StateKey::Known(k) => OwnedKey::Known(k),
+                    StateKey::User(name) => OwnedKey::User(name.to_string()),
+                    StateKey::Unknown(code) => OwnedKey::Unknown(code),
+                },
+                version: value.version,
+                value: value.value.to_vec(),
+            },
         }
+    }
+
+    /// Calls `f` with the event as the node reported it.
+    fn with(&self, f: impl FnOnce(&Event<'_>)) {
+        let event = match self {
+            Observed::Discovered(endpoint) => Event::Discovered {
+                endpoint: *endpoint,
+            },
+            Observed::Up(endpoint) => Event::Up {
+                endpoint: *endpoint,
+            },
+            Observed::Down(endpoint) => Event::Down {
+                endpoint: *endpoint,
+            },
+            Observed::Restarted(endpoint, generation) => Event::Restarted {
+                endpoint: *endpoint,
+                generation: *generation,
+            },
+            Observed::ShutDown(endpoint) => Event::ShutDown {
+                endpoint: *endpoint,
+            },
+            Observed::Removed(endpoint) => Event::Removed {
+                endpoint: *endpoint,
+            },
+            Observed::StateChanged {
+                endpoint,
+                key,
+                version,
+                value,
+            } => Event::StateChanged {
+                endpoint: *endpoint,
+                key: match key {
+                    OwnedKey::Known(k) => StateKey::Known(*k),
+                    OwnedKey::User(name) => StateKey::User(name),
+                    OwnedKey::Unknown(code) => StateKey::Unknown(*code),
+                },
+                value: VersionedValue {
+                    version: *version,
+                    value,
+                },
+            },
+        };
+        f(&event);
     }
 }

@@ -212,14 +212,20 @@ pub struct Figures {
 #[derive(Default)]
 pub struct Hooks<'a> {
     /// Called about once a round with the fraction of the round limit spent.
-    pub progress: Option<&'a mut dyn FnMut(f64)>,
+    pub progress: Option<&'a mut (dyn FnMut(f64) + Send)>,
     /// Bytes of heap in use now, to report memory per known peer.
-    pub heap_bytes: Option<&'a dyn Fn() -> usize>,
+    pub heap_bytes: Option<&'a (dyn Fn() -> usize + Sync)>,
 }
 
 /// Runs one scenario.
 pub fn run(cfg: &ScenarioConfig, hooks: Hooks<'_>) -> Result<Figures, String> {
     cfg.validate()?;
+    // On a worker of rayon's pool, so the windows' parallel parts start
+    // without handing work to another thread and back (see `Sim`).
+    rayon::scope(|_| run_on_worker(cfg, hooks))
+}
+
+fn run_on_worker(cfg: &ScenarioConfig, hooks: Hooks<'_>) -> Result<Figures, String> {
     let wall = std::time::Instant::now();
     let mut sim_cfg = SimConfig::new(cfg.nodes, cfg.seed, cfg.node_config());
     sim_cfg.network = NetworkModel {
@@ -484,7 +490,7 @@ impl Sim {
 struct Run<'c, 'h> {
     cfg: &'c ScenarioConfig,
     tracker: Tracker,
-    progress: Option<&'h mut dyn FnMut(f64)>,
+    progress: Option<&'h mut (dyn FnMut(f64) + Send)>,
     timeline: Vec<(f64, f64)>,
     rng: Xoshiro256PlusPlus,
 }
@@ -515,7 +521,7 @@ impl Run<'_, '_> {
                         reached = true;
                         break;
                     }
-                    let next = sim.queue.peek().map(|std::cmp::Reverse(s)| s.at);
+                    let next = sim.next_at();
                     match next {
                         Some(at) if at <= round_end => {
                             sim.step(tracker);

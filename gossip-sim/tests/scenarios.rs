@@ -58,6 +58,62 @@ fn same_seed_same_figures() {
     assert_ne!(a.sim_time_ms, c.sim_time_ms);
 }
 
+/// Every event every node reported, in the order the observer saw them.
+#[derive(Default)]
+struct Log(Vec<String>);
+
+impl gossip_sim::Observer for Log {
+    fn on_event(&mut self, now: Instant, node: usize, event: &gossip_core::Event<'_>) {
+        self.0.push(format!("{now:?} {node} {event:?}"));
+    }
+}
+
+#[test]
+fn the_same_run_on_one_thread_and_on_two() {
+    // 48 nodes on a 20 ms network: each window (as long as the least
+    // latency) holds several nodes' work, split between threads when there
+    // are two. Loss, a crash, a restart, a partition and a state change.
+    let on = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let node = ScenarioConfig::new(Scenario::Converge, 48).node_config();
+            let mut cfg = SimConfig::new(48, 9, node);
+            cfg.network.latency = std::time::Duration::from_millis(20);
+            cfg.network.loss = 0.05;
+            let mut sim = Sim::new(cfg).unwrap();
+            let mut log = Log::default();
+            let at = Instant::from_millis;
+            sim.run_until(at(10_000), &mut log);
+            sim.crash(3);
+            sim.set_state(7, "ROLE", b"leader", &mut log);
+            sim.run_until(at(20_000), &mut log);
+            sim.restart(3, &mut log);
+            sim.partition(&[0, 1, 0, 1]);
+            sim.run_until(at(25_000), &mut log);
+            sim.heal();
+            sim.run_until(at(40_000), &mut log);
+            let converged = sim.check_converged();
+            (log.0, sim.totals().clone(), sim.windows(), converged)
+        })
+    };
+    let (one, two) = (on(1), on(2));
+    assert!(one.3.is_ok(), "{:?}", one.3);
+    let (windows, parallel) = one.2;
+    assert!(
+        parallel * 4 > windows,
+        "{parallel} of {windows} windows ran in parallel"
+    );
+    assert_eq!(one.1, two.1);
+    assert_eq!(one.2, two.2);
+    assert_eq!(one.0.len(), two.0.len());
+    for (a, b) in one.0.iter().zip(&two.0) {
+        assert_eq!(a, b);
+    }
+}
+
 #[test]
 fn bad_parameters_are_refused() {
     let mut cfg = ScenarioConfig::new(Scenario::Partition, 3);
