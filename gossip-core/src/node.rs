@@ -324,6 +324,10 @@ pub struct Node<S: Storage, R> {
     events: S::Indices,
     event_head: usize,
     replies: S::Replies,
+    /// Per slot, the seqs seen from that sender (authenticated clusters;
+    /// empty until a sealed datagram arrives).
+    #[cfg(feature = "auth")]
+    replays: S::Replays,
     reply_head: usize,
     seeds: heapless::Vec<SocketAddr, MAX_SEEDS>,
     targets: heapless::Vec<SocketAddr, MAX_TARGETS>,
@@ -407,6 +411,8 @@ impl<S: Storage, R: Rng> Node<S, R> {
             events: S::Indices::default(),
             event_head: 0,
             replies: S::Replies::default(),
+            #[cfg(feature = "auth")]
+            replays: S::Replays::default(),
             reply_head: 0,
             seeds: seed_list,
             targets: heapless::Vec::new(),
@@ -754,7 +760,9 @@ impl<S: Storage, R: Rng> Node<S, R> {
         if let Some(seq) = seq
             && let Some(idx) = self.index.find(&sender, self.peers.as_slice())
             && self.peers.as_slice().get(idx as usize).is_some_and(|p| {
-                !p.replay.is_fresh(seq) || seq < crate::auth::first_seq(p.state.generation().0)
+                let window = self.replays.as_slice().get(idx as usize).copied();
+                !window.unwrap_or_default().is_fresh(seq)
+                    || seq < crate::auth::first_seq(p.state.generation().0)
             })
         {
             return Err(DropReason::Replayed);
@@ -808,9 +816,14 @@ impl<S: Storage, R: Rng> Node<S, R> {
         #[cfg(feature = "auth")]
         if let Some(seq) = seq
             && let Some(idx) = self.index.find(&sender, self.peers.as_slice())
-            && let Some(p) = self.peers.as_mut_slice().get_mut(idx as usize)
         {
-            p.replay.record(seq);
+            // Windows exist for the slots of senders heard sealed so far.
+            while self.replays.as_slice().len() <= idx as usize
+                && self.replays.try_push(Default::default()).is_ok()
+            {}
+            if let Some(window) = self.replays.as_mut_slice().get_mut(idx as usize) {
+                window.record(seq);
+            }
         }
         Ok(())
     }
@@ -1336,9 +1349,20 @@ impl<S: Storage, R: Rng> Node<S, R> {
             }
         };
         self.index.insert(idx, self.peers.as_slice());
+        self.forget_seqs(idx);
         self.occupied += 1;
         self.unreachable += 1;
         Some(idx)
+    }
+
+    /// Slot `idx` holds a new peer (or incarnation): no seq seen from it.
+    fn forget_seqs(&mut self, idx: u32) {
+        #[cfg(feature = "auth")]
+        if let Some(window) = self.replays.as_mut_slice().get_mut(idx as usize) {
+            *window = Default::default();
+        }
+        #[cfg(not(feature = "auth"))]
+        let _ = idx;
     }
 
     /// A quarantined slot becomes a fresh member at `generation`.
@@ -1349,6 +1373,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
         let queued = p.flags & flags::QUEUED;
         *p = Peer::new(p.addr, generation);
         p.flags = queued;
+        self.forget_seqs(idx);
         self.unreachable += 1;
     }
 

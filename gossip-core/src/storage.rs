@@ -7,7 +7,11 @@
 //!
 //! * [`heapless::Vec<u8, N>`]: fixed capacity of `N` bytes, no allocator;
 //! * `alloc::vec::Vec<u8>` (feature `alloc`): grows as needed, so an endpoint
-//!   with two small states costs a few tens of bytes, not a worst-case array.
+//!   with two small states costs a few tens of bytes, not a worst-case array;
+//! * `alloc::boxed::Box<[u8]>` (feature `alloc`, what
+//!   [`HeapStorage`](crate::HeapStorage) uses): exactly as many bytes as the
+//!   states take and 16 bytes in the peer slot (a `Vec` takes 24 and keeps
+//!   spare capacity); every change reallocates, and states change rarely.
 //!
 //! The configured [`Limits`](crate::state::Limits) hold in both; a fixed buffer
 //! additionally refuses what does not fit its capacity, reported as
@@ -116,6 +120,42 @@ impl StateBuf for alloc::vec::Vec<u8> {
     }
 }
 
+#[cfg(feature = "alloc")]
+impl StateBuf for alloc::boxed::Box<[u8]> {
+    fn capacity_limit(&self) -> Option<usize> {
+        None
+    }
+
+    fn bytes(&self) -> &[u8] {
+        self
+    }
+
+    fn splice_gap(
+        &mut self,
+        at: usize,
+        remove: usize,
+        gap: usize,
+    ) -> Result<&mut [u8], CapacityError> {
+        let end = at.checked_add(remove).ok_or(CapacityError)?;
+        let (Some(head), Some(tail)) = (self.get(..at), self.get(end..)) else {
+            return Err(CapacityError);
+        };
+        let len = (head.len() + tail.len())
+            .checked_add(gap)
+            .ok_or(CapacityError)?;
+        let mut bytes = alloc::vec::Vec::with_capacity(len);
+        bytes.extend_from_slice(head);
+        bytes.resize(at + gap, 0);
+        bytes.extend_from_slice(tail);
+        *self = bytes.into_boxed_slice();
+        self.get_mut(at..at + gap).ok_or(CapacityError)
+    }
+
+    fn clear(&mut self) {
+        *self = alloc::boxed::Box::default();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,5 +201,11 @@ mod tests {
     #[test]
     fn vec_splice() {
         exercise(alloc::vec::Vec::new());
+    }
+
+    #[cfg(feature = "alloc")]
+    #[test]
+    fn boxed_splice() {
+        exercise(alloc::boxed::Box::<[u8]>::default());
     }
 }

@@ -61,7 +61,13 @@ impl<T> Seq<T> for alloc::vec::Vec<T> {
     fn as_mut_slice(&mut self) -> &mut [T] {
         alloc::vec::Vec::as_mut_slice(self)
     }
+    /// Grows by an eighth (at least 4) when full rather than doubling: a
+    /// table of 10,000 peers then holds at most 1,250 spare slots, not
+    /// 6,384, and growth stays amortized O(1).
     fn try_push(&mut self, value: T) -> Result<(), T> {
+        if self.len() == self.capacity() {
+            self.reserve_exact((self.len() / 8).max(4));
+        }
         self.push(value);
         Ok(())
     }
@@ -270,6 +276,9 @@ pub trait Storage {
     /// Past its capacity the node takes slower paths or leaves the rest
     /// unranked; it never fails for it.
     type Scratch<T, const N: usize>: Seq<T> + Default;
+    /// Per slot, the seqs seen from the peer in it (authenticated clusters).
+    #[cfg(feature = "auth")]
+    type Replays: Seq<crate::auth::ReplayWindow> + Default;
 }
 
 /// Fixed capacities, no allocator: up to `PEERS` endpoints of at most
@@ -298,6 +307,8 @@ impl<const PEERS: usize, const STATE_BYTES: usize, const DATAGRAM: usize, const 
     type Replies = heapless::Vec<Reply<Self::Datagram>, REPLIES>;
     type Index = LinearIndex<PEERS>;
     type Scratch<T, const N: usize> = heapless::Vec<T, PEERS>;
+    #[cfg(feature = "auth")]
+    type Replays = heapless::Vec<crate::auth::ReplayWindow, PEERS>;
 }
 
 /// Growable storage bounded by the configuration, with a hash index.
@@ -307,13 +318,15 @@ pub struct HeapStorage;
 
 #[cfg(feature = "alloc")]
 impl Storage for HeapStorage {
-    type StateBuf = alloc::vec::Vec<u8>;
+    type StateBuf = alloc::boxed::Box<[u8]>;
     type Peers = alloc::vec::Vec<Peer<Self::StateBuf>>;
     type Indices = alloc::vec::Vec<u32>;
     type Datagram = alloc::vec::Vec<u8>;
     type Replies = alloc::vec::Vec<Reply<Self::Datagram>>;
     type Index = HashIndex;
     type Scratch<T, const N: usize> = heapless::Vec<T, N>;
+    #[cfg(feature = "auth")]
+    type Replays = alloc::vec::Vec<crate::auth::ReplayWindow>;
 }
 
 /// A received datagram waiting for its reply to be encoded.
@@ -382,9 +395,6 @@ pub struct Peer<B> {
     pub(crate) liveness: Liveness,
     pub(crate) reported: Liveness,
     pub(crate) flags: u8,
-    /// Sequence numbers seen from it (authenticated clusters).
-    #[cfg(feature = "auth")]
-    pub(crate) replay: crate::auth::ReplayWindow,
 }
 
 impl<B: StateBuf> Peer<B> {
@@ -403,8 +413,6 @@ impl<B: StateBuf> Peer<B> {
             liveness: Liveness::Unknown,
             reported: Liveness::Unknown,
             flags: 0,
-            #[cfg(feature = "auth")]
-            replay: crate::auth::ReplayWindow::default(),
         }
     }
 
