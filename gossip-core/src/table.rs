@@ -123,7 +123,12 @@ impl<V: Seq<(u32, u32)>> RingOrder<V> {
 
     fn remove(&mut self, ring: u32, idx: u32) {
         let entries = self.entries.as_mut_slice();
-        if let Some(at) = entries.iter().position(|e| *e == (ring, idx)) {
+        let found = if self.sorted {
+            entries.binary_search(&(ring, idx)).ok()
+        } else {
+            entries.iter().position(|e| *e == (ring, idx))
+        };
+        if let Some(at) = found {
             entries.copy_within(at + 1.., at);
             let len = entries.len() - 1;
             self.entries.truncate(len);

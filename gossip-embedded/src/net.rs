@@ -263,8 +263,7 @@ impl<const PORTS: usize, const FRAME: usize, const DEPTH: usize> Default
 }
 
 impl<const PORTS: usize, const FRAME: usize, const DEPTH: usize> Switch<PORTS, FRAME, DEPTH> {
-    /// Every port plugged, every queue empty (`const`: a switch can be a
-    /// `static`).
+    /// Every port plugged, every queue empty.
     pub const fn new() -> Self {
         Self {
             queues: [const { RefCell::new(FrameQueue::new()) }; PORTS],

@@ -272,6 +272,8 @@ struct Effects {
     events: Vec<(Instant, Observed)>,
     totals: Totals,
     violation: Option<(Instant, String)>,
+    /// The last moment the node handled something at.
+    last: Instant,
 }
 
 /// One node's share of a window: its slot, what it has to handle (in
@@ -353,16 +355,22 @@ impl Sim {
         self.queue.peek().map(|Reverse(s)| s.at)
     }
 
-    /// [`step`](Self::step), handling nothing later than `until`.
-    fn step_until(&mut self, until: Instant, observer: &mut impl Observer) -> bool {
+    /// [`step`](Self::step), handling nothing later than `until`. Returns
+    /// false when nothing is due by then.
+    pub fn step_until(&mut self, until: Instant, observer: &mut impl Observer) -> bool {
         let Some(start) = self.next_at().filter(|at| *at <= until) else {
             return false;
         };
         let width = self.cfg.network.latency.max(Duration::from_micros(1));
         let end = (start + width).min(until + Duration::from_micros(1));
         // The window's work, by node (in node order), each node's in order.
+        // (`start` itself always: at the end of time `end` saturates to it.)
         let mut window: Vec<Scheduled> = Vec::new();
-        while self.queue.peek().is_some_and(|Reverse(s)| s.at < end) {
+        while self
+            .queue
+            .peek()
+            .is_some_and(|Reverse(s)| s.at < end || s.at == start)
+        {
             if let Some(Reverse(s)) = self.queue.pop() {
                 window.push(s);
             }
@@ -392,6 +400,9 @@ impl Sim {
             jobs.iter_mut().for_each(run);
         }
         let effects: Vec<(u32, Effects)> = jobs.into_iter().map(|j| (j.node, j.effects)).collect();
+        // The clock reads the last moment handled, events or not.
+        let last = effects.iter().map(|(_, fx)| fx.last).max().unwrap_or(start);
+        self.now = self.now.max(last);
         self.merge(effects, observer);
         true
     }
@@ -759,6 +770,7 @@ fn run_job(
     }
     while let Some((at, action)) = run.pop_local() {
         run.now = run.now.max(at);
+        run.fx.last = run.now;
         match action {
             Action::Start => run.start(),
             Action::Timeout => run.timeout(),

@@ -521,12 +521,8 @@ impl Run<'_, '_> {
                         reached = true;
                         break;
                     }
-                    let next = sim.next_at();
-                    match next {
-                        Some(at) if at <= round_end => {
-                            sim.step(tracker);
-                        }
-                        _ => break,
+                    if !sim.step_until(round_end, tracker) {
+                        break;
                     }
                 }
                 reached

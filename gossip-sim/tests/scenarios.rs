@@ -115,6 +115,27 @@ fn the_same_run_on_one_thread_and_on_two() {
 }
 
 #[test]
+fn the_clock_follows_the_windows_stepped() {
+    // Once a small cluster is stable, most windows report no event: the
+    // clock must still advance with the deadlines handled.
+    let node = ScenarioConfig::new(Scenario::Converge, 4).node_config();
+    let mut sim = Sim::new(SimConfig::new(4, 3, node)).unwrap();
+    let goal = Instant::from_millis(60_000);
+    let mut last = sim.now();
+    for _ in 0..100_000 {
+        if sim.now() >= goal {
+            break;
+        }
+        assert!(sim.step(&mut ()));
+        assert!(sim.now() >= last);
+        last = sim.now();
+    }
+    assert!(sim.now() >= goal, "stuck at {:?}", sim.now());
+    assert!(sim.next_at().is_some_and(|t| t >= sim.now()));
+    assert_eq!(sim.divergence(), None);
+}
+
+#[test]
 fn bad_parameters_are_refused() {
     let mut cfg = ScenarioConfig::new(Scenario::Partition, 3);
     assert!(scenario::run(&cfg, Hooks::default()).is_err());

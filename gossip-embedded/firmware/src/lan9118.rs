@@ -28,6 +28,7 @@ const TX_CFG: usize = 0x70;
 const HW_CFG: usize = 0x74;
 const RX_FIFO_INF: usize = 0x7c;
 const TX_FIFO_INF: usize = 0x80;
+const PMT_CTRL: usize = 0x84;
 const MAC_CSR_CMD: usize = 0xa4;
 const MAC_CSR_DATA: usize = 0xa8;
 
@@ -43,6 +44,8 @@ const MAC_CR_RXEN: u32 = 1 << 2;
 const TX_CFG_TX_ON: u32 = 1 << 1;
 const TX_CFG_TXSAO: u32 = 1 << 2;
 const HW_CFG_SRST: u32 = 1;
+const PMT_CTRL_READY: u32 = 1;
+const MAC_CR_PRMS: u32 = 1 << 18;
 const TX_FIRST_SEGMENT: u32 = 1 << 13;
 const TX_LAST_SEGMENT: u32 = 1 << 12;
 /// Receive status: the frame had an error (CRC, runt, too long, ...).
@@ -113,6 +116,15 @@ impl Regs {
         Err(Error::Timeout)
     }
 
+    fn wait_set(self, offset: usize, bit: u32) -> Result<(), Error> {
+        for _ in 0..BUSY_POLLS {
+            if self.read(offset) & bit != 0 {
+                return Ok(());
+            }
+        }
+        Err(Error::Timeout)
+    }
+
     fn mac_read(self, reg: u32) -> Result<u32, Error> {
         self.write(MAC_CSR_CMD, CSR_BUSY | CSR_READ | reg);
         self.wait_clear(MAC_CSR_CMD, CSR_BUSY)?;
@@ -151,11 +163,14 @@ impl Lan9118 {
         }
         regs.write(HW_CFG, HW_CFG_SRST);
         regs.wait_clear(HW_CFG, HW_CFG_SRST)?;
+        regs.wait_set(PMT_CTRL, PMT_CTRL_READY)?;
         let low = regs.mac_read(MAC_ADDRL)?.to_le_bytes();
         let high = regs.mac_read(MAC_ADDRH)?.to_le_bytes();
         let mac = [low[0], low[1], low[2], low[3], high[0], high[1]];
         regs.write(INT_EN, 0);
-        regs.mac_write(MAC_CR, MAC_CR_TXEN | MAC_CR_RXEN)?;
+        // Keep the reset's other settings; leave promiscuous mode.
+        let cr = regs.mac_read(MAC_CR)?;
+        regs.mac_write(MAC_CR, (cr & !MAC_CR_PRMS) | MAC_CR_TXEN | MAC_CR_RXEN)?;
         regs.write(TX_CFG, TX_CFG_TX_ON | TX_CFG_TXSAO);
         Ok(Self {
             regs,
