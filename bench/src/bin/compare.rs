@@ -286,6 +286,11 @@ mod ours {
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                             // Fell behind (a busy join): take the node's view
                             // from a snapshot instead of the missed events.
+                            // Events still queued are older than the snapshot
+                            // (an old Down replayed after it would hide a live
+                            // member): skip them, following only events from
+                            // before the snapshot on, which it agrees with.
+                            events = events.resubscribe();
                             if let Ok(s) = handle.snapshot().await {
                                 let mut v = views[i].lock().unwrap();
                                 for e in s.endpoints.iter().filter(|e| !e.alive) {
