@@ -189,8 +189,9 @@ impl<S: Storage, R: Rng, const MTU: usize> Gossip<S, R, MTU> {
     }
 
     /// The blocking variant: handles up to [`RECEIVE_BURST`] datagrams
-    /// waiting in `socket`, the deadline if it is due, then sends what the
-    /// node asks. Never blocks: a datagram the stack cannot take now is
+    /// waiting in `socket`, each followed by what the node then sends (its
+    /// reply: a burst of SYNs never overflows the short reply queue), then
+    /// the deadline if it is due, and sends what that asks. Never blocks: a datagram the stack cannot take now is
     /// dropped and counted. Returns the next deadline (`None`: only a
     /// datagram can wake the node, or it has shut down); `now` when it
     /// stopped at [`RECEIVE_BURST`] datagrams and more may be waiting.
@@ -205,6 +206,10 @@ impl<S: Storage, R: Rng, const MTU: usize> Gossip<S, R, MTU> {
             match stack.receive(socket, &mut self.buf) {
                 Ok((n, from)) => {
                     self.received(now, from, n);
+                    // The drain rule, per datagram: its reply goes out before
+                    // the next is handled (the reply queue is short on a
+                    // microcontroller) and before a status check runs.
+                    self.send_all(now, stack, socket);
                     burst += 1;
                 }
                 Err(nb::Error::WouldBlock) => break,
@@ -215,12 +220,7 @@ impl<S: Storage, R: Rng, const MTU: usize> Gossip<S, R, MTU> {
             }
         }
         self.due(now);
-        while let Some(t) = self.node.poll_transmit(now, &mut self.buf) {
-            let bytes = self.buf.get(..t.size).unwrap_or(&[]);
-            if stack.send_to(socket, t.destination, bytes).is_err() {
-                self.stats.send_failures = self.stats.send_failures.saturating_add(1);
-            }
-        }
+        self.send_all(now, stack, socket);
         if burst == RECEIVE_BURST && !self.node.is_shut_down() {
             // More may be waiting in the stack, and no new frame need come
             // to wake the caller: ask to be called again now.
@@ -296,6 +296,21 @@ impl<S: Storage, R: Rng, const MTU: usize> Gossip<S, R, MTU> {
         if self.node.stats().dropped_total() > before {
             if let Some(reason) = self.node.stats().last_drop {
                 defmt::debug!("gossip: datagram dropped: {}", reason.name());
+            }
+        }
+    }
+
+    /// Sends everything the node has to send now (blocking variant).
+    fn send_all<U: embedded_nal::UdpFullStack>(
+        &mut self,
+        now: Instant,
+        stack: &mut U,
+        socket: &mut U::UdpSocket,
+    ) {
+        while let Some(t) = self.node.poll_transmit(now, &mut self.buf) {
+            let bytes = self.buf.get(..t.size).unwrap_or(&[]);
+            if stack.send_to(socket, t.destination, bytes).is_err() {
+                self.stats.send_failures = self.stats.send_failures.saturating_add(1);
             }
         }
     }
