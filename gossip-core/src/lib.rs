@@ -135,8 +135,10 @@
 //!
 //! [`HeapStorage`] (feature `alloc`, on by default) grows up to the
 //! configured limits and finds peers through a hash index; [`FixedStorage`]
-//! has compile-time capacities and needs no allocator. Both run the same state
-//! machine under the same [`Config`] limits.
+//! has compile-time capacities, needs no allocator and sizes the scratch a
+//! call puts on the stack by its table's capacity. Both keep the occupied
+//! slots in ring order (a SYN's stretch of the ring is walked, not the whole
+//! table) and run the same state machine under the same [`Config`] limits.
 //!
 //! # The state model ([`state`])
 //!
