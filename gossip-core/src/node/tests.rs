@@ -562,21 +562,24 @@ fn a_full_table_refuses_newcomers() {
     }));
 }
 
+/// A configuration a `FixedStorage<max_peers, 512, 1400, 4>` holds.
+fn fixed_config(max_peers: usize) -> Config {
+    let mut c = config();
+    c.max_peers = max_peers;
+    c.max_pending_replies = 4;
+    c.limits = Limits {
+        max_keys_per_endpoint: 8,
+        max_key_len: 16,
+        max_value_len: 32,
+        ..Limits::default()
+    };
+    c
+}
+
 #[test]
 fn fixed_storage_runs_the_same_protocol() {
     type Fixed = FixedStorage<8, 512, 1400, 4>;
-    let mut net: Net<Fixed> = Net::new(5, |_| {
-        let mut c = config();
-        c.max_peers = 8;
-        c.max_pending_replies = 4;
-        c.limits = Limits {
-            max_keys_per_endpoint: 8,
-            max_key_len: 16,
-            max_value_len: 32,
-            ..Limits::default()
-        };
-        c
-    });
+    let mut net: Net<Fixed> = Net::new(5, |_| fixed_config(8));
     net.node_mut(2)
         .set_local_state(StateKey::parse("k"), b"v")
         .unwrap();
@@ -596,18 +599,7 @@ fn fixed_storage_with_more_endpoints_in_a_syn_than_its_scratch_holds() {
     // here carry 5 digests (the sender and its 4 peers), and each reply has 5
     // candidates, so the lookups past the scratch and the unranked tail run.
     type Fixed = FixedStorage<4, 512, 1400, 4>;
-    let mut net: Net<Fixed> = Net::new(8, |_| {
-        let mut c = config();
-        c.max_peers = 4;
-        c.max_pending_replies = 4;
-        c.limits = Limits {
-            max_keys_per_endpoint: 8,
-            max_key_len: 16,
-            max_value_len: 32,
-            ..Limits::default()
-        };
-        c
-    });
+    let mut net: Net<Fixed> = Net::new(8, |_| fixed_config(4));
     assert!(net.run_until(Duration::from_secs(60), |n| {
         (0..8).all(|i| n.node(i).endpoint_count() == 4 && n.node(i).live_count() == 4)
     }));

@@ -81,7 +81,7 @@ fn SysTick() {
 }
 
 /// Starts the millisecond clock: mps2-an386 runs the core at 25 MHz.
-pub fn start_clock(syst: &mut SYST) {
+fn start_clock(syst: &mut SYST) {
     syst.set_clock_source(SystClkSource::Core);
     syst.set_reload(25_000 - 1);
     syst.clear_current();
@@ -108,8 +108,21 @@ pub fn fail(why: &str) -> ! {
     }
 }
 
-/// Exits 0 through semihosting.
-pub fn succeed() -> ! {
+/// A firmware's whole life: paints the stack (for [`stack_high_water`]),
+/// runs `run` with the core peripherals and the millisecond clock started,
+/// then exits through semihosting: 0, or 1 with the reason.
+pub fn run_to_exit(run: impl FnOnce(&mut cortex_m::Peripherals) -> Result<(), &'static str>) -> ! {
+    paint_stack();
+    let outcome = match cortex_m::Peripherals::take() {
+        Some(mut core) => {
+            start_clock(&mut core.SYST);
+            run(&mut core)
+        }
+        None => Err("peripherals"),
+    };
+    if let Err(why) = outcome {
+        fail(why);
+    }
     debug::exit(debug::EXIT_SUCCESS);
     loop {
         cortex_m::asm::wfi();

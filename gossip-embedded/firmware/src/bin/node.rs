@@ -26,8 +26,8 @@ use gossip_embedded::net::{SmoltcpStack, UdpHandle};
 use gossip_embedded::{Gossip, SmallStorage};
 use gossip_firmware::lan9118::{self, Lan9118};
 use gossip_firmware::{
-    STATE_KEYS, addr, config, fail, has_states, millis, now, paint_stack, stack_high_water,
-    start_clock, state_value, static_ram, succeed,
+    STATE_KEYS, addr, config, has_states, millis, now, paint_stack, run_to_exit, stack_high_water,
+    state_value, static_ram,
 };
 use rand_core::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -43,16 +43,10 @@ const LINGER: Duration = Duration::from_secs(2);
 
 #[entry]
 fn main() -> ! {
-    paint_stack();
-    match run() {
-        Ok(()) => succeed(),
-        Err(why) => fail(why),
-    }
+    run_to_exit(|_| run())
 }
 
 fn run() -> Result<(), &'static str> {
-    let mut core = cortex_m::Peripherals::take().ok_or("peripherals")?;
-    start_clock(&mut core.SYST);
     // SAFETY: MPS2_BASE is the LAN9118's register block on mps2-an386, and
     // this is the only code in the firmware that touches it.
     let mut nic = unsafe { Lan9118::new(lan9118::MPS2_BASE) }.map_err(lan9118::Error::as_str)?;

@@ -25,8 +25,8 @@ use gossip_core::{Event, Node};
 use gossip_embedded::net::{Port, SmoltcpStack, Switch, UdpHandle};
 use gossip_embedded::{Gossip, SmallStorage};
 use gossip_firmware::{
-    STATE_KEYS, addr, config, fail, has_states, millis, now, paint_stack, stack_high_water,
-    start_clock, state_value, static_ram, succeed,
+    STATE_KEYS, addr, config, fail, has_states, millis, now, paint_stack, run_to_exit,
+    stack_high_water, state_value, static_ram,
 };
 use rand_core::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -148,17 +148,10 @@ impl<'a> Host<'a> {
 
 #[entry]
 fn main() -> ! {
-    paint_stack();
-    match run() {
-        Ok(()) => succeed(),
-        Err(why) => fail(why),
-    }
+    run_to_exit(|_| run())
 }
 
 fn run() -> Result<(), &'static str> {
-    let mut core = cortex_m::Peripherals::take().ok_or("peripherals")?;
-    start_clock(&mut core.SYST);
-
     let switch = Net::new();
     let (mut b0, mut b1) = (Buffers::new(), Buffers::new());
     let mut s0 = [SocketStorage::EMPTY; 1];
