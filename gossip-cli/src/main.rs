@@ -202,6 +202,10 @@ struct SimArgs {
     /// Write an SVG plot of the fraction of nodes at the goal over time.
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
+    /// Threads to simulate on (default: every core). The run is the same
+    /// whatever the number; only the wall time changes.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    threads: Option<u16>,
 }
 
 fn parse_scenario(s: &str) -> Result<Scenario, String> {
@@ -315,7 +319,14 @@ fn sim(args: SimArgs) -> ExitCode {
         progress: Some(&mut progress),
         heap_bytes: Some(&heap_bytes),
     };
-    let result = scenario::run(&cfg, hooks);
+    let mut pool = rayon::ThreadPoolBuilder::new();
+    if let Some(n) = args.threads {
+        pool = pool.num_threads(usize::from(n));
+    }
+    let result = match pool.build() {
+        Ok(pool) => pool.install(|| scenario::run(&cfg, hooks)),
+        Err(e) => Err(format!("cannot start the simulator's threads: {e}")),
+    };
     bar.finish_and_clear();
     let fig = match result {
         Ok(fig) => fig,

@@ -112,8 +112,38 @@ fn human_summary_and_plot() {
 }
 
 #[test]
+fn one_thread_or_three_give_the_same_figures() {
+    let run = |threads: &str| {
+        let out = gossip(&[
+            "sim",
+            "--scenario",
+            "crash",
+            "--nodes",
+            "40",
+            "--loss",
+            "0.05",
+            "--interval-ms",
+            "200",
+            "--threads",
+            threads,
+            "--json",
+        ]);
+        assert!(out.status.success(), "{out:?}");
+        let mut v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        // Wall time and the heap measure (allocator bookkeeping per thread)
+        // may differ; everything the protocol did may not.
+        v["wall_ms"] = serde_json::Value::Null;
+        v["bytes_per_known_peer"] = serde_json::Value::Null;
+        v
+    };
+    let one = run("1");
+    assert_eq!(one["converged"], true, "{one}");
+    assert_eq!(one, run("3"));
+}
+
+#[test]
 fn bad_arguments_get_a_clear_message_and_a_failure() {
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 7] = [
         (
             &["sim", "--scenario", "explode", "--nodes", "5"],
             "unknown scenario",
@@ -147,6 +177,18 @@ fn bad_arguments_get_a_clear_message_and_a_failure() {
         (
             &["sim", "--scenario", "partition", "--nodes", "3"],
             "at least 4",
+        ),
+        (
+            &[
+                "sim",
+                "--scenario",
+                "converge",
+                "--nodes",
+                "5",
+                "--threads",
+                "0",
+            ],
+            "threads",
         ),
     ];
     for (args, needle) in cases {

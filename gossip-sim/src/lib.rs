@@ -213,9 +213,13 @@ impl Ord for Scheduled {
 ///
 /// It advances in windows as long as the network's least latency: nothing a
 /// node sends in a window can arrive within it, so the nodes with something
-/// to do in a window are handled independently, on as many threads as the
-/// `rayon` pool has (`RAYON_NUM_THREADS`), and their effects are merged in a
-/// fixed order. The run is the same whatever the number of threads.
+/// to do in a window are handled independently, on the threads of the
+/// `rayon` pool the simulation runs in (the global one, sized by
+/// `RAYON_NUM_THREADS`, unless the caller installs its own), and their
+/// effects are merged in a fixed order. The run is the same whatever the
+/// number of threads. Run it on one of the pool's threads
+/// (`ThreadPool::install`, as [`scenario::run`] does) so windows start
+/// without a hand-over to another thread.
 pub struct Sim {
     cfg: SimConfig,
     now: Instant,
