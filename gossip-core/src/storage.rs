@@ -130,24 +130,19 @@ impl StateBuf for alloc::boxed::Box<[u8]> {
         self
     }
 
+    /// Through a `Vec` (the box moves in and out, no copy), shrunk back
+    /// to the exact size.
     fn splice_gap(
         &mut self,
         at: usize,
         remove: usize,
         gap: usize,
     ) -> Result<&mut [u8], CapacityError> {
-        let end = at.checked_add(remove).ok_or(CapacityError)?;
-        let (Some(head), Some(tail)) = (self.get(..at), self.get(end..)) else {
-            return Err(CapacityError);
-        };
-        let len = (head.len() + tail.len())
-            .checked_add(gap)
-            .ok_or(CapacityError)?;
-        let mut bytes = alloc::vec::Vec::with_capacity(len);
-        bytes.extend_from_slice(head);
-        bytes.resize(at + gap, 0);
-        bytes.extend_from_slice(tail);
+        let mut bytes = core::mem::take(self).into_vec();
+        // On error the vector is unchanged, and goes back as it was.
+        let spliced = StateBuf::splice_gap(&mut bytes, at, remove, gap).map(|_| ());
         *self = bytes.into_boxed_slice();
+        spliced?;
         self.get_mut(at..at + gap).ok_or(CapacityError)
     }
 

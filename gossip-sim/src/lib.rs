@@ -250,14 +250,9 @@ pub fn node_addr(i: usize) -> SocketAddr {
 
 /// The node with address `addr` among `n` ([`node_addr`]'s inverse).
 fn index_in(addr: &SocketAddr, n: usize) -> Option<u32> {
-    match addr {
-        SocketAddr::V4(v4) if v4.port() == 7000 => {
-            let bits = u32::from(*v4.ip());
-            let i = (bits & 0x00ff_ffff).checked_sub(1)?;
-            (bits >> 24 == 10 && (i as usize) < n).then_some(i)
-        }
-        _ => None,
-    }
+    Sim::index_for(*addr)
+        .filter(|i| *i < n)
+        .and_then(|i| u32::try_from(i).ok())
 }
 
 /// What stays fixed while a window's nodes run.
@@ -611,6 +606,19 @@ impl Sim {
     /// Node `i`'s address.
     pub fn addr(&self, i: usize) -> SocketAddr {
         node_addr(i)
+    }
+
+    /// The node index of a simulated address ([`node_addr`]'s inverse), in
+    /// a simulation of any size.
+    pub fn index_for(addr: SocketAddr) -> Option<usize> {
+        match addr {
+            SocketAddr::V4(a) if a.port() == 7000 => {
+                let bits = u32::from(*a.ip());
+                let i = (bits & 0x00ff_ffff).checked_sub(1)?;
+                (bits >> 24 == 10).then_some(i as usize)
+            }
+            _ => None,
+        }
     }
 
     /// The node at `addr`.

@@ -474,19 +474,6 @@ fn event_endpoint(e: &Event<'_>) -> Option<std::net::SocketAddr> {
     })
 }
 
-impl Sim {
-    /// The node index of a simulated address.
-    pub fn index_for(addr: std::net::SocketAddr) -> Option<usize> {
-        match addr {
-            std::net::SocketAddr::V4(a) if a.port() == 7000 => {
-                let bits = u32::from(*a.ip());
-                (bits >> 24 == 10).then(|| (bits & 0x00ff_ffff) as usize - 1)
-            }
-            _ => None,
-        }
-    }
-}
-
 struct Run<'c, 'h> {
     cfg: &'c ScenarioConfig,
     tracker: Tracker,
