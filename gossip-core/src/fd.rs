@@ -42,8 +42,8 @@ pub const WINDOW: usize = 8;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ArrivalWindow {
     last: Instant,
-    /// Intervals in microseconds (capped at `u32::MAX`, about 71 minutes).
-    samples: [u32; WINDOW],
+    /// Intervals, each in two bytes (see [`encode_interval`]).
+    samples: [u16; WINDOW],
     len: u8,
     next: u8,
     arrivals: u8,
@@ -89,7 +89,7 @@ impl ArrivalWindow {
             return None;
         }
         let window = self.samples.get(..usize::from(self.len)).unwrap_or(&[]);
-        let sum: u64 = window.iter().map(|s| u64::from(*s)).sum();
+        let sum: u64 = window.iter().map(|s| decode_interval(*s)).sum();
         Some(Duration::from_micros(sum / u64::from(self.len)))
     }
 
@@ -119,9 +119,8 @@ impl ArrivalWindow {
     }
 
     fn push(&mut self, interval: Duration) {
-        let micros = u32::try_from(interval.as_micros()).unwrap_or(u32::MAX);
         if let Some(slot) = self.samples.get_mut(usize::from(self.next)) {
-            *slot = micros;
+            *slot = encode_interval(interval);
         }
         self.next = ((usize::from(self.next) + 1) % WINDOW) as u8;
         if usize::from(self.len) < WINDOW {
@@ -130,9 +129,67 @@ impl ArrivalWindow {
     }
 }
 
+/// The units an encoded interval counts in, by its top two bits (in
+/// microseconds): 1 µs below 16.4 ms, 100 µs below 1.64 s, 10 ms below
+/// 164 s, 1 s up to about 4.5 hours (longer intervals count as that).
+const UNITS: [u64; 4] = [1, 100, 10_000, 1_000_000];
+
+/// The largest count a unit holds (14 bits).
+const COUNT_MAX: u64 = (1 << 14) - 1;
+
+/// An interval in two bytes: the finest unit that holds it, rounded to the
+/// nearest count: within 0.31 % (half a unit over the unit's least count
+/// above its finer neighbour's range), exact for whole milliseconds from
+/// 16 ms to 1.6 s and whole hundredths of a second up to 164 s.
+pub(crate) fn encode_interval(interval: Duration) -> u16 {
+    let micros = u64::try_from(interval.as_micros()).unwrap_or(u64::MAX);
+    for (code, unit) in UNITS.iter().enumerate() {
+        let count = micros.saturating_add(unit / 2) / unit;
+        if count <= COUNT_MAX {
+            return ((code as u16) << 14) | count as u16;
+        }
+    }
+    (3 << 14) | COUNT_MAX as u16
+}
+
+/// The interval [`encode_interval`] encoded, in microseconds.
+pub(crate) fn decode_interval(code: u16) -> u64 {
+    let unit = UNITS.get(usize::from(code >> 14)).copied().unwrap_or(1);
+    (u64::from(code) & COUNT_MAX) * unit
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn intervals_take_two_bytes_within_a_third_of_a_percent() {
+        let exact = [
+            0,
+            1,
+            16_383,
+            16_000,
+            999_000,
+            1_000_000,
+            1_500_000,
+            2_000_000,
+            163_830_000,
+        ];
+        for micros in exact {
+            let d = Duration::from_micros(micros);
+            assert_eq!(decode_interval(encode_interval(d)), micros, "{micros}");
+        }
+        let mut micros = 1u64;
+        while micros < 16_000_000_000 {
+            let back = decode_interval(encode_interval(Duration::from_micros(micros)));
+            let error = back.abs_diff(micros) as f64 / micros as f64;
+            assert!(error <= 0.0031, "{micros} came back as {back}");
+            micros = micros * 21 / 20 + 1;
+        }
+        // Past 4.5 hours: the largest.
+        let huge = decode_interval(encode_interval(Duration::from_secs(1 << 40)));
+        assert_eq!(huge, COUNT_MAX * 1_000_000);
+    }
 
     const S: Duration = Duration::from_secs(1);
 
@@ -197,7 +254,7 @@ mod tests {
         }
         // The initial 10 s sample has rotated out.
         assert_eq!(w.mean(), Some(S / 2));
-        assert!(core::mem::size_of::<ArrivalWindow>() <= 48);
+        assert!(core::mem::size_of::<ArrivalWindow>() <= 32);
     }
 
     #[test]

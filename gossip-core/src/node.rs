@@ -840,7 +840,6 @@ impl<S: Storage, R: Rng> Node<S, R> {
     fn heard_from(&mut self, now: Instant, sender: SocketAddr) {
         let initial = self.config.fd_initial_interval();
         let min_interval = self.config.fd_min_interval();
-        let threshold = self.config.phi_threshold;
         let Some(idx) = self.index.find(&sender, self.peers.as_slice()) else {
             return;
         };
@@ -855,7 +854,6 @@ impl<S: Storage, R: Rng> Node<S, R> {
         // once on a stale last heartbeat.
         let count_interval = now >= self.pause_grace_until;
         p.window.record(now, initial, min_interval, count_interval);
-        p.convict_at = p.window.convict_at(threshold);
         p.since = Instant::ZERO;
         self.set_liveness(idx, Liveness::Alive, now);
     }
@@ -1005,7 +1003,6 @@ impl<S: Storage, R: Rng> Node<S, R> {
         let local_generation = self.reference_generation();
         let initial = self.config.fd_initial_interval();
         let min_interval = self.config.fd_min_interval();
-        let threshold = self.config.phi_threshold;
         let pause_grace_until = self.pause_grace_until;
         let Some(peer) = self.peers.as_mut_slice().get_mut(idx as usize) else {
             return;
@@ -1045,7 +1042,6 @@ impl<S: Storage, R: Rng> Node<S, R> {
             }
             peer.window
                 .record(now, initial, min_interval, now >= pause_grace_until);
-            peer.convict_at = peer.window.convict_at(threshold);
         }
         let left = if status_changed || applied.replaced {
             peer.status_says_shutdown()
@@ -1090,7 +1086,6 @@ impl<S: Storage, R: Rng> Node<S, R> {
     fn note_digest(&mut self, now: Instant, d: &GossipDigest, slot: Option<u32>) {
         let initial = self.config.fd_initial_interval();
         let min_interval = self.config.fd_min_interval();
-        let threshold = self.config.phi_threshold;
         let count_interval = now >= self.pause_grace_until;
         let Some(idx) = slot else {
             // An endpoint we will ask for: we are still learning the cluster.
@@ -1120,7 +1115,6 @@ impl<S: Storage, R: Rng> Node<S, R> {
         }
         peer.window
             .record(now, initial, min_interval, count_interval);
-        peer.convict_at = peer.window.convict_at(threshold);
         let proven = peer.window.arrivals() >= 2;
         if proven {
             self.set_liveness(idx, Liveness::Alive, now);
@@ -1257,6 +1251,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
     /// Convicts silent peers, removes long-down ones, ends quarantines.
     fn status_check(&mut self, now: Instant) {
         let removal = self.config.removal_delay;
+        let threshold = self.config.phi_threshold;
         let interval = self.config.gossip_interval;
         let convicting = now >= self.pause_grace_until && now >= self.catch_up_until;
         // Relative floor: a peer is not convicted for a silence that is
@@ -1288,7 +1283,12 @@ impl<S: Storage, R: Rng> Node<S, R> {
                     let unproven = p.liveness == Liveness::Unknown;
                     let suspected_since = p.since;
                     let queued = p.flags & flags::PROBING != 0;
-                    if convicting && now >= p.convict_at && silent >= floor_silence {
+                    // The cheap tests first: the conviction time is computed
+                    // from the window only for a silence past the floor.
+                    if convicting
+                        && silent >= floor_silence
+                        && now >= p.window.convict_at(threshold)
+                    {
                         // Suspect first and ask it directly; convict only once
                         // the probe went out and half a round passed with
                         // nothing, not even the answer.

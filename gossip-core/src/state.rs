@@ -481,7 +481,6 @@ pub struct Applied {
 #[derive(Clone)]
 pub struct EndpointState<B> {
     heartbeat: HeartbeatState,
-    max_version: Version,
     /// The highest version among the application states.
     max_state_version: Version,
     count: u16,
@@ -496,7 +495,6 @@ impl<B: StateBuf> EndpointState<B> {
                 generation,
                 version: Version(0),
             },
-            max_version: Version(0),
             max_state_version: Version(0),
             count: 0,
             buf: B::default(),
@@ -538,7 +536,6 @@ impl<B: StateBuf> EndpointState<B> {
                 generation: delta.generation,
                 version: Version(0),
             };
-            self.max_version = Version(0);
             self.max_state_version = Version(0);
         }
         for (key, value) in delta.entries {
@@ -552,7 +549,6 @@ impl<B: StateBuf> EndpointState<B> {
             && version > self.heartbeat.version
         {
             self.heartbeat.version = version;
-            self.max_version = self.max_version.max(version);
             applied.heartbeat_advanced = true;
         }
         Ok(applied)
@@ -572,7 +568,6 @@ impl<B: StateBuf> EndpointState<B> {
     pub fn beat(&mut self) -> Result<Version, MergeError> {
         let version = self.next_version()?;
         self.heartbeat.version = version;
-        self.max_version = version;
         Ok(version)
     }
 
@@ -603,7 +598,6 @@ impl<B: StateBuf> EndpointState<B> {
     /// [`Version::MAX`] so that every replica takes it as the newest.
     pub fn force_highest_heartbeat(&mut self) {
         self.heartbeat.version = Version::MAX;
-        self.max_version = Version::MAX;
     }
 
     /// The heartbeat.
@@ -619,7 +613,7 @@ impl<B: StateBuf> EndpointState<B> {
     /// The highest version of the heartbeat and every state: what a digest
     /// advertises, and for the owner its version counter.
     pub fn max_version(&self) -> Version {
-        self.max_version
+        self.heartbeat.version.max(self.max_state_version)
     }
 
     /// The highest version among the application states (0 without any).
@@ -674,7 +668,9 @@ impl<B: StateBuf> EndpointState<B> {
     }
 
     fn next_version(&self) -> Result<Version, MergeError> {
-        self.max_version.next().ok_or(MergeError::VersionExhausted)
+        self.max_version()
+            .next()
+            .ok_or(MergeError::VersionExhausted)
     }
 
     /// Checks `delta` exactly as [`apply`](Self::apply) would, against
@@ -782,7 +778,6 @@ impl<B: StateBuf> EndpointState<B> {
         let mut cur = Cursor::new(gap);
         codec::put_entry(&mut cur, key, value).map_err(|_| MergeError::Capacity)?;
         self.count += 1;
-        self.max_version = self.max_version.max(value.version);
         self.max_state_version = self.max_state_version.max(value.version);
         Ok(())
     }
@@ -833,7 +828,7 @@ impl<B: StateBuf> fmt::Debug for EndpointState<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EndpointState")
             .field("heartbeat", &self.heartbeat)
-            .field("max_version", &self.max_version)
+            .field("max_version", &self.max_version())
             .field("entries", &self.entries())
             .finish()
     }

@@ -99,61 +99,125 @@ pub trait AddrIndex: Default {
     fn ring(&self) -> &[(u32, u32)];
 }
 
-/// The occupied slots in ring order: appended on insertion and sorted when
-/// asked (the sorted prefix stays sorted, so with a standard library sort
-/// that is one merge).
+/// The occupied slots in ring order: appended on insertion (a sorted prefix
+/// and an unsorted tail) and brought into order when asked: the tail is
+/// sorted and merged into the prefix from the back, in place, touching only
+/// the prefix's entries above the tail's least.
 #[derive(Default)]
 pub(crate) struct RingOrder<V> {
     entries: V,
-    sorted: bool,
+    /// How many leading entries are in order.
+    sorted: usize,
 }
+
+/// Tail entries merged per pass (a stack buffer of 512 bytes); a longer tail
+/// is sorted with the rest instead.
+#[cfg(feature = "alloc")]
+const MERGE_CHUNK: usize = 64;
 
 impl<V: Seq<(u32, u32)>> RingOrder<V> {
     fn insert(&mut self, ring: u32, idx: u32) {
         let entry = (ring, idx);
-        let in_order = self
-            .entries
-            .as_slice()
-            .last()
-            .is_none_or(|last| *last < entry);
+        let len = self.entries.as_slice().len();
+        let extends = self.sorted == len
+            && self
+                .entries
+                .as_slice()
+                .last()
+                .is_none_or(|last| *last < entry);
         // Room for every slot: the caller's table holds as many.
-        if self.entries.try_push(entry).is_ok() && !in_order {
-            self.sorted = false;
+        if self.entries.try_push(entry).is_ok() && extends {
+            self.sorted = len + 1;
         }
     }
 
     fn remove(&mut self, ring: u32, idx: u32) {
         let entries = self.entries.as_mut_slice();
-        let found = if self.sorted {
-            entries.binary_search(&(ring, idx)).ok()
-        } else {
-            entries.iter().position(|e| *e == (ring, idx))
+        let sorted = self.sorted.min(entries.len());
+        let found = match entries.get(..sorted).map(|p| p.binary_search(&(ring, idx))) {
+            Some(Ok(at)) => Some(at),
+            _ => entries
+                .iter()
+                .skip(sorted)
+                .position(|e| *e == (ring, idx))
+                .map(|at| at + sorted),
         };
         if let Some(at) = found {
             entries.copy_within(at + 1.., at);
             let len = entries.len() - 1;
             self.entries.truncate(len);
+            if at < sorted {
+                self.sorted = sorted - 1;
+            }
         }
     }
 
     fn sort(&mut self) {
-        if self.sorted {
+        let entries = self.entries.as_mut_slice();
+        let len = entries.len();
+        if self.sorted >= len {
+            self.sorted = len;
             return;
         }
-        let entries = self.entries.as_mut_slice();
         #[cfg(feature = "alloc")]
-        entries.sort();
-        // Without an allocator (a few tens of slots), an insertion sort: no
-        // sort routine in flash.
+        {
+            let tail = len - self.sorted;
+            if tail <= MERGE_CHUNK {
+                merge_tail(entries, self.sorted);
+            } else {
+                entries.sort_unstable();
+            }
+        }
+        // Without an allocator (a few tens of slots), an insertion sort of
+        // the tail: no sort routine in flash.
         #[cfg(not(feature = "alloc"))]
-        for i in 1..entries.len() {
+        for i in self.sorted.max(1)..len {
             let mut j = i;
             while j > 0 && entries.get(j - 1) > entries.get(j) {
                 entries.swap(j - 1, j);
                 j -= 1;
             }
         }
-        self.sorted = true;
+        self.sorted = len;
+    }
+}
+
+/// Sorts `entries[sorted..]` (at most [`MERGE_CHUNK`] entries) and merges it
+/// into the sorted `entries[..sorted]`, from the back.
+#[cfg(feature = "alloc")]
+fn merge_tail(entries: &mut [(u32, u32)], sorted: usize) {
+    let mut tail = [(0u32, 0u32); MERGE_CHUNK];
+    let Some(tail) = tail.get_mut(..entries.len() - sorted) else {
+        return entries.sort_unstable();
+    };
+    if let Some(src) = entries.get(sorted..) {
+        tail.copy_from_slice(src);
+    }
+    tail.sort_unstable();
+    // Fill from the back: the larger of the prefix's and the tail's last.
+    let (mut i, mut j) = (sorted, tail.len());
+    for k in (0..entries.len()).rev() {
+        let Some(&t) = j.checked_sub(1).and_then(|j| tail.get(j)) else {
+            // The tail is placed; the rest of the prefix is where it was.
+            break;
+        };
+        let from_prefix = i
+            .checked_sub(1)
+            .and_then(|i| entries.get(i).copied())
+            .filter(|p| *p > t);
+        let next = match from_prefix {
+            Some(p) => {
+                i -= 1;
+                p
+            }
+            None => {
+                j -= 1;
+                t
+            }
+        };
+        if let Some(e) = entries.get_mut(k) {
+            *e = next;
+        }
     }
 }
 
@@ -387,7 +451,6 @@ pub struct Peer<B> {
     pub(crate) addr: SocketAddr,
     pub(crate) state: EndpointState<B>,
     pub(crate) window: ArrivalWindow,
-    pub(crate) convict_at: Instant,
     /// Down since (members), end of quarantine (quarantined).
     pub(crate) since: Instant,
     pub(crate) reported_version: Version,
@@ -409,7 +472,6 @@ impl<B: StateBuf> Peer<B> {
             addr,
             state: EndpointState::new(generation),
             window: ArrivalWindow::default(),
-            convict_at: Instant::MAX,
             since: Instant::ZERO,
             reported_version: Version(0),
             evidence: Version(0),
@@ -487,3 +549,56 @@ pub(crate) fn is_shutdown_status(value: &[u8]) -> bool {
 /// The STATUS value prefix of a node that shut down (Cassandra writes
 /// `shutdown,true`).
 pub(crate) const SHUTDOWN_STATUS_PREFIX: &[u8] = b"shutdown";
+
+#[cfg(test)]
+mod tests {
+    use super::RingOrder;
+    use alloc::vec::Vec;
+
+    /// A small xorshift: the test needs many cases, not a dependency.
+    fn next(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
+    fn check<V: super::Seq<(u32, u32)> + Default>(rounds: usize, max_len: usize) {
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut order = RingOrder::<V>::default();
+        let mut model: Vec<(u32, u32)> = Vec::new();
+        let mut idx = 0u32;
+        for _ in 0..rounds {
+            // A burst of inserts (sometimes more than one merge chunk),
+            // some removals, then the order is asked for.
+            let inserts = (next(&mut rng) % 80) as usize;
+            for _ in 0..inserts {
+                if model.len() >= max_len {
+                    break;
+                }
+                // Few distinct ring positions: ties are ordered by slot.
+                let entry = ((next(&mut rng) % 500) as u32, idx);
+                idx += 1;
+                order.insert(entry.0, entry.1);
+                model.push(entry);
+            }
+            for _ in 0..(next(&mut rng) % 4) {
+                if model.is_empty() {
+                    break;
+                }
+                let at = (next(&mut rng) % model.len() as u64) as usize;
+                let e = model.swap_remove(at);
+                order.remove(e.0, e.1);
+            }
+            order.sort();
+            model.sort_unstable();
+            assert_eq!(order.entries.as_slice(), model.as_slice());
+        }
+    }
+
+    #[test]
+    fn ring_order_stays_sorted_through_inserts_and_removals() {
+        check::<Vec<(u32, u32)>>(300, 5_000);
+        check::<heapless::Vec<(u32, u32), 64>>(300, 64);
+    }
+}
