@@ -240,13 +240,13 @@ impl<const N: usize> AddrIndex for LinearIndex<N> {
 
     fn insert<B>(&mut self, idx: u32, peers: &[Peer<B>]) {
         if let Some(p) = peers.get(idx as usize) {
-            self.ring.insert(p.ring, idx);
+            self.ring.insert(crate::wire::ring_position(&p.addr), idx);
         }
     }
 
     fn remove<B>(&mut self, idx: u32, peers: &[Peer<B>]) {
         if let Some(p) = peers.get(idx as usize) {
-            self.ring.remove(p.ring, idx);
+            self.ring.remove(crate::wire::ring_position(&p.addr), idx);
         }
     }
 
@@ -303,7 +303,8 @@ impl AddrIndex for HashIndex {
                 .get(*i as usize)
                 .map_or(0, |p| hasher.hash_one(p.addr))
         });
-        self.ring.insert(peer.ring, idx);
+        self.ring
+            .insert(crate::wire::ring_position(&peer.addr), idx);
     }
 
     fn remove<B>(&mut self, idx: u32, peers: &[Peer<B>]) {
@@ -313,7 +314,8 @@ impl AddrIndex for HashIndex {
         if let Ok(entry) = self.table.find_entry(self.hash(&peer.addr), |i| *i == idx) {
             entry.remove();
         }
-        self.ring.remove(peer.ring, idx);
+        self.ring
+            .remove(crate::wire::ring_position(&peer.addr), idx);
     }
 
     fn sort_ring(&mut self) {
@@ -458,8 +460,6 @@ pub struct Peer<B> {
     pub(crate) evidence: Version,
     /// When news of it last reached us (the node's refresh counter).
     pub(crate) stamp: u32,
-    /// Its [`ring_position`](crate::wire::ring_position).
-    pub(crate) ring: u32,
     pub(crate) slot: Slot,
     pub(crate) liveness: Liveness,
     pub(crate) reported: Liveness,
@@ -476,7 +476,6 @@ impl<B: StateBuf> Peer<B> {
             reported_version: Version(0),
             evidence: Version(0),
             stamp: 0,
-            ring: crate::wire::ring_position(&addr),
             slot: Slot::Member,
             liveness: Liveness::Unknown,
             reported: Liveness::Unknown,
