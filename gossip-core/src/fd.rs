@@ -39,14 +39,22 @@ use crate::time::Instant;
 pub const WINDOW: usize = 8;
 
 /// A peer's recent heartbeat inter-arrival times.
+///
+/// Laid out by hand (`repr(C)`): what a node's periodic status check reads
+/// for every peer (last arrival, mean, counts) leads, in 20 bytes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
 pub struct ArrivalWindow {
     last: Instant,
-    /// Intervals, each in two bytes (see [`encode_interval`]).
-    samples: [u16; WINDOW],
+    /// The samples' mean in microseconds (capped at `u32::MAX`, about 71
+    /// minutes), kept so the status check's per-peer test is a
+    /// multiplication.
+    mean_micros: u32,
+    arrivals: u8,
     len: u8,
     next: u8,
-    arrivals: u8,
+    /// Intervals, each in two bytes (see [`encode_interval`]).
+    samples: [u16; WINDOW],
 }
 
 impl ArrivalWindow {
@@ -85,12 +93,7 @@ impl ArrivalWindow {
 
     /// The mean interval, `None` before the first arrival.
     pub fn mean(&self) -> Option<Duration> {
-        if self.len == 0 {
-            return None;
-        }
-        let window = self.samples.get(..usize::from(self.len)).unwrap_or(&[]);
-        let sum: u64 = window.iter().map(|s| decode_interval(*s)).sum();
-        Some(Duration::from_micros(sum / u64::from(self.len)))
+        (self.len > 0).then(|| Duration::from_micros(u64::from(self.mean_micros)))
     }
 
     /// Phi at `now`: 0 before the first arrival.
@@ -126,6 +129,10 @@ impl ArrivalWindow {
         if usize::from(self.len) < WINDOW {
             self.len += 1;
         }
+        let window = self.samples.get(..usize::from(self.len)).unwrap_or(&[]);
+        let sum: u64 = window.iter().map(|s| decode_interval(*s)).sum();
+        let mean = sum / u64::from(self.len.max(1));
+        self.mean_micros = u32::try_from(mean).unwrap_or(u32::MAX);
     }
 }
 

@@ -1258,20 +1258,11 @@ impl<S: Storage, R: Rng> Node<S, R> {
         // ordinary here and now. When a quarter of the live peers have been
         // silent for s, heartbeats reach us about every 4s (news is
         // bandwidth-bound in a large or joining cluster): the mean interval
-        // used for phi is at least that.
-        let floor = typical_interval(
-            self.peers
-                .as_slice()
-                .iter()
-                .filter(|p| p.is_member() && p.is_alive())
-                .filter_map(|p| p.window.last_arrival().map(|t| now - t)),
-        );
-        // Capped, so a node cut off from most of its peers still convicts.
-        let floor = floor.min(interval.saturating_mul(FLOOR_MAX_ROUNDS));
-        let floor_silence = Duration::try_from_secs_f64(
-            floor.as_secs_f64() * self.config.phi_threshold * core::f64::consts::LN_10,
-        )
-        .unwrap_or(Duration::MAX);
+        // used for phi is at least that. It takes a pass over the table, so
+        // it is computed when the first peer past its conviction time is met
+        // (the same value as before the loop: nothing the loop does earlier
+        // changes which peers are live).
+        let mut floor_silence: Option<Duration> = None;
         for i in 0..self.peers.as_slice().len() {
             let idx = i as u32;
             let Some(p) = self.peers.as_slice().get(i) else {
@@ -1279,16 +1270,15 @@ impl<S: Storage, R: Rng> Node<S, R> {
             };
             match p.slot {
                 Slot::Member if p.liveness != Liveness::Down => {
-                    let silent = p.window.last_arrival().map_or(Duration::MAX, |t| now - t);
                     let unproven = p.liveness == Liveness::Unknown;
-                    let suspected_since = p.since;
-                    let queued = p.flags & flags::PROBING != 0;
-                    // The cheap tests first: the conviction time is computed
-                    // from the window only for a silence past the floor.
-                    if convicting
-                        && silent >= floor_silence
-                        && now >= p.window.convict_at(threshold)
-                    {
+                    let convictable = convicting && now >= p.window.convict_at(threshold) && {
+                        let silent = p.window.last_arrival().map_or(Duration::MAX, |t| now - t);
+                        let floor = *floor_silence.get_or_insert_with(|| self.floor_silence(now));
+                        silent >= floor
+                    };
+                    if convictable {
+                        let suspected_since = p.since;
+                        let queued = p.flags & flags::PROBING != 0;
                         // Suspect first and ask it directly; convict only once
                         // the probe went out and half a round passed with
                         // nothing, not even the answer.
@@ -1322,6 +1312,24 @@ impl<S: Storage, R: Rng> Node<S, R> {
                 Slot::Vacant => {}
             }
         }
+    }
+
+    /// The relative floor's silence (see [`status_check`](Self::status_check)):
+    /// `threshold * ln(10)` times the typical interval of the live peers.
+    fn floor_silence(&self, now: Instant) -> Duration {
+        let floor = typical_interval(
+            self.peers
+                .as_slice()
+                .iter()
+                .filter(|p| p.is_member() && p.is_alive())
+                .filter_map(|p| p.window.last_arrival().map(|t| now - t)),
+        );
+        // Capped, so a node cut off from most of its peers still convicts.
+        let floor = floor.min(self.config.gossip_interval.saturating_mul(FLOOR_MAX_ROUNDS));
+        Duration::try_from_secs_f64(
+            floor.as_secs_f64() * self.config.phi_threshold * core::f64::consts::LN_10,
+        )
+        .unwrap_or(Duration::MAX)
     }
 
     // ---- private: table bookkeeping -------------------------------------
