@@ -39,6 +39,23 @@ const CATCH_UP_ROUNDS: u32 = 5;
 
 /// Digest lookups an ACK remembers (a 1400-byte SYN holds about 90).
 const FOUND_SCRATCH: usize = 256;
+
+/// A SYN's digests as [`Node::note_digests`] decoded them, each with the slot
+/// its endpoint was found in.
+type Found<S> = <S as Storage>::Scratch<(u32, GossipDigest), FOUND_SCRATCH>;
+
+/// The digests of `syn` past those `found` holds (none, unless the SYN
+/// carried more than the scratch's size).
+fn unnoted<'a, S: Storage>(
+    found: &Found<S>,
+    syn: &Syn<'a>,
+) -> impl Iterator<Item = GossipDigest> + 'a {
+    let noted = found.as_slice().len();
+    (syn.digests.len() > noted)
+        .then_some(syn.digests)
+        .into_iter()
+        .flat_map(move |digests| digests.skip(noted))
+}
 /// Scratch markers: the digest is of this node, or of no known slot.
 const LOCAL_SLOT: u32 = u32::MAX - 1;
 const NO_SLOT: u32 = u32::MAX;
@@ -1723,19 +1740,12 @@ impl<S: Storage, R: Rng> Node<S, R> {
         let _ = self.recent.push_back((idx, self.stamp));
     }
 
-    /// Encodes the reply to the oldest pending SYN or ACK, if any: its
-    /// destination, its size (`None`: nothing to send, `Some(0)`: could not be
-    /// encoded) and kind.
     /// Notes a SYN's digests (evidence of life, news to catch up on) and
     /// finds their slots, marked [`flags::MENTIONED`], for the ACK: one
-    /// lookup per digest (past the scratch's size, looked up again later).
-    /// Returns the slots and whether the SYN mentions this node.
-    fn note_digests(
-        &mut self,
-        now: Instant,
-        syn: &Syn<'_>,
-    ) -> (S::Scratch<u32, FOUND_SCRATCH>, bool) {
-        let mut found = S::Scratch::<u32, FOUND_SCRATCH>::default();
+    /// lookup per digest. Keeps the digests decoded with their slots in
+    /// `found` (as many as it holds; the rest are decoded and looked up
+    /// again by their readers). Returns whether the SYN mentions this node.
+    fn note_digests(&mut self, now: Instant, syn: &Syn<'_>, found: &mut Found<S>) -> bool {
         let mut local_mentioned = false;
         for d in syn.digests {
             let slot = if d.endpoint == self.local {
@@ -1749,11 +1759,14 @@ impl<S: Storage, R: Rng> Node<S, R> {
                 self.note_digest(now, &d, slot);
                 slot.unwrap_or(NO_SLOT)
             };
-            let _ = found.try_push(slot);
+            let _ = found.try_push((slot, d));
         }
-        (found, local_mentioned)
+        local_mentioned
     }
 
+    /// Encodes the reply to the oldest pending SYN or ACK, if any: its
+    /// destination, its size (`None`: nothing to send, `Some(0)`: could not be
+    /// encoded) and kind.
     fn write_next_reply(
         &mut self,
         now: Instant,
@@ -1770,8 +1783,10 @@ impl<S: Storage, R: Rng> Node<S, R> {
             // Unreachable: it was decoded when queued.
             Err(_) => return Some((to, None, Kind::Ack)),
         };
+        // Filled in place: returning it would copy the whole scratch.
+        let mut found = Found::<S>::default();
         let noted = match &message {
-            Message::Syn(syn) => Some(self.note_digests(now, syn)),
+            Message::Syn(syn) => Some(self.note_digests(now, syn, &mut found)),
             _ => None,
         };
         let header = self.header();
@@ -1791,7 +1806,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
             room_for_new: occupied < config.max_peers,
         };
         let (size, kind) = match (message, noted) {
-            (Message::Syn(syn), Some((found, local_mentioned))) => {
+            (Message::Syn(syn), Some(local_mentioned)) => {
                 let size = write_ack(
                     &ctx,
                     peers.as_slice(),
@@ -1802,13 +1817,20 @@ impl<S: Storage, R: Rng> Node<S, R> {
                     buf,
                 );
                 // Unflag what `note_digests` flagged.
-                for (k, d) in syn.digests.enumerate() {
-                    let slot = match found.as_slice().get(k) {
-                        Some(slot) => Some(*slot),
-                        None => index.find(&d.endpoint, peers.as_slice()),
-                    };
-                    if let Some(p) = slot.and_then(|i| peers.as_mut_slice().get_mut(i as usize)) {
+                let local = *local;
+                let unflag = |peers: &mut S::Peers, slot: u32| {
+                    if let Some(p) = peers.as_mut_slice().get_mut(slot as usize) {
                         p.flags &= !flags::MENTIONED;
+                    }
+                };
+                for &(slot, _) in found.as_slice() {
+                    unflag(peers, slot);
+                }
+                for d in unnoted::<S>(&found, &syn) {
+                    if d.endpoint != local
+                        && let Some(slot) = index.find(&d.endpoint, peers.as_slice())
+                    {
+                        unflag(peers, slot);
                     }
                 }
                 (size, Kind::Ack)
@@ -2234,7 +2256,7 @@ fn write_ack<S: Storage>(
     ctx: &ReplyContext<'_, S>,
     peers_ro: &[Peer<S::StateBuf>],
     syn: Syn<'_>,
-    found: &S::Scratch<u32, FOUND_SCRATCH>,
+    found: &Found<S>,
     local_mentioned: bool,
     header: &Header,
     buf: &mut [u8],
@@ -2244,19 +2266,23 @@ fn write_ack<S: Storage>(
         return Some(0);
     };
     // The SYN lists everything its sender knows on a stretch of the ring:
-    // what it does not mention there is news to it. `found` has each
-    // digest's slot (past its size, looked up again), and the mentioned
-    // members are flagged.
+    // what it does not mention there is news to it. `found` has the digests
+    // with their slots (past its size, decoded and looked up again), and the
+    // mentioned members are flagged.
     let range = syn.range;
-    let slot_of = |k: usize, d: &GossipDigest| -> u32 {
-        match found.as_slice().get(k) {
-            Some(slot) => *slot,
-            None if d.endpoint == ctx.local => LOCAL_SLOT,
-            None => ctx.index.find(&d.endpoint, peers_ro).unwrap_or(NO_SLOT),
-        }
+    let digests = || {
+        let rest = unnoted::<S>(found, &syn).map(|d| {
+            let slot = if d.endpoint == ctx.local {
+                LOCAL_SLOT
+            } else {
+                ctx.index.find(&d.endpoint, peers_ro).unwrap_or(NO_SLOT)
+            };
+            (slot, d)
+        });
+        found.as_slice().iter().copied().chain(rest)
     };
-    let lookup = |k: usize, d: &GossipDigest| -> Option<(Who, &EndpointState<S::StateBuf>)> {
-        match slot_of(k, d) {
+    let lookup = |slot: u32| -> Option<(Who, &EndpointState<S::StateBuf>)> {
+        match slot {
             LOCAL_SLOT => Some((Who::Local, ctx.me)),
             i => {
                 let p = peers_ro.get(i as usize)?;
@@ -2268,11 +2294,11 @@ fn write_ack<S: Storage>(
     // What we lack, most first: endpoints we do not know (or only an older
     // generation of), then the largest version gaps.
     let mut wanted: Top<S, GossipDigest, RANKED_REQUESTS> = TopK::new();
-    for (k, d) in syn.digests.enumerate() {
-        let request = match lookup(k, &d) {
+    for (slot, d) in digests() {
+        let request = match lookup(slot) {
             None => {
                 let quarantined_old = peers_ro
-                    .get(slot_of(k, &d) as usize)
+                    .get(slot as usize)
                     .is_some_and(|p| d.generation <= p.state.generation());
                 (ctx.room_for_new && !quarantined_old).then_some((u64::MAX, Version(0)))
             }
@@ -2336,8 +2362,8 @@ fn write_ack<S: Storage>(
     let all_ranked = ranked.offered <= ranked.capacity();
     let ranked = ranked.sorted();
     write_deltas(ctx, peers_ro, &mut w, ranked, |f| {
-        for (k, d) in syn.digests.enumerate() {
-            if let Some((who, ours)) = lookup(k, &d)
+        for (slot, d) in digests() {
+            if let Some((who, ours)) = lookup(slot)
                 && let Compare::Send(c) = compare(ours, who, d.generation, d.max_version)
                 && !f(c)
             {
