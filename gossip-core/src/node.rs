@@ -802,11 +802,13 @@ impl<S: Storage, R: Rng> Node<S, R> {
         match decoded.message {
             // Its digests are noted when the reply is written, in the same
             // pass that finds them for the reply.
-            Message::Syn(_) => self.queue_reply(from, datagram)?,
+            Message::Syn(syn) => {
+                self.queue_reply(from, StoredReply::Syn(syn.digests, syn.range))?;
+            }
             Message::Ack(ack) => {
                 let slots = self.check_deltas(ack.deltas)?;
                 if !ack.requests.is_empty() {
-                    self.queue_reply(from, datagram)?;
+                    self.queue_reply(from, StoredReply::Ack(ack.requests))?;
                 }
                 self.apply_deltas(now, sender, ack.deltas, &slots);
             }
@@ -876,7 +878,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
     }
 
     /// Keeps a SYN or ACK until its reply is polled.
-    fn queue_reply(&mut self, to: SocketAddr, datagram: &[u8]) -> Result<(), DropReason> {
+    fn queue_reply(&mut self, to: SocketAddr, input: StoredReply<'_>) -> Result<(), DropReason> {
         let pending = self.replies.as_slice().len() - self.reply_head;
         if pending >= self.config.max_pending_replies {
             return Err(DropReason::ReplyQueueFull);
@@ -899,8 +901,8 @@ impl<S: Storage, R: Rng> Node<S, R> {
             .map_err(|_| DropReason::ReplyQueueFull)?;
         let copied = self.replies.as_mut_slice().last_mut().is_some_and(|r| {
             r.bytes
-                .splice_gap(0, 0, datagram.len())
-                .map(|gap| gap.copy_from_slice(datagram))
+                .splice_gap(0, 0, input.stored_len())
+                .map(|gap| input.store(gap))
                 .is_ok()
         });
         if !copied {
@@ -1774,20 +1776,25 @@ impl<S: Storage, R: Rng> Node<S, R> {
     ) -> Option<(SocketAddr, Option<usize>, Kind)> {
         let reply = self.replies.as_mut_slice().get_mut(self.reply_head)?;
         let to = reply.to;
-        // The slot is done with: its datagram moves out (noting a SYN's
-        // digests changes the table, which the datagram must not borrow).
-        let datagram = core::mem::take(&mut reply.bytes);
+        // The slot is done with: its bytes move out (noting a SYN's digests
+        // changes the table, which they must not borrow).
+        let stored = core::mem::take(&mut reply.bytes);
         self.reply_head += 1;
-        let message = match wire::decode(datagram.bytes(), self.config.cluster) {
-            Ok(d) => d.message,
-            // Unreachable: it was decoded when queued.
-            Err(_) => return Some((to, None, Kind::Ack)),
+        let Some(input) = StoredReply::read(stored.bytes()) else {
+            // Unreachable: stored by `queue_reply`.
+            return Some((to, None, Kind::Ack));
         };
         // Filled in place: returning it would copy the whole scratch.
         let mut found = Found::<S>::default();
-        let noted = match &message {
-            Message::Syn(syn) => Some(self.note_digests(now, syn, &mut found)),
-            _ => None,
+        let local_mentioned = match &input {
+            StoredReply::Syn(digests, range) => {
+                let syn = Syn {
+                    digests: *digests,
+                    range: *range,
+                };
+                self.note_digests(now, &syn, &mut found)
+            }
+            StoredReply::Ack(_) => false,
         };
         let header = self.header();
         let occupied = self.occupied;
@@ -1805,8 +1812,9 @@ impl<S: Storage, R: Rng> Node<S, R> {
             index: &*index,
             room_for_new: occupied < config.max_peers,
         };
-        let (size, kind) = match (message, noted) {
-            (Message::Syn(syn), Some(local_mentioned)) => {
+        let (size, kind) = match input {
+            StoredReply::Syn(digests, range) => {
+                let syn = Syn { digests, range };
                 let size = write_ack(
                     &ctx,
                     peers.as_slice(),
@@ -1835,14 +1843,81 @@ impl<S: Storage, R: Rng> Node<S, R> {
                 }
                 (size, Kind::Ack)
             }
-            (Message::Ack(ack), _) => (
-                write_ack2(&ctx, peers.as_slice(), ack.requests, &header, buf),
+            StoredReply::Ack(requests) => (
+                write_ack2(&ctx, peers.as_slice(), requests, &header, buf),
                 Kind::Ack2,
             ),
-            // Only SYNs and ACKs are queued.
-            _ => (None, Kind::Ack),
         };
         Some((to, size, kind))
+    }
+}
+
+/// What the reply to a SYN or an ACK reads of it, kept in the reply queue
+/// until the reply is written: the SYN's digests and ring range, the ACK's
+/// requests (not its deltas: they were applied on arrival). Stored as a
+/// kind byte (0: SYN, 1: ACK), the range (two `u32`, little-endian; zeros
+/// for an ACK), the digest count (`u32`) and the digests as validated on
+/// arrival, so reading them back takes no second validation.
+#[derive(Clone, Copy)]
+enum StoredReply<'a> {
+    Syn(wire::Digests<'a>, RingRange),
+    Ack(wire::Digests<'a>),
+}
+
+/// Bytes before a [`StoredReply`]'s digests.
+const STORED_HEADER: usize = 13;
+
+impl<'a> StoredReply<'a> {
+    fn digests(&self) -> wire::Digests<'a> {
+        match self {
+            StoredReply::Syn(d, _) | StoredReply::Ack(d) => *d,
+        }
+    }
+
+    fn stored_len(&self) -> usize {
+        STORED_HEADER + self.digests().as_bytes().len()
+    }
+
+    /// Writes it into `out`, [`stored_len`](Self::stored_len) bytes.
+    fn store(&self, out: &mut [u8]) {
+        let (kind, range) = match self {
+            StoredReply::Syn(_, range) => (0u8, *range),
+            StoredReply::Ack(_) => (1u8, RingRange { start: 0, end: 0 }),
+        };
+        let digests = self.digests();
+        let count = u32::try_from(digests.len()).unwrap_or(u32::MAX);
+        let (head, body) = out.split_at_mut(STORED_HEADER.min(out.len()));
+        let mut fields = [0u8; STORED_HEADER];
+        fields[0] = kind;
+        fields[1..5].copy_from_slice(&range.start.to_le_bytes());
+        fields[5..9].copy_from_slice(&range.end.to_le_bytes());
+        fields[9..13].copy_from_slice(&count.to_le_bytes());
+        head.copy_from_slice(fields.get(..head.len()).unwrap_or(&[]));
+        let bytes = digests.as_bytes();
+        if let Some(body) = body.get_mut(..bytes.len()) {
+            body.copy_from_slice(bytes);
+        }
+    }
+
+    /// Reads back what [`store`](Self::store) wrote.
+    fn read(stored: &'a [u8]) -> Option<Self> {
+        let (head, digests) = stored.split_first_chunk::<STORED_HEADER>()?;
+        let word = |at: usize| -> Option<u32> {
+            let bytes: [u8; 4] = head.get(at..at + 4)?.try_into().ok()?;
+            Some(u32::from_le_bytes(bytes))
+        };
+        let digests = wire::Digests::from_validated(digests, word(9)?);
+        match head[0] {
+            0 => Some(StoredReply::Syn(
+                digests,
+                RingRange {
+                    start: word(1)?,
+                    end: word(5)?,
+                },
+            )),
+            1 => Some(StoredReply::Ack(digests)),
+            _ => None,
+        }
     }
 }
 

@@ -316,6 +316,19 @@ impl<'a> Digests<'a> {
         })
     }
 
+    /// A list already validated: `count` digests encoded in `bytes`.
+    pub(crate) fn from_validated(bytes: &'a [u8], count: u32) -> Self {
+        Self {
+            bytes,
+            remaining: count,
+        }
+    }
+
+    /// The encoded digests left (validated).
+    pub(crate) fn as_bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
     /// Digests left.
     pub fn len(&self) -> usize {
         self.remaining as usize
