@@ -6,8 +6,7 @@
 //! parse reports [`Malformed`]. Nothing panics.
 
 #[cfg(test)]
-use serde::Deserialize;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use core::net::SocketAddr;
 
@@ -81,12 +80,86 @@ impl<'b> Cursor<'b> {
         Ok(())
     }
 
-    /// Writes one postcard-encoded value.
-    pub(crate) fn put<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Full> {
-        let room = self.buf.get_mut(self.pos..self.limit).ok_or(Full)?;
-        let used = postcard::to_slice(value, room).map_err(|_| Full)?.len();
-        self.pos += used;
+    // Hand-written writers for what every SYN, ACK and ACK2 is made of
+    // (varints, addresses, digests, byte strings): the same bytes postcard
+    // writes (`fast_writers_agree_with_postcard` holds them to it), without
+    // a serializer or a library copy per field of a few bytes.
+
+    /// One byte.
+    fn byte(&mut self, b: u8) -> Result<(), Full> {
+        if self.pos >= self.limit {
+            return Err(Full);
+        }
+        *self.buf.get_mut(self.pos).ok_or(Full)? = b;
+        self.pos += 1;
         Ok(())
+    }
+
+    /// An unsigned LEB128 varint, as postcard writes every unsigned integer
+    /// wider than a byte. On `Full` the position may have moved: callers
+    /// roll back to a mark.
+    pub(crate) fn put_varint(&mut self, mut v: u64) -> Result<(), Full> {
+        while v >= 0x80 {
+            self.byte((v as u8) | 0x80)?;
+            v >>= 7;
+        }
+        self.byte(v as u8)
+    }
+
+    /// Raw bytes, copied byte by byte when few (a library copy costs more
+    /// than it moves for an address).
+    fn small(&mut self, bytes: &[u8]) -> Result<(), Full> {
+        let end = self.pos.checked_add(bytes.len()).ok_or(Full)?;
+        if end > self.limit {
+            return Err(Full);
+        }
+        let room = self.buf.get_mut(self.pos..end).ok_or(Full)?;
+        for (d, s) in room.iter_mut().zip(bytes) {
+            *d = *s;
+        }
+        self.pos = end;
+        Ok(())
+    }
+
+    /// A socket address: the variant (0: V4, 1: V6), the IP's bytes, the
+    /// port (postcard's encoding of `SocketAddr`; a V6 address's flow info
+    /// and scope id are not part of it).
+    pub(crate) fn put_addr(&mut self, addr: &SocketAddr) -> Result<(), Full> {
+        match addr {
+            SocketAddr::V4(a) => {
+                self.byte(0)?;
+                self.small(&a.ip().octets())?;
+            }
+            SocketAddr::V6(a) => {
+                self.byte(1)?;
+                self.small(&a.ip().octets())?;
+            }
+        }
+        self.put_varint(u64::from(addr.port()))
+    }
+
+    /// A digest: endpoint, generation, max version.
+    pub(crate) fn put_digest(&mut self, d: &GossipDigest) -> Result<(), Full> {
+        self.put_addr(&d.endpoint)?;
+        self.put_varint(d.generation.0)?;
+        self.put_varint(d.max_version.0)
+    }
+
+    /// A byte string: varint length, bytes.
+    pub(crate) fn put_bytes(&mut self, bytes: &[u8]) -> Result<(), Full> {
+        self.put_varint(bytes.len() as u64)?;
+        self.raw(bytes)
+    }
+
+    /// An `Option<u64>`: a tag byte, then the value.
+    pub(crate) fn put_option_u64(&mut self, v: Option<u64>) -> Result<(), Full> {
+        match v {
+            None => self.byte(0),
+            Some(v) => {
+                self.byte(1)?;
+                self.put_varint(v)
+            }
+        }
     }
 
     /// Starts a counted list: reserves [`COUNT_RESERVE`] bytes for the count.
@@ -101,9 +174,11 @@ impl<'b> Cursor<'b> {
     /// the encoding is canonical.
     pub(crate) fn end_list(&mut self, start: usize, count: u32) -> Result<(), Full> {
         let mut tmp = [0u8; 5];
-        let n = postcard::to_slice(&count, &mut tmp)
-            .map_err(|_| Full)?
-            .len();
+        let n = {
+            let mut c = Cursor::new(&mut tmp);
+            c.put_varint(u64::from(count))?;
+            c.pos()
+        };
         if n > COUNT_RESERVE {
             return Err(Full);
         }
@@ -279,10 +354,10 @@ pub(crate) const USER_KEY_CODE: u16 = 0;
 pub(crate) fn put_key(cur: &mut Cursor<'_>, key: &StateKey<'_>) -> Result<(), Full> {
     match key {
         StateKey::User(name) => {
-            cur.put(&USER_KEY_CODE)?;
-            cur.put(*name)
+            cur.put_varint(u64::from(USER_KEY_CODE))?;
+            cur.put_bytes(name.as_bytes())
         }
-        other => cur.put(&other.code()),
+        other => cur.put_varint(u64::from(other.code())),
     }
 }
 
@@ -305,8 +380,8 @@ pub(crate) fn put_entry(
 ) -> Result<(), Full> {
     let start = cur.pos();
     let res = put_key(cur, key)
-        .and_then(|()| cur.put(&value.version))
-        .and_then(|()| cur.put(&Bytes(value.value)));
+        .and_then(|()| cur.put_varint(value.version.0))
+        .and_then(|()| cur.put_bytes(value.value));
     if res.is_err() {
         cur.rewind(start);
     }
@@ -348,8 +423,10 @@ pub(crate) fn varint_len(mut v: u64) -> usize {
 }
 
 /// Serializes a byte slice as a postcard byte string (varint length, bytes).
+#[cfg(test)]
 struct Bytes<'a>(&'a [u8]);
 
+#[cfg(test)]
 impl Serialize for Bytes<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_bytes(self.0)
@@ -424,6 +501,61 @@ mod tests {
             agree::<Option<u64>>(bytes, |r| r.option_u64());
             agree::<SocketAddr>(bytes, |r| r.addr());
             agree::<GossipDigest>(bytes, |r| r.digest());
+        }
+    }
+
+    /// `fast` writes what postcard writes for `value`, or both run out of
+    /// room.
+    fn same_bytes<T: Serialize + ?Sized>(
+        value: &T,
+        fast: impl Fn(&mut Cursor<'_>) -> Result<(), Full>,
+    ) {
+        for room in [0usize, 1, 3, 7, 12, 64] {
+            let mut a = [0u8; 64];
+            let mut b = [0u8; 64];
+            let mut cur = Cursor::new(&mut a[..room]);
+            let x = fast(&mut cur).map(|()| cur.pos());
+            let y = postcard::to_slice(value, &mut b[..room])
+                .map(|w| w.len())
+                .ok();
+            assert_eq!(x.ok(), y, "room {room}");
+            if let Some(n) = y {
+                assert_eq!(&a[..n], &b[..n], "room {room}");
+            }
+        }
+    }
+
+    #[test]
+    fn fast_writers_agree_with_postcard() {
+        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(13);
+        for _ in 0..5_000 {
+            let bits = rng.next_u32() % 65;
+            let v = if bits == 64 {
+                rng.next_u64()
+            } else {
+                rng.next_u64() & ((1u64 << bits) - 1)
+            };
+            same_bytes(&v, |c| c.put_varint(v));
+            let port = rng.next_u32() as u16;
+            let addr = if rng.next_u32() % 2 == 0 {
+                SocketAddr::from((rng.next_u32().to_be_bytes(), port))
+            } else {
+                let mut ip = [0u8; 16];
+                rng.fill_bytes(&mut ip);
+                SocketAddr::from((ip, port))
+            };
+            same_bytes(&addr, |c| c.put_addr(&addr));
+            let d = GossipDigest {
+                endpoint: addr,
+                generation: Generation(v),
+                max_version: Version(rng.next_u64() >> (rng.next_u32() % 64)),
+            };
+            same_bytes(&d, |c| c.put_digest(&d));
+            let len = (rng.next_u32() % 40) as usize;
+            let bytes: Vec<u8> = (0..len).map(|_| rng.next_u32() as u8).collect();
+            same_bytes(&Bytes(&bytes), |c| c.put_bytes(&bytes));
+            let o = (rng.next_u32() % 2 == 0).then_some(v);
+            same_bytes(&o, |c| c.put_option_u64(o));
         }
     }
 

@@ -54,7 +54,7 @@ impl<'b> SynWriter<'b> {
 
     /// Adds a digest if it fits; returns whether it did.
     pub fn push(&mut self, digest: &GossipDigest) -> bool {
-        self.list.push(&mut self.cur, |cur| cur.put(digest))
+        self.list.push(&mut self.cur, |cur| cur.put_digest(digest))
     }
 
     /// Digests written so far.
@@ -79,8 +79,8 @@ impl<'b> SynWriter<'b> {
         match self
             .list
             .end(&mut self.cur)
-            .and_then(|()| self.cur.put(&range.start))
-            .and_then(|()| self.cur.put(&range.end))
+            .and_then(|()| self.cur.put_varint(u64::from(range.start)))
+            .and_then(|()| self.cur.put_varint(u64::from(range.end)))
         {
             Ok(()) => self.cur.pos(),
             Err(_) => 0,
@@ -117,7 +117,7 @@ impl<'b> AckWriter<'b> {
     /// it was added.
     pub fn push_request(&mut self, request: &GossipDigest) -> bool {
         match &mut self.requests {
-            Some(list) => list.push(&mut self.cur, |cur| cur.put(request)),
+            Some(list) => list.push(&mut self.cur, |cur| cur.put_digest(request)),
             None => false,
         }
     }
@@ -234,7 +234,8 @@ pub fn encode_shutdown<'x>(
 ) -> Result<usize, Error> {
     let mut cur = Cursor::new(buf);
     write_header(&mut cur, header, Kind::Shutdown)?;
-    cur.put(&generation).map_err(|_| Error::BufferTooSmall)?;
+    cur.put_varint(generation.0)
+        .map_err(|_| Error::BufferTooSmall)?;
     write_delta_items(&mut cur, items).map_err(|_| Error::BufferTooSmall)?;
     Ok(cur.pos())
 }
@@ -254,7 +255,7 @@ fn write_header(cur: &mut Cursor<'_>, header: &Header, kind: Kind) -> Result<(),
     let [c0, c1, c2, c3] = header.cluster.0.to_le_bytes();
     let [m0, m1] = MAGIC;
     cur.raw(&[m0, m1, PROTOCOL_VERSION, 0, c0, c1, c2, c3, kind as u8])
-        .and_then(|()| cur.put(&header.sender))
+        .and_then(|()| cur.put_addr(&header.sender))
         .map_err(|_| Error::BufferTooSmall)
 }
 
@@ -303,8 +304,8 @@ fn push_endpoint_delta<'x>(
 ) -> usize {
     let mut written = 0;
     list.push(cur, |cur| {
-        cur.put(&endpoint)?;
-        cur.put(&generation)?;
+        cur.put_addr(&endpoint)?;
+        cur.put_varint(generation.0)?;
         written = write_delta_items(cur, items)?;
         if written == 0 {
             // An empty delta says nothing: leave it out.
@@ -349,6 +350,6 @@ fn write_delta_items<'x>(
     cur.set_limit(outer_limit);
     let entries = list.count as usize;
     list.end(cur)?;
-    cur.put(&heartbeat)?;
+    cur.put_option_u64(heartbeat.map(|v| v.0))?;
     Ok(entries + usize::from(heartbeat.is_some()))
 }
