@@ -1,5 +1,4 @@
-//! Phi-accrual failure detection, as Cassandra does it, in a few tens of bytes
-//! per peer.
+//! Phi-accrual failure detection, as Cassandra does it, in 32 bytes per peer.
 //!
 //! Each time a newer heartbeat of a peer arrives (directly or through
 //! gossip), the interval since the previous arrival is recorded in a window of
@@ -12,8 +11,10 @@
 //!
 //! (the exponential-distribution form Cassandra uses) and the peer is
 //! convicted when phi exceeds the threshold (8 by default: about 18.4 mean
-//! intervals of silence). The conviction time is computed once per arrival,
-//! so the periodic status check is a comparison, not a division, per peer.
+//! intervals of silence). Intervals are kept in two bytes each, within
+//! 0.31 % (a unit chosen by size: 1 µs, 100 µs, 10 ms or 1 s), and the mean
+//! is updated at each arrival, so the periodic status check costs a
+//! multiplication per peer.
 //!
 //! The node adds guards around this window (see [`Node`](crate::Node)): no
 //! conviction for a silence shorter than `threshold * ln(10)` times four
