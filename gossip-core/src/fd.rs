@@ -124,7 +124,9 @@ impl ArrivalWindow {
 
     fn push(&mut self, interval: Duration) {
         if let Some(slot) = self.samples.get_mut(usize::from(self.next)) {
-            *slot = encode_interval(interval);
+            // Capped at `u32::MAX` microseconds (about 71.6 minutes), as
+            // samples always were.
+            *slot = encode_interval(interval.min(SAMPLE_MAX));
         }
         self.next = ((usize::from(self.next) + 1) % WINDOW) as u8;
         if usize::from(self.len) < WINDOW {
@@ -136,6 +138,9 @@ impl ArrivalWindow {
         self.mean_micros = u32::try_from(mean).unwrap_or(u32::MAX);
     }
 }
+
+/// The longest interval a sample holds.
+const SAMPLE_MAX: Duration = Duration::from_micros(u32::MAX as u64);
 
 /// The units an encoded interval counts in, by its top two bits (in
 /// microseconds): 1 µs below 16.4 ms, 100 µs below 1.64 s, 10 ms below
@@ -249,6 +254,20 @@ mod tests {
         w.record(Instant::from_millis(1020), S, min, true);
         assert_eq!(w.mean(), Some(S));
         assert_eq!(w.last_arrival(), Some(Instant::from_millis(1020)));
+    }
+
+    #[test]
+    fn samples_are_capped_at_about_71_minutes() {
+        let mut w = ArrivalWindow::default();
+        w.record(Instant::ZERO, S, Duration::ZERO, true);
+        // Three hours of silence count as the cap.
+        w.record(Instant::from_millis(3 * 3_600_000), S, Duration::ZERO, true);
+        let capped = decode_interval(encode_interval(SAMPLE_MAX));
+        assert!(capped.abs_diff(u64::from(u32::MAX)) <= u64::from(u32::MAX) / 300);
+        assert_eq!(
+            w.mean(),
+            Some(Duration::from_micros((1_000_000 + capped) / 2))
+        );
     }
 
     #[test]

@@ -360,7 +360,9 @@ pub trait Storage {
 /// RAM is about `PEERS * (size_of::<Peer>() + STATE_BYTES + 8) + REPLIES *
 /// (DATAGRAM + 40)` bytes, inline in the [`Node`](crate::Node). The scratch
 /// a call puts on the stack is sized by `PEERS` too (at most `PEERS` items
-/// per ranking; about 60 bytes per peer in the largest one).
+/// each): answering a SYN holds its decoded digests (56 bytes a peer) and
+/// the ACK's rankings (about 60 bytes a peer in the largest), about 150
+/// bytes a peer in all.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct FixedStorage<
     const PEERS: usize,
