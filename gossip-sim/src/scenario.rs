@@ -443,11 +443,14 @@ impl Observer for Tracker {
             }
             Event::StateChanged { endpoint, key, .. } => {
                 if let Some(j) = idx(endpoint) {
-                    let name = key.to_string();
-                    if name == "STATUS" || name == "HOST_ID" {
+                    use gossip_core::state::{ApplicationState, StateKey};
+                    if matches!(
+                        key,
+                        StateKey::Known(ApplicationState::Status | ApplicationState::HostId)
+                    ) {
                         self.update(i, j, |p| p.saturating_add(STATE_UNIT));
                     }
-                    if self.watch == Watch::Key(j) && name == "probe" {
+                    if self.watch == Watch::Key(j) && key == StateKey::User("probe") {
                         self.hit(i, now);
                     }
                 }
