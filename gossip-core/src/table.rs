@@ -341,10 +341,12 @@ pub trait Storage {
     type Replies: Seq<Reply<Self::Datagram>> + Default;
     /// Finds slots by address.
     type Index: AddrIndex;
-    /// Scratch on the stack for one call (rankings, lookups remembered while
-    /// answering a SYN): up to `N` items with [`HeapStorage`], up to the
-    /// table's capacity with [`FixedStorage`] (a table of 16 peers never
-    /// ranks more than 17 endpoints, and a microcontroller's stack is small).
+    /// Scratch on the stack for one call (rankings, a SYN's decoded digests
+    /// while answering it): up to `N` items with [`HeapStorage`] (answering
+    /// a SYN holds up to 256 digests of 56 bytes, about 14 KB, beside the
+    /// rankings), up to the table's capacity with [`FixedStorage`] (a table
+    /// of 16 peers never ranks more than 17 endpoints, and a
+    /// microcontroller's stack is small).
     /// Past its capacity the node takes slower paths or leaves the rest
     /// unranked; it never fails for it.
     type Scratch<T, const N: usize>: Seq<T> + Default;
