@@ -56,6 +56,7 @@ fn unnoted<'a, S: Storage>(
         .into_iter()
         .flat_map(move |digests| digests.skip(noted))
 }
+
 /// Scratch markers: the digest is of this node, or of no known slot.
 const LOCAL_SLOT: u32 = u32::MAX - 1;
 const NO_SLOT: u32 = u32::MAX;
