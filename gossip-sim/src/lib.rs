@@ -394,7 +394,9 @@ impl Sim {
         self.windows.1 += u64::from(parallel);
         if parallel && rayon::current_num_threads() > 1 {
             use rayon::prelude::*;
-            jobs.par_iter_mut().for_each(run);
+            // One job per task: jobs are coarse (a node's whole share of
+            // the window) and uneven, so an idle thread may take any one.
+            jobs.par_iter_mut().with_max_len(1).for_each(run);
         } else {
             jobs.iter_mut().for_each(run);
         }
