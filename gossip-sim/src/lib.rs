@@ -374,7 +374,8 @@ impl Sim {
                 window.push(s);
             }
         }
-        window.sort_by_key(|s| (s.node, s.at, s.seq));
+        // Keys are unique (`seq` is): an unstable sort gives the one order.
+        window.sort_unstable_by_key(|s| (s.node, s.at, s.seq));
         let mut due: Vec<(u32, Actions)> = Vec::new();
         for s in window {
             match due.last_mut() {
@@ -431,7 +432,8 @@ impl Sim {
                 }
             }
         }
-        events.sort_by_key(|(at, node, k, _)| (*at, *node, *k));
+        // Keys are unique (`k` numbers a node's events): no need for a stable sort.
+        events.sort_unstable_by_key(|(at, node, k, _)| (*at, *node, *k));
         for (at, node, _, e) in &events {
             e.with(|event| observer.on_event(*at, *node as usize, event));
             self.now = self.now.max(*at);
