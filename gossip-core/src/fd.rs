@@ -42,7 +42,7 @@ pub const WINDOW: usize = 8;
 /// A peer's recent heartbeat inter-arrival times.
 ///
 /// Laid out by hand (`repr(C)`): what a node's periodic status check reads
-/// for every peer (last arrival, mean, counts) leads, in 20 bytes.
+/// for every peer (last arrival, mean, counts) leads, in its first 15 bytes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct ArrivalWindow {
