@@ -638,7 +638,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
     pub fn poll_event(&mut self) -> Option<Event<'_>> {
         let (idx, kind) = self.next_event()?;
         let peer = self.peers.as_slice().get(idx as usize)?;
-        let endpoint = peer.addr;
+        let endpoint = peer.addr();
         Some(match kind {
             EventKind::Discovered => Event::Discovered { endpoint },
             EventKind::Up => Event::Up { endpoint },
@@ -709,6 +709,25 @@ impl<S: Storage, R: Rng> Node<S, R> {
     /// [`endpoint_slot`](Self::endpoint_slot)), if the slot holds one.
     pub fn endpoint_at(&self, slot: usize) -> Option<&Peer<S::StateBuf>> {
         self.peers.as_slice().get(slot).filter(|p| p.is_member())
+    }
+
+    /// Makes room for `additional` more endpoints at once (never past
+    /// [`Config::max_peers`]), for a node that knows how large its cluster
+    /// is: with [`HeapStorage`](crate::HeapStorage) the peer table, its
+    /// index and ring order are allocated once, at that size, instead of
+    /// growing (and copying themselves) as endpoints are learned, and hold
+    /// no spare room past it. Fixed storage has all its room already: a
+    /// no-op there.
+    pub fn reserve_peers(&mut self, additional: usize) {
+        let slots = self.peers.as_slice().len();
+        let room = self.config.max_peers.saturating_sub(self.occupied);
+        let additional = additional.min(room);
+        // Free slots are reused before the table grows.
+        let new_slots = additional
+            .saturating_sub(self.free.as_slice().len())
+            .min(self.config.max_peers.saturating_sub(slots));
+        self.peers.reserve(new_slots);
+        self.index.reserve(additional, self.peers.as_slice());
     }
 
     /// Known endpoints (this node excluded).
@@ -1255,7 +1274,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
         for _ in 0..16 {
             let i = (self.rng.next_u64() % len as u64) as usize;
             if let Some(p) = self.peers.as_slice().get(i).filter(|p| matches(p)) {
-                return Some(p.addr);
+                return Some(p.addr());
             }
         }
         // ...and this is exact when they are sparse.
@@ -1265,7 +1284,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
             .iter()
             .filter(|p| matches(p))
             .nth(k)
-            .map(|p| p.addr)
+            .map(|p| p.addr())
     }
 
     /// Convicts silent peers, removes long-down ones, ends quarantines.
@@ -1399,7 +1418,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
             return;
         };
         let queued = p.flags & flags::QUEUED;
-        *p = Peer::new(p.addr, generation);
+        *p = Peer::new(p.addr(), generation);
         p.flags = queued;
         self.forget_seqs(idx);
         self.unreachable += 1;
@@ -1535,7 +1554,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
             .enumerate()
             .skip(cursor)
             .find(|(_, p)| p.is_member() && p.is_alive())
-            .map(|(i, p)| (i, p.addr))
+            .map(|(i, p)| (i, p.addr()))
     }
 
     fn write_shutdown(&self, buf: &mut [u8]) -> usize {
@@ -1708,25 +1727,25 @@ impl<S: Storage, R: Rng> Node<S, R> {
         p.flags &= !flags::PROBING;
         let suspected = p.liveness != Liveness::Down && p.since != Instant::ZERO;
         if !p.is_member() || !(p.liveness == Liveness::Unknown || suspected) {
-            return Some((p.addr, None));
+            return Some((p.addr(), None));
         }
         if p.since == SUSPECT_PENDING {
             // The conviction clock starts when the probe leaves.
             p.since = now;
         }
         let Ok(mut w) = SynWriter::new(buf, &header) else {
-            return Some((p.addr, Some(0)));
+            return Some((p.addr(), Some(0)));
         };
         // Our digest and our (old) view of it: it answers with what we lack
         // of it. The SYN claims nothing but our own place on the ring.
         if !w.push(&own) || !w.push(&digest_of(p)) {
-            return Some((p.addr, Some(0)));
+            return Some((p.addr(), Some(0)));
         }
         let range = RingRange {
             start: own_ring,
             end: own_ring,
         };
-        Some((p.addr, Some(w.finish(range))))
+        Some((p.addr(), Some(w.finish(range))))
     }
 
     /// Notes that application news of slot `idx` just reached us.
@@ -2013,22 +2032,22 @@ fn revives_sender<B: StateBuf>(message: &Message<'_>, peer: Option<&Peer<B>>) ->
         Message::Syn(syn) => syn
             .digests
             .into_iter()
-            .any(|d| d.endpoint == peer.addr && newer(d.generation)),
+            .any(|d| d.endpoint == peer.addr() && newer(d.generation)),
         Message::Ack(ack) => ack
             .deltas
             .into_iter()
-            .any(|d| d.endpoint == peer.addr && newer(d.delta.generation)),
+            .any(|d| d.endpoint == peer.addr() && newer(d.delta.generation)),
         Message::Ack2(ack2) => ack2
             .deltas
             .into_iter()
-            .any(|d| d.endpoint == peer.addr && newer(d.delta.generation)),
+            .any(|d| d.endpoint == peer.addr() && newer(d.delta.generation)),
         Message::Shutdown(_) => false,
     }
 }
 
 fn digest_of<B: StateBuf>(p: &Peer<B>) -> GossipDigest {
     GossipDigest {
-        endpoint: p.addr,
+        endpoint: p.addr(),
         generation: p.state.generation(),
         max_version: p.state.max_version(),
     }
@@ -2305,7 +2324,7 @@ fn write_deltas<S: Storage>(
         let written = match c.who {
             Who::Local => w.push(ctx.local, ctx.me, c.above),
             Who::Peer(i) => match peers.get(i as usize) {
-                Some(p) => w.push(p.addr, &p.state, c.above),
+                Some(p) => w.push(p.addr(), &p.state, c.above),
                 None => 1,
             },
         };

@@ -33,6 +33,11 @@ pub trait Seq<T> {
     fn truncate(&mut self, len: usize);
     /// The fixed capacity, `None` for a growable sequence.
     fn capacity_limit(&self) -> Option<usize>;
+    /// Makes room for `additional` more elements at once, where the
+    /// sequence can grow (a fixed one has all its room already).
+    fn reserve(&mut self, additional: usize) {
+        let _ = additional;
+    }
 }
 
 impl<T, const N: usize> Seq<T> for heapless::Vec<T, N> {
@@ -78,6 +83,9 @@ impl<T> Seq<T> for alloc::vec::Vec<T> {
     fn capacity_limit(&self) -> Option<usize> {
         None
     }
+    fn reserve(&mut self, additional: usize) {
+        self.reserve_exact(additional);
+    }
 }
 
 /// Finds a peer's slot by address, and keeps the occupied slots in ring
@@ -97,6 +105,11 @@ pub trait AddrIndex: Default {
     /// Every occupied slot as `(ring position, slot)`, in ascending order,
     /// as of the last [`sort_ring`](Self::sort_ring).
     fn ring(&self) -> &[(u32, u32)];
+    /// Makes room for `additional` more peers at once, where the index can
+    /// grow.
+    fn reserve<B>(&mut self, additional: usize, peers: &[Peer<B>]) {
+        let _ = (additional, peers);
+    }
 }
 
 /// The occupied slots in ring order: appended on insertion (a sorted prefix
@@ -232,21 +245,24 @@ impl<const N: usize> AddrIndex for LinearIndex<N> {
     fn seed(&mut self, _seed: u64) {}
 
     fn find<B>(&self, addr: &SocketAddr, peers: &[Peer<B>]) -> Option<u32> {
+        let key = PeerAddr::new(addr);
         peers
             .iter()
-            .position(|p| p.slot != Slot::Vacant && p.addr == *addr)
+            .position(|p| p.slot != Slot::Vacant && p.addr == key)
             .and_then(|i| u32::try_from(i).ok())
     }
 
     fn insert<B>(&mut self, idx: u32, peers: &[Peer<B>]) {
         if let Some(p) = peers.get(idx as usize) {
-            self.ring.insert(crate::wire::ring_position(&p.addr), idx);
+            self.ring
+                .insert(crate::wire::ring_position(&p.addr.get()), idx);
         }
     }
 
     fn remove<B>(&mut self, idx: u32, peers: &[Peer<B>]) {
         if let Some(p) = peers.get(idx as usize) {
-            self.ring.remove(crate::wire::ring_position(&p.addr), idx);
+            self.ring
+                .remove(crate::wire::ring_position(&p.addr.get()), idx);
         }
     }
 
@@ -271,7 +287,7 @@ pub struct HashIndex {
 
 #[cfg(feature = "alloc")]
 impl HashIndex {
-    fn hash(&self, addr: &SocketAddr) -> u64 {
+    fn hash(&self, addr: &PeerAddr) -> u64 {
         use core::hash::BuildHasher;
         self.hasher.hash_one(addr)
     }
@@ -284,9 +300,10 @@ impl AddrIndex for HashIndex {
     }
 
     fn find<B>(&self, addr: &SocketAddr, peers: &[Peer<B>]) -> Option<u32> {
+        let key = PeerAddr::new(addr);
         self.table
-            .find(self.hash(addr), |i| {
-                peers.get(*i as usize).is_some_and(|p| p.addr == *addr)
+            .find(self.hash(&key), |i| {
+                peers.get(*i as usize).is_some_and(|p| p.addr == key)
             })
             .copied()
     }
@@ -304,7 +321,7 @@ impl AddrIndex for HashIndex {
                 .map_or(0, |p| hasher.hash_one(p.addr))
         });
         self.ring
-            .insert(crate::wire::ring_position(&peer.addr), idx);
+            .insert(crate::wire::ring_position(&peer.addr.get()), idx);
     }
 
     fn remove<B>(&mut self, idx: u32, peers: &[Peer<B>]) {
@@ -315,7 +332,7 @@ impl AddrIndex for HashIndex {
             entry.remove();
         }
         self.ring
-            .remove(crate::wire::ring_position(&peer.addr), idx);
+            .remove(crate::wire::ring_position(&peer.addr.get()), idx);
     }
 
     fn sort_ring(&mut self) {
@@ -324,6 +341,17 @@ impl AddrIndex for HashIndex {
 
     fn ring(&self) -> &[(u32, u32)] {
         self.ring.entries.as_slice()
+    }
+
+    fn reserve<B>(&mut self, additional: usize, peers: &[Peer<B>]) {
+        let hasher = &self.hasher;
+        self.table.reserve(additional, |i| {
+            use core::hash::BuildHasher;
+            peers
+                .get(*i as usize)
+                .map_or(0, |p| hasher.hash_one(p.addr))
+        });
+        self.ring.entries.reserve(additional);
     }
 }
 
@@ -451,13 +479,61 @@ pub(crate) mod flags {
     pub(crate) const PROBING: u8 = 1 << 7;
 }
 
+/// A peer's address as the table keeps it: IP and port in 19 bytes (a
+/// `SocketAddr` takes 32). IPv6 flow information and scope id are not kept;
+/// the wire does not carry them either, so every address the table learns
+/// has them zero, and lookups ignore them.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(C)]
+pub(crate) struct PeerAddr {
+    /// The IPv4 address in the first 4 bytes (the rest zero), or the IPv6
+    /// address.
+    ip: [u8; 16],
+    port: [u8; 2],
+    v6: bool,
+}
+
+impl PeerAddr {
+    pub(crate) fn new(addr: &SocketAddr) -> Self {
+        let mut ip = [0u8; 16];
+        let v6 = match addr {
+            SocketAddr::V4(a) => {
+                if let Some(head) = ip.get_mut(..4) {
+                    head.copy_from_slice(&a.ip().octets());
+                }
+                false
+            }
+            SocketAddr::V6(a) => {
+                ip = a.ip().octets();
+                true
+            }
+        };
+        Self {
+            ip,
+            port: addr.port().to_le_bytes(),
+            v6,
+        }
+    }
+
+    pub(crate) fn get(&self) -> SocketAddr {
+        let port = u16::from_le_bytes(self.port);
+        if self.v6 {
+            SocketAddr::from((self.ip, port))
+        } else {
+            let [a, b, c, d, ..] = self.ip;
+            SocketAddr::from(([a, b, c, d], port))
+        }
+    }
+}
+
 /// One slot of the peer table: an endpoint, its state and what this node
 /// thinks of its health.
 ///
-/// Laid out by hand (`repr(C)`, no padding between its fields): what the
-/// periodic status check reads of every slot (kind, liveness, flags, the
-/// detector's last arrival, mean and counts) leads, in its first 23 bytes,
-/// so the check mostly touches one cache line per slot.
+/// Laid out by hand (`repr(C)`, padding only between the 19-byte address
+/// and the state): what the periodic status check reads of every slot
+/// (kind, liveness, flags, the detector's last arrival, mean and counts)
+/// leads, in its first 23 bytes, so the check mostly touches one cache line
+/// per slot.
 #[repr(C)]
 pub struct Peer<B> {
     pub(crate) slot: Slot,
@@ -472,14 +548,14 @@ pub struct Peer<B> {
     pub(crate) reported_version: Version,
     /// The highest version of it seen anywhere (digests included).
     pub(crate) evidence: Version,
-    pub(crate) addr: SocketAddr,
+    pub(crate) addr: PeerAddr,
     pub(crate) state: EndpointState<B>,
 }
 
 impl<B: StateBuf> Peer<B> {
     pub(crate) fn new(addr: SocketAddr, generation: Generation) -> Self {
         Self {
-            addr,
+            addr: PeerAddr::new(&addr),
             state: EndpointState::new(generation),
             window: ArrivalWindow::default(),
             since: Instant::ZERO,
@@ -495,7 +571,7 @@ impl<B: StateBuf> Peer<B> {
 
     /// The endpoint's gossip address (its identity).
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.addr.get()
     }
 
     /// Its heartbeat and application states as this node knows them.

@@ -81,6 +81,10 @@ pub struct SimConfig {
     pub network: NetworkModel,
     /// Nodes start at random times in `0..start_spread`.
     pub start_spread: Duration,
+    /// Each node makes room for every other node when it starts
+    /// ([`Node::reserve_peers`]), as a deployment that knows its cluster's
+    /// size can: its tables are allocated once instead of growing.
+    pub reserve_peers: bool,
 }
 
 impl SimConfig {
@@ -93,6 +97,7 @@ impl SimConfig {
             node,
             network: NetworkModel::default(),
             start_spread: Duration::from_millis(100),
+            reserve_peers: false,
         }
     }
 }
@@ -854,7 +859,10 @@ impl NodeRun<'_, '_> {
             rng,
             self.now,
         ) {
-            Ok(node) => {
+            Ok(mut node) => {
+                if cfg.reserve_peers {
+                    node.reserve_peers(cfg.nodes.saturating_sub(1));
+                }
                 self.slot.node = Some(node);
                 self.drain();
             }

@@ -232,6 +232,8 @@ fn run_on_worker(cfg: &ScenarioConfig, hooks: Hooks<'_>) -> Result<Figures, Stri
         loss: cfg.loss,
         ..NetworkModel::default()
     };
+    // Every node knows the cluster's size: its tables are allocated once.
+    sim_cfg.reserve_peers = true;
     let heap_before = hooks.heap_bytes.map(|f| f());
     let mut sim = Sim::new(sim_cfg).map_err(|e| e.to_string())?;
     let mut run = Run {
