@@ -415,7 +415,10 @@ impl<const PEERS: usize, const STATE_BYTES: usize, const DATAGRAM: usize, const 
     type Replays = heapless::Vec<crate::auth::ReplayWindow, PEERS>;
 }
 
-/// Growable storage bounded by the configuration, with a hash index.
+/// Growable storage bounded by the configuration, with a hash index. The
+/// peer table doubles up to 1,024 slots, then grows by an eighth as
+/// endpoints are learned; [`Node::reserve_peers`](crate::Node::reserve_peers)
+/// allocates it once for a known cluster size instead.
 #[cfg(feature = "alloc")]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct HeapStorage;
