@@ -1089,20 +1089,25 @@ fn hostile_bytes_never_panic_and_dropped_ones_change_nothing() {
     );
 }
 
-#[test]
-fn reserved_peers_are_allocated_once_and_capped_at_max_peers() {
-    let mut c = config();
-    c.max_peers = 40;
-    let now = Instant::from_millis(1_000);
-    let mut a: HeapNode = Node::new(
-        c,
+/// Node 0 alone, with node 1 as its seed.
+fn lone<S: Storage>(config: Config, now: Instant) -> Node<S, Xoshiro256PlusPlus> {
+    Node::new(
+        config,
         addr(0),
         Generation(GEN),
         &[addr(1)],
         Xoshiro256PlusPlus::seed_from_u64(1),
         now,
     )
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn reserved_peers_are_allocated_once_and_capped_at_max_peers() {
+    let mut c = config();
+    c.max_peers = 40;
+    let now = Instant::from_millis(1_000);
+    let mut a: HeapNode = lone(c, now);
     // More than max_peers asked: room for max_peers.
     a.reserve_peers(1_000);
     assert_eq!(a.peers.capacity(), 40);
@@ -1130,15 +1135,7 @@ fn reserved_peers_are_allocated_once_and_capped_at_max_peers() {
     a.reserve_peers(10);
     assert_eq!(a.peers.capacity(), 40);
     // Fixed storage has its room already.
-    let mut f: Node<FixedStorage<4, 512, 1400, 4>, Xoshiro256PlusPlus> = Node::new(
-        fixed_config(4),
-        addr(0),
-        Generation(GEN),
-        &[addr(1)],
-        Xoshiro256PlusPlus::seed_from_u64(1),
-        now,
-    )
-    .unwrap();
+    let mut f: Node<FixedStorage<4, 512, 1400, 4>, _> = lone(fixed_config(4), now);
     f.reserve_peers(4);
     assert_eq!(f.endpoint_count(), 0);
 }
