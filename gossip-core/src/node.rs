@@ -64,6 +64,11 @@ const NO_SLOT: u32 = u32::MAX;
 /// Rounds after application news during which one more peer is gossiped to.
 const NEWS_ROUNDS: u8 = 2;
 
+/// A suspect's probe older than this many rounds (the suspect was not past
+/// its conviction time for a while after it left) no longer convicts: it is
+/// probed again.
+const STALE_PROBE_ROUNDS: u32 = 10;
+
 /// `since` of a suspect whose probe has not left yet.
 const SUSPECT_PENDING: Instant = Instant::from_micros(1);
 
@@ -1327,6 +1332,19 @@ impl<S: Storage, R: Rng> Node<S, R> {
                             }
                             self.probe_suspect(idx);
                         } else if suspected_since == SUSPECT_PENDING {
+                            if !queued {
+                                self.probe_suspect(idx);
+                            }
+                        } else if now - suspected_since
+                            > interval.saturating_mul(STALE_PROBE_ROUNDS)
+                        {
+                            // Its probe left long ago and it was not past its
+                            // conviction time in between (a floor that rose,
+                            // catching up): that probe's silence is old news
+                            // (say, lost in a partition since healed). Ask again.
+                            if let Some(p) = self.peers.as_mut_slice().get_mut(i) {
+                                p.since = SUSPECT_PENDING;
+                            }
                             if !queued {
                                 self.probe_suspect(idx);
                             }

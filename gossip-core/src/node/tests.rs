@@ -1089,6 +1089,47 @@ fn hostile_bytes_never_panic_and_dropped_ones_change_nothing() {
     );
 }
 
+#[test]
+fn a_suspect_probed_long_ago_is_probed_again_before_it_is_convicted() {
+    // Node 2 goes silent. Node 0 probed it a second ago (the probe was
+    // lost), then could not convict for a minute (catching up). Its first
+    // status check after that must not convict on that old probe (which
+    // may have been lost in a partition that has healed since): it probes
+    // again, and convicts only when that probe goes unanswered too.
+    let mut net = net(3);
+    assert!(net.run_until(Duration::from_secs(30), |n| n.converged()));
+    net.muted[2] = true;
+    let now = net.now;
+    let catch_up_end = now + Duration::from_secs(60);
+    {
+        let a = net.node_mut(0);
+        let idx = a.index.find(&addr(2), a.peers.as_slice()).unwrap();
+        a.peers.as_mut_slice()[idx as usize].since =
+            Instant::from_micros(now.as_micros() - 1_000_000);
+        a.catch_up_until = catch_up_end;
+    }
+    // Watch node 0's view of node 2 until it is convicted: the probe it is
+    // convicted on must have left once node 0 could convict again.
+    let mut probe_left = None;
+    assert!(net.run_until(Duration::from_secs(80), |n| {
+        let p = n.node(0).endpoint(&addr(2)).unwrap();
+        if p.liveness() == Liveness::Down {
+            return true;
+        }
+        if p.since > SUSPECT_PENDING {
+            probe_left = Some(p.since);
+        }
+        false
+    }));
+    let convicted = net.now;
+    let probe_left = probe_left.unwrap();
+    assert!(
+        probe_left >= catch_up_end,
+        "convicted at {convicted:?} on a probe from {probe_left:?}, before {catch_up_end:?}"
+    );
+    assert!(convicted - probe_left >= Duration::from_millis(500));
+}
+
 /// Node 0 alone, with node 1 as its seed.
 fn lone<S: Storage>(config: Config, now: Instant) -> Node<S, Xoshiro256PlusPlus> {
     Node::new(
