@@ -120,7 +120,9 @@
 //! ordinary for this node right now (a relative floor from its live peers'
 //! silences), and not while the node is still meeting new endpoints; a
 //! suspect is probed directly and convicted (marked down) only when half a
-//! round after the probe left nothing came from it. A peer
+//! round after the probe left nothing came from it (a probe more than 10
+//! rounds old, say lost in a partition healed since, no longer convicts:
+//! the suspect is probed again). A peer
 //! is believed alive when a datagram comes from it directly, or when its
 //! version is seen to advance again second-hand; a peer heard of only
 //! second-hand (it may be a dead node whose old state still circulates) is
