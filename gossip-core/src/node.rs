@@ -1322,32 +1322,23 @@ impl<S: Storage, R: Rng> Node<S, R> {
                     };
                     if convictable {
                         let suspected_since = p.since;
-                        let queued = p.flags & flags::PROBING != 0;
+                        // A probe that left long ago, while it was not past
+                        // its conviction time in between (a floor that rose,
+                        // catching up), is old news (say, lost in a
+                        // partition healed since).
+                        let stale = suspected_since > SUSPECT_PENDING
+                            && now - suspected_since > interval.saturating_mul(STALE_PROBE_ROUNDS);
                         // Suspect first and ask it directly; convict only once
                         // the probe went out and half a round passed with
                         // nothing, not even the answer.
-                        if suspected_since == Instant::ZERO {
+                        if suspected_since == Instant::ZERO || stale {
                             if let Some(p) = self.peers.as_mut_slice().get_mut(i) {
                                 p.since = SUSPECT_PENDING;
                             }
                             self.probe_suspect(idx);
                         } else if suspected_since == SUSPECT_PENDING {
-                            if !queued {
-                                self.probe_suspect(idx);
-                            }
-                        } else if now - suspected_since
-                            > interval.saturating_mul(STALE_PROBE_ROUNDS)
-                        {
-                            // Its probe left long ago and it was not past its
-                            // conviction time in between (a floor that rose,
-                            // catching up): that probe's silence is old news
-                            // (say, lost in a partition since healed). Ask again.
-                            if let Some(p) = self.peers.as_mut_slice().get_mut(i) {
-                                p.since = SUSPECT_PENDING;
-                            }
-                            if !queued {
-                                self.probe_suspect(idx);
-                            }
+                            // Unless its probe is queued already.
+                            self.probe_suspect(idx);
                         } else if now - suspected_since >= interval / 2 {
                             self.set_liveness(idx, Liveness::Down, now);
                         }
