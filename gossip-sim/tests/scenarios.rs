@@ -68,37 +68,57 @@ impl gossip_sim::Observer for Log {
     }
 }
 
+/// A scripted run of 48 nodes on a 20 ms network (each window, as long as
+/// the least latency, holds several nodes' work, split between threads
+/// when there are two): loss, a crash, a restart, a partition and a state
+/// change. Returns the event log, totals, window counts and convergence.
+fn scripted_run(
+    threads: usize,
+    reserve_peers: bool,
+) -> (
+    Vec<String>,
+    gossip_sim::Totals,
+    (u64, u64),
+    Result<(), gossip_sim::Violation>,
+) {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        let node = ScenarioConfig::new(Scenario::Converge, 48).node_config();
+        let mut cfg = SimConfig::new(48, 9, node);
+        cfg.network.latency = std::time::Duration::from_millis(20);
+        cfg.network.loss = 0.05;
+        cfg.reserve_peers = reserve_peers;
+        let mut sim = Sim::new(cfg).unwrap();
+        let mut log = Log::default();
+        let at = Instant::from_millis;
+        sim.run_until(at(10_000), &mut log);
+        sim.crash(3);
+        sim.set_state(7, "ROLE", b"leader", &mut log);
+        sim.run_until(at(20_000), &mut log);
+        sim.restart(3, &mut log);
+        sim.partition(&[0, 1, 0, 1]);
+        sim.run_until(at(25_000), &mut log);
+        sim.heal();
+        sim.run_until(at(40_000), &mut log);
+        let converged = sim.check_converged();
+        (log.0, sim.totals().clone(), sim.windows(), converged)
+    })
+}
+
+#[test]
+fn reserving_the_tables_changes_nothing_but_memory() {
+    let (grown, reserved) = (scripted_run(1, false), scripted_run(1, true));
+    assert!(reserved.3.is_ok(), "{:?}", reserved.3);
+    assert_eq!(grown.1, reserved.1);
+    assert_eq!(grown.0, reserved.0);
+}
+
 #[test]
 fn the_same_run_on_one_thread_and_on_two() {
-    // 48 nodes on a 20 ms network: each window (as long as the least
-    // latency) holds several nodes' work, split between threads when there
-    // are two. Loss, a crash, a restart, a partition and a state change.
-    let on = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| {
-            let node = ScenarioConfig::new(Scenario::Converge, 48).node_config();
-            let mut cfg = SimConfig::new(48, 9, node);
-            cfg.network.latency = std::time::Duration::from_millis(20);
-            cfg.network.loss = 0.05;
-            let mut sim = Sim::new(cfg).unwrap();
-            let mut log = Log::default();
-            let at = Instant::from_millis;
-            sim.run_until(at(10_000), &mut log);
-            sim.crash(3);
-            sim.set_state(7, "ROLE", b"leader", &mut log);
-            sim.run_until(at(20_000), &mut log);
-            sim.restart(3, &mut log);
-            sim.partition(&[0, 1, 0, 1]);
-            sim.run_until(at(25_000), &mut log);
-            sim.heal();
-            sim.run_until(at(40_000), &mut log);
-            let converged = sim.check_converged();
-            (log.0, sim.totals().clone(), sim.windows(), converged)
-        })
-    };
+    let on = |threads: usize| scripted_run(threads, false);
     let (one, two) = (on(1), on(2));
     assert!(one.3.is_ok(), "{:?}", one.3);
     let (windows, parallel) = one.2;
