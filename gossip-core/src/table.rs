@@ -313,13 +313,8 @@ impl AddrIndex for HashIndex {
             return;
         };
         let hash = self.hash(&peer.addr);
-        let hasher = &self.hasher;
-        self.table.insert_unique(hash, idx, |i| {
-            use core::hash::BuildHasher;
-            peers
-                .get(*i as usize)
-                .map_or(0, |p| hasher.hash_one(p.addr))
-        });
+        self.table
+            .insert_unique(hash, idx, rehash(&self.hasher, peers));
         self.ring
             .insert(crate::wire::ring_position(&peer.addr.get()), idx);
     }
@@ -344,14 +339,23 @@ impl AddrIndex for HashIndex {
     }
 
     fn reserve<B>(&mut self, additional: usize, peers: &[Peer<B>]) {
-        let hasher = &self.hasher;
-        self.table.reserve(additional, |i| {
-            use core::hash::BuildHasher;
-            peers
-                .get(*i as usize)
-                .map_or(0, |p| hasher.hash_one(p.addr))
-        });
+        self.table.reserve(additional, rehash(&self.hasher, peers));
         self.ring.entries.reserve(additional);
+    }
+}
+
+/// The hash of the address in a slot, for the table to move its entries
+/// when it grows (the same hash as [`HashIndex`]'s lookups use).
+#[cfg(feature = "alloc")]
+fn rehash<'a, B>(
+    hasher: &'a foldhash::fast::FixedState,
+    peers: &'a [Peer<B>],
+) -> impl Fn(&u32) -> u64 + 'a {
+    move |i| {
+        use core::hash::BuildHasher;
+        peers
+            .get(*i as usize)
+            .map_or(0, |p| hasher.hash_one(p.addr))
     }
 }
 
