@@ -572,8 +572,6 @@ impl<S: Storage, R: Rng> Node<S, R> {
         };
         #[cfg(not(feature = "auth"))]
         let message_limit = limit;
-        // SYNs and ACKs walk the ring order.
-        self.index.sort_ring();
         loop {
             let buf = full.get_mut(..message_limit)?;
             let (destination, size, kind) = match self.phase {
@@ -1617,12 +1615,9 @@ impl<S: Storage, R: Rng> Node<S, R> {
             }
         }
         // Every member clockwise from `start`, nearest first, as far as fits.
-        let ring = self.index.ring();
-        let first = ring.partition_point(|&(position, _)| position < start);
-        let (before, after) = ring.split_at(first);
         let mut covered: Option<u32> = None;
         let mut left_out: Option<u32> = None;
-        for &(position, i) in after.iter().chain(before) {
+        for (position, i) in self.index.ring().clockwise(start) {
             let Some(p) = peers.get(i as usize) else {
                 continue;
             };
@@ -2434,8 +2429,6 @@ fn write_ack<S: Storage>(
     }
     // The members on the SYN's stretch of the ring, in ring order.
     let ring = ctx.index.ring();
-    let first = ring.partition_point(|&(position, _)| position < range.start);
-    let (before, after) = ring.split_at(first);
     let span = range.end.wrapping_sub(range.start);
     let unmentioned = |f: &mut dyn FnMut(Candidate) -> bool| {
         if !local_mentioned
@@ -2444,7 +2437,7 @@ fn write_ack<S: Storage>(
         {
             return false;
         }
-        for &(position, i) in after.iter().chain(before) {
+        for (position, i) in ring.clockwise(range.start) {
             if position.wrapping_sub(range.start) > span {
                 break;
             }

@@ -100,11 +100,8 @@ pub trait AddrIndex: Default {
     fn insert<B>(&mut self, idx: u32, peers: &[Peer<B>]);
     /// Slot `idx` is about to be vacated.
     fn remove<B>(&mut self, idx: u32, peers: &[Peer<B>]);
-    /// Brings the ring order up to date after insertions (cheap when it is).
-    fn sort_ring(&mut self);
-    /// Every occupied slot as `(ring position, slot)`, in ascending order,
-    /// as of the last [`sort_ring`](Self::sort_ring).
-    fn ring(&self) -> &[(u32, u32)];
+    /// Every occupied slot as `(ring position, slot)`, in ring order.
+    fn ring(&self) -> RingView<'_>;
     /// Makes room for `additional` more peers at once, where the index can
     /// grow.
     fn reserve<B>(&mut self, additional: usize, peers: &[Peer<B>]) {
@@ -112,48 +109,65 @@ pub trait AddrIndex: Default {
     }
 }
 
-/// The occupied slots in ring order: appended on insertion (a sorted prefix
-/// and an unsorted tail) and brought into order when asked: the tail is
-/// sorted and merged into the prefix from the back, in place, touching only
-/// the prefix's entries above the tail's least.
+/// The occupied slots in ring order, as two ascending runs: a long one and a
+/// short tail that new slots are inserted into (an insertion step over the
+/// tail only). When the tail reaches [`MERGE_CHUNK`] entries it is merged
+/// into the long run from the back, in place, touching only the long run's
+/// entries above the tail's least: with thousands of peers that is a pass
+/// over the table every `MERGE_CHUNK` insertions, not one every time the
+/// order is read. Without an allocator (tens of slots) the tail is always
+/// empty: an insertion step over the whole run.
 #[derive(Default)]
 pub(crate) struct RingOrder<V> {
     entries: V,
-    /// How many leading entries are in order.
+    /// How many leading entries form the long run.
     sorted: usize,
 }
 
-/// Tail entries merged per pass (a stack buffer of 512 bytes); a longer tail
-/// is sorted with the rest instead.
+/// Tail entries merged at once into a growable order (a stack buffer of
+/// 1 KiB); the tail stays shorter. A fixed-capacity order (tens of slots,
+/// no allocator) has no tail: each insertion goes straight into the run.
 #[cfg(feature = "alloc")]
-const MERGE_CHUNK: usize = 64;
+const MERGE_CHUNK: usize = 128;
+#[cfg(not(feature = "alloc"))]
+const MERGE_CHUNK: usize = 0;
 
 impl<V: Seq<(u32, u32)>> RingOrder<V> {
     fn insert(&mut self, ring: u32, idx: u32) {
         let entry = (ring, idx);
-        let len = self.entries.as_slice().len();
-        let extends = self.sorted == len
-            && self
-                .entries
-                .as_slice()
-                .last()
-                .is_none_or(|last| *last < entry);
         // Room for every slot: the caller's table holds as many.
-        if self.entries.try_push(entry).is_ok() && extends {
-            self.sorted = len + 1;
+        if self.entries.try_push(entry).is_err() {
+            return;
+        }
+        let chunk = match self.entries.capacity_limit() {
+            Some(_) => 0,
+            None => MERGE_CHUNK,
+        };
+        let entries = self.entries.as_mut_slice();
+        let len = entries.len();
+        let sorted = self.sorted.min(len - 1);
+        if len - sorted > chunk {
+            // The tail is full (or there is none): merge it, new entry
+            // included, into the long run.
+            merge_tail(entries, sorted);
+            self.sorted = len;
+            return;
+        }
+        // An insertion step within the tail.
+        let mut j = len - 1;
+        while j > sorted && entries.get(j - 1).is_some_and(|e| *e > entry) {
+            entries.swap(j - 1, j);
+            j -= 1;
         }
     }
 
     fn remove(&mut self, ring: u32, idx: u32) {
         let entries = self.entries.as_mut_slice();
         let sorted = self.sorted.min(entries.len());
-        let found = match entries.get(..sorted).map(|p| p.binary_search(&(ring, idx))) {
-            Some(Ok(at)) => Some(at),
-            _ => entries
-                .iter()
-                .skip(sorted)
-                .position(|e| *e == (ring, idx))
-                .map(|at| at + sorted),
+        let (run, tail) = entries.split_at(sorted);
+        let found = match run.binary_search(&(ring, idx)) {
+            Ok(at) => Some(at),
+            Err(_) => tail.binary_search(&(ring, idx)).ok().map(|at| at + sorted),
         };
         if let Some(at) = found {
             entries.copy_within(at + 1.., at);
@@ -165,60 +179,45 @@ impl<V: Seq<(u32, u32)>> RingOrder<V> {
         }
     }
 
-    fn sort(&mut self) {
-        let entries = self.entries.as_mut_slice();
-        let len = entries.len();
-        if self.sorted >= len {
-            self.sorted = len;
-            return;
-        }
-        #[cfg(feature = "alloc")]
-        {
-            let tail = len - self.sorted;
-            if tail <= MERGE_CHUNK {
-                merge_tail(entries, self.sorted);
-            } else {
-                entries.sort_unstable();
-            }
-        }
-        // Without an allocator (a few tens of slots), an insertion sort of
-        // the tail: no sort routine in flash.
-        #[cfg(not(feature = "alloc"))]
-        for i in self.sorted.max(1)..len {
-            let mut j = i;
-            while j > 0 && entries.get(j - 1) > entries.get(j) {
-                entries.swap(j - 1, j);
-                j -= 1;
-            }
-        }
-        self.sorted = len;
+    fn view(&self) -> RingView<'_> {
+        let entries = self.entries.as_slice();
+        let (run, tail) = entries.split_at(self.sorted.min(entries.len()));
+        RingView { runs: [run, tail] }
     }
 }
 
-/// Sorts `entries[sorted..]` (at most [`MERGE_CHUNK`] entries) and merges it
-/// into the sorted `entries[..sorted]`, from the back.
-#[cfg(feature = "alloc")]
+/// Merges the ascending `entries[sorted..]` (at most [`MERGE_CHUNK`] + 1
+/// entries, not necessarily in order) into the ascending `entries[..sorted]`,
+/// from the back.
 fn merge_tail(entries: &mut [(u32, u32)], sorted: usize) {
-    let mut tail = [(0u32, 0u32); MERGE_CHUNK];
+    let mut tail = [(0u32, 0u32); MERGE_CHUNK + 1];
+    // Callers keep the tail within the buffer.
     let Some(tail) = tail.get_mut(..entries.len() - sorted) else {
-        return entries.sort_unstable();
+        return;
     };
     if let Some(src) = entries.get(sorted..) {
         tail.copy_from_slice(src);
     }
-    tail.sort_unstable();
-    // Fill from the back: the larger of the prefix's and the tail's last.
+    // In order but for the last entry: one insertion step.
+    for k in (1..tail.len()).rev() {
+        if tail.get(k - 1) > tail.get(k) {
+            tail.swap(k - 1, k);
+        } else {
+            break;
+        }
+    }
+    // Fill from the back: the larger of the run's and the tail's last.
     let (mut i, mut j) = (sorted, tail.len());
     for k in (0..entries.len()).rev() {
         let Some(&t) = j.checked_sub(1).and_then(|j| tail.get(j)) else {
-            // The tail is placed; the rest of the prefix is where it was.
+            // The tail is placed; the rest of the run is where it was.
             break;
         };
-        let from_prefix = i
+        let from_run = i
             .checked_sub(1)
             .and_then(|i| entries.get(i).copied())
             .filter(|p| *p > t);
-        let next = match from_prefix {
+        let next = match from_run {
             Some(p) => {
                 i -= 1;
                 p
@@ -231,6 +230,66 @@ fn merge_tail(entries: &mut [(u32, u32)], sorted: usize) {
         if let Some(e) = entries.get_mut(k) {
             *e = next;
         }
+    }
+}
+
+/// The occupied slots as `(ring position, slot)`, in ring order: two
+/// ascending runs (see [`AddrIndex::ring`]) that [`clockwise`](Self::clockwise)
+/// walks as one.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RingView<'a> {
+    runs: [&'a [(u32, u32)]; 2],
+}
+
+impl<'a> RingView<'a> {
+    /// Two ascending runs of `(ring position, slot)` entries (either may be
+    /// empty).
+    pub fn new(run: &'a [(u32, u32)], tail: &'a [(u32, u32)]) -> Self {
+        Self { runs: [run, tail] }
+    }
+
+    /// How many slots.
+    pub fn len(&self) -> usize {
+        self.runs[0].len() + self.runs[1].len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every entry, clockwise from `start`: ascending from the first at or
+    /// after `start`, then from the least up to it.
+    pub fn clockwise(self, start: u32) -> impl Iterator<Item = (u32, u32)> + 'a {
+        let [a, b] = self.runs;
+        let (a_before, a_after) = a.split_at(a.partition_point(|&(p, _)| p < start));
+        let (b_before, b_after) = b.split_at(b.partition_point(|&(p, _)| p < start));
+        Merge(a_after, b_after).chain(Merge(a_before, b_before))
+    }
+}
+
+/// Two ascending runs, walked as one.
+struct Merge<'a>(&'a [(u32, u32)], &'a [(u32, u32)]);
+
+impl Iterator for Merge<'_> {
+    type Item = (u32, u32);
+
+    fn next(&mut self) -> Option<(u32, u32)> {
+        let take_first = match (self.0.first(), self.1.first()) {
+            (Some(a), Some(b)) => a <= b,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => return None,
+        };
+        let run = if take_first { &mut self.0 } else { &mut self.1 };
+        let (first, rest) = run.split_first()?;
+        *run = rest;
+        Some(*first)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.0.len() + self.1.len();
+        (n, Some(n))
     }
 }
 
@@ -266,12 +325,8 @@ impl<const N: usize> AddrIndex for LinearIndex<N> {
         }
     }
 
-    fn sort_ring(&mut self) {
-        self.ring.sort();
-    }
-
-    fn ring(&self) -> &[(u32, u32)] {
-        self.ring.entries.as_slice()
+    fn ring(&self) -> RingView<'_> {
+        self.ring.view()
     }
 }
 
@@ -330,12 +385,8 @@ impl AddrIndex for HashIndex {
             .remove(crate::wire::ring_position(&peer.addr.get()), idx);
     }
 
-    fn sort_ring(&mut self) {
-        self.ring.sort();
-    }
-
-    fn ring(&self) -> &[(u32, u32)] {
-        self.ring.entries.as_slice()
+    fn ring(&self) -> RingView<'_> {
+        self.ring.view()
     }
 
     fn reserve<B>(&mut self, additional: usize, peers: &[Peer<B>]) {
@@ -682,14 +733,31 @@ mod tests {
                 let e = model.swap_remove(at);
                 order.remove(e.0, e.1);
             }
-            order.sort();
             model.sort_unstable();
-            assert_eq!(order.entries.as_slice(), model.as_slice());
+            let view = order.view();
+            assert_eq!(view.len(), model.len());
+            let walked: Vec<(u32, u32)> = view.clockwise(0).collect();
+            assert_eq!(walked, model);
+            // From anywhere: the entries at or after it, then the rest.
+            let start = (next(&mut rng) % 520) as u32;
+            let split = model.partition_point(|e| e.0 < start);
+            let rotated: Vec<(u32, u32)> = model[split..]
+                .iter()
+                .chain(&model[..split])
+                .copied()
+                .collect();
+            assert_eq!(view.clockwise(start).collect::<Vec<_>>(), rotated);
+            // The tail never outgrows the merge buffer; a fixed order has none.
+            let tail = order.entries.as_slice().len() - order.sorted;
+            match order.entries.capacity_limit() {
+                Some(_) => assert_eq!(tail, 0),
+                None => assert!(tail <= super::MERGE_CHUNK),
+            }
         }
     }
 
     #[test]
-    fn ring_order_stays_sorted_through_inserts_and_removals() {
+    fn ring_order_stays_in_order_through_inserts_and_removals() {
         check::<Vec<(u32, u32)>>(300, 5_000);
         check::<heapless::Vec<(u32, u32), 64>>(300, 64);
     }
