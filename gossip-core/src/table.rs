@@ -111,12 +111,12 @@ pub trait AddrIndex: Default {
 
 /// The occupied slots in ring order, as two ascending runs: a long one and a
 /// short tail that new slots are inserted into (an insertion step over the
-/// tail only). When the tail reaches [`MERGE_CHUNK`] entries it is merged
-/// into the long run from the back, in place, touching only the long run's
-/// entries above the tail's least: with thousands of peers that is a pass
-/// over the table every `MERGE_CHUNK` insertions, not one every time the
-/// order is read. Without an allocator (tens of slots) the tail is always
-/// empty: an insertion step over the whole run.
+/// tail only). When an insertion would take the tail past `MERGE_CHUNK`
+/// entries, the tail is merged into the long run from the back, in place,
+/// touching only the long run's entries above the tail's least: with
+/// thousands of peers that is a pass over the table every `MERGE_CHUNK`
+/// insertions, not one every time the order is read. A fixed-capacity order
+/// (tens of slots) has no tail: an insertion step over the whole run.
 #[derive(Default)]
 pub(crate) struct RingOrder<V> {
     entries: V,
@@ -124,13 +124,10 @@ pub(crate) struct RingOrder<V> {
     sorted: usize,
 }
 
-/// Tail entries merged at once into a growable order (a stack buffer of
-/// 1 KiB); the tail stays shorter. A fixed-capacity order (tens of slots,
-/// no allocator) has no tail: each insertion goes straight into the run.
+/// The most entries a growable order's tail holds; it is merged (through a
+/// stack buffer of 1 KiB) when one more comes.
 #[cfg(feature = "alloc")]
 const MERGE_CHUNK: usize = 128;
-#[cfg(not(feature = "alloc"))]
-const MERGE_CHUNK: usize = 0;
 
 impl<V: Seq<(u32, u32)>> RingOrder<V> {
     fn insert(&mut self, ring: u32, idx: u32) {
@@ -139,25 +136,25 @@ impl<V: Seq<(u32, u32)>> RingOrder<V> {
         if self.entries.try_push(entry).is_err() {
             return;
         }
-        let chunk = match self.entries.capacity_limit() {
-            Some(_) => 0,
-            None => MERGE_CHUNK,
-        };
+        let growable = self.entries.capacity_limit().is_none();
         let entries = self.entries.as_mut_slice();
         let len = entries.len();
         let sorted = self.sorted.min(len - 1);
-        if len - sorted > chunk {
-            // The tail is full (or there is none): merge it, new entry
-            // included, into the long run.
-            merge_tail(entries, sorted);
+        #[cfg(feature = "alloc")]
+        if growable && len - sorted > MERGE_CHUNK && merge_tail(entries, sorted) {
             self.sorted = len;
             return;
         }
-        // An insertion step within the tail.
+        // An insertion step, within the tail of a growable order, over the
+        // whole of a fixed one.
+        let lower = if growable { sorted } else { 0 };
         let mut j = len - 1;
-        while j > sorted && entries.get(j - 1).is_some_and(|e| *e > entry) {
+        while j > lower && entries.get(j - 1).is_some_and(|e| *e > entry) {
             entries.swap(j - 1, j);
             j -= 1;
+        }
+        if !growable {
+            self.sorted = len;
         }
     }
 
@@ -186,14 +183,19 @@ impl<V: Seq<(u32, u32)>> RingOrder<V> {
     }
 }
 
-/// Merges the ascending `entries[sorted..]` (at most [`MERGE_CHUNK`] + 1
-/// entries, not necessarily in order) into the ascending `entries[..sorted]`,
-/// from the back.
-fn merge_tail(entries: &mut [(u32, u32)], sorted: usize) {
+/// Merges `entries[sorted..]` (ascending but for its last entry, at most
+/// [`MERGE_CHUNK`] + 1 entries) into the ascending `entries[..sorted]`, from
+/// the back. False, with nothing changed, for a longer tail (callers keep it
+/// within the buffer).
+#[cfg(feature = "alloc")]
+fn merge_tail(entries: &mut [(u32, u32)], sorted: usize) -> bool {
     let mut tail = [(0u32, 0u32); MERGE_CHUNK + 1];
-    // Callers keep the tail within the buffer.
-    let Some(tail) = tail.get_mut(..entries.len() - sorted) else {
-        return;
+    let Some(tail) = entries
+        .len()
+        .checked_sub(sorted)
+        .and_then(|n| tail.get_mut(..n))
+    else {
+        return false;
     };
     if let Some(src) = entries.get(sorted..) {
         tail.copy_from_slice(src);
@@ -231,6 +233,7 @@ fn merge_tail(entries: &mut [(u32, u32)], sorted: usize) {
             *e = next;
         }
     }
+    true
 }
 
 /// The occupied slots as `(ring position, slot)`, in ring order: two
@@ -754,6 +757,23 @@ mod tests {
                 None => assert!(tail <= super::MERGE_CHUNK),
             }
         }
+    }
+
+    /// Each merge's last entry is the least of its tail, and a fixed order's
+    /// every new entry goes to the front.
+    #[test]
+    fn ring_order_takes_descending_inserts() {
+        fn descending<V: super::Seq<(u32, u32)> + Default>(n: u32) {
+            let mut order = RingOrder::<V>::default();
+            for k in (0..n).rev() {
+                order.insert(k / 2, k);
+            }
+            let walked: Vec<(u32, u32)> = order.view().clockwise(0).collect();
+            let expected: Vec<(u32, u32)> = (0..n).map(|k| (k / 2, k)).collect();
+            assert_eq!(walked, expected);
+        }
+        descending::<Vec<(u32, u32)>>(1_000);
+        descending::<heapless::Vec<(u32, u32), 64>>(64);
     }
 
     #[test]
