@@ -1041,8 +1041,6 @@ impl<S: Storage, R: Rng> Node<S, R> {
                 }
             },
         };
-        let limits = self.config.limits;
-        let local_generation = self.reference_generation();
         let initial = self.config.fd_initial_interval();
         let min_interval = self.config.fd_min_interval();
         let pause_grace_until = self.pause_grace_until;
@@ -1050,12 +1048,10 @@ impl<S: Storage, R: Rng> Node<S, R> {
             return;
         };
         let mut status_changed = false;
-        let Ok(applied) = peer
-            .state
-            .apply(delta, &limits, local_generation, |key, _| {
-                status_changed |= key == StateKey::Known(ApplicationState::Status);
-            })
-        else {
+        // Checked with this state (or, new or revived, none) already.
+        let Ok(applied) = peer.state.apply_checked(delta, |key, _| {
+            status_changed |= key == StateKey::Known(ApplicationState::Status);
+        }) else {
             // Unreachable: the delta was checked.
             return;
         };

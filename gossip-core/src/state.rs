@@ -514,9 +514,22 @@ impl<B: StateBuf> EndpointState<B> {
         delta: &Delta<'_>,
         limits: &Limits,
         local_generation: Generation,
-        mut on_change: impl FnMut(StateKey<'_>, VersionedValue<'_>),
+        on_change: impl FnMut(StateKey<'_>, VersionedValue<'_>),
     ) -> Result<Applied, MergeError> {
         Self::check(Some(self), delta, limits, local_generation)?;
+        self.apply_checked(delta, on_change)
+    }
+
+    /// [`apply`](Self::apply) without its check, for a delta that
+    /// [`check`](Self::check) accepted against this very state (or, for a
+    /// state just created at the delta's generation, against none) with the
+    /// same limits and local generation: a node checks every delta of a
+    /// datagram before it applies any, and need not check twice.
+    pub(crate) fn apply_checked(
+        &mut self,
+        delta: &Delta<'_>,
+        mut on_change: impl FnMut(StateKey<'_>, VersionedValue<'_>),
+    ) -> Result<Applied, MergeError> {
         if delta.generation < self.heartbeat.generation {
             return Ok(Applied {
                 stale: true,
