@@ -17,6 +17,7 @@ fn digest(i: usize) -> GossipDigest {
         endpoint: endpoint(i),
         generation: GENERATION,
         max_version: Version(1_000 + i as u64),
+        claim: Default::default(),
     }
 }
 
@@ -29,7 +30,7 @@ fn header() -> Header {
 
 /// A SYN filled with digests up to 1400 bytes.
 fn full_syn(buf: &mut [u8]) -> usize {
-    let mut w = SynWriter::new(buf, &header()).unwrap();
+    let mut w = SynWriter::new(buf, &header(), &[]).unwrap();
     let mut i = 1;
     while w.push(&digest(i)) {
         i += 1;
@@ -40,12 +41,12 @@ fn full_syn(buf: &mut [u8]) -> usize {
 /// An ACK with 8 requests, then whole endpoints (STATUS, HOST_ID,
 /// heartbeat) up to 1400 bytes.
 fn full_ack(buf: &mut [u8]) -> usize {
-    let mut w = AckWriter::new(buf, &header()).unwrap();
+    let mut w = AckWriter::new(buf, &header(), &[]).unwrap();
     for i in 1..=8 {
         w.push_request(&digest(i));
     }
     let mut i = 100;
-    while w.push_delta(endpoint(i), GENERATION, cassandra_items()) == 3 {
+    while w.push_delta(endpoint(i), GENERATION, Default::default(), cassandra_items()) == 3 {
         i += 1;
     }
     w.finish()
@@ -97,6 +98,7 @@ fn node(c: &mut Criterion) {
                 cluster: CLUSTER,
                 sender: endpoint(7),
             },
+            &[],
         )
         .unwrap();
         let mut i = 1;
@@ -104,6 +106,7 @@ fn node(c: &mut Criterion) {
             endpoint: endpoint(i),
             generation: GENERATION,
             max_version: Version(2),
+            claim: Default::default(),
         }) {
             i += 1;
         }

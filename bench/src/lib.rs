@@ -45,12 +45,12 @@ pub fn node_knowing(n: usize, now: Instant) -> BenchNode {
             cluster: CLUSTER,
             sender: endpoint(next),
         };
-        let Ok(mut w) = Ack2Writer::new(&mut buf, &header) else {
+        let Ok(mut w) = Ack2Writer::new(&mut buf, &header, &[]) else {
             break;
         };
         while next <= n {
             let items = cassandra_items();
-            if w.push_delta(endpoint(next), GENERATION, items) < 3 {
+            if w.push_delta(endpoint(next), GENERATION, Default::default(), items) < 3 {
                 break;
             }
             next += 1;
@@ -73,13 +73,14 @@ pub fn node_knowing(n: usize, now: Instant) -> BenchNode {
             cluster: CLUSTER,
             sender: endpoint(i),
         };
-        let Ok(mut w) = SynWriter::new(&mut buf, &header) else {
+        let Ok(mut w) = SynWriter::new(&mut buf, &header, &[]) else {
             break;
         };
         w.push(&GossipDigest {
             endpoint: endpoint(i),
             generation: GENERATION,
             max_version: Version(3),
+            claim: Default::default(),
         });
         let len = w.finish(RingRange { start: 0, end: 0 });
         node.handle_datagram(now, endpoint(i), buf.get(..len).unwrap_or(&[]));

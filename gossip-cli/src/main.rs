@@ -172,7 +172,7 @@ struct DemoArgs {
 
 #[derive(clap::Args)]
 struct SimArgs {
-    /// converge, disseminate, crash, restart, partition or churn.
+    /// converge, disseminate, crash, restart, partition, churn or pause.
     #[arg(long, value_parser = parse_scenario)]
     scenario: Scenario,
     /// Nodes in the cluster.
@@ -184,6 +184,13 @@ struct SimArgs {
     /// Probability that a datagram is lost, 0 to 0.9.
     #[arg(long, default_value_t = 0.0, value_parser = parse_loss)]
     loss: f64,
+    /// Random extra latency per datagram, up to this many milliseconds
+    /// (default: the simulated LAN's 2 ms).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    jitter_ms: Option<u64>,
+    /// `pause`: how long the node is frozen, in milliseconds.
+    #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pause_ms: u64,
     /// Gossip interval in milliseconds.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     interval_ms: u64,
@@ -298,6 +305,8 @@ fn sim(args: SimArgs) -> ExitCode {
         nodes: args.nodes as usize,
         seed: args.seed,
         loss: args.loss,
+        jitter: args.jitter_ms.map(Duration::from_millis),
+        pause: Duration::from_millis(args.pause_ms),
         interval: Duration::from_millis(args.interval_ms),
         fanout: args.fanout,
         max_rounds: args.max_rounds,
@@ -369,6 +378,7 @@ fn print_markdown(f: &Figures) {
         "crash" => format!("{} / {}", ms(f.detect_ms_p50), ms(f.detect_ms_max)),
         "restart" => ms(f.restart_ms),
         "partition" | "churn" => ms(f.heal_ms),
+        "pause" => ms(f.resume_ms),
         _ => f.rounds.map_or_else(|| "-".into(), |r| format!("{r:.1}")),
     };
     println!(
@@ -396,8 +406,8 @@ fn print_markdown(f: &Figures) {
 fn print_summary(f: &Figures) {
     let opt = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |v| format!("{v} ms"));
     println!(
-        "scenario {} with {} nodes (seed {}, loss {}, interval {} ms, fanout {})",
-        f.scenario, f.nodes, f.seed, f.loss, f.interval_ms, f.fanout
+        "scenario {} with {} nodes (seed {}, loss {}, jitter {} ms, interval {} ms, fanout {})",
+        f.scenario, f.nodes, f.seed, f.loss, f.jitter_ms, f.interval_ms, f.fanout
     );
     println!(
         "  goal reached        {}",
@@ -415,6 +425,7 @@ fn print_summary(f: &Figures) {
     );
     println!("  restart seen        {}", opt(f.restart_ms));
     println!("  views agree again   {}", opt(f.heal_ms));
+    println!("  up after pause      {}", opt(f.resume_ms));
     println!("  false downs         {}", f.false_downs);
     println!(
         "  per node per second {} datagrams, {} bytes",

@@ -64,10 +64,11 @@ fn ack2(sender: SocketAddr, about: SocketAddr, version: u64) -> Vec<u8> {
         sender,
     };
     let mut buf = vec![0u8; 1400];
-    let mut w = Ack2Writer::new(&mut buf, &header).unwrap();
+    let mut w = Ack2Writer::new(&mut buf, &header, &[]).unwrap();
     w.push_delta(
         about,
         Generation(1_700_000_000),
+        Default::default(),
         [
             DeltaItem::State(
                 StateKey::parse("EVIL"),
@@ -77,8 +78,7 @@ fn ack2(sender: SocketAddr, about: SocketAddr, version: u64) -> Vec<u8> {
                 },
             ),
             DeltaItem::Heartbeat(Version(version + 1)),
-        ],
-    );
+        ]);
     let n = w.finish();
     buf.truncate(n);
     buf
@@ -156,7 +156,7 @@ fn keyed_agents_shut_out_strangers_survive_hostile_datagrams_and_rotate_keys() {
                     sender: b,
                 };
                 let mut buf = vec![0u8; 1400];
-                let n = SynWriter::new(&mut buf, &header)
+                let n = SynWriter::new(&mut buf, &header, &[])
                     .unwrap()
                     .finish(gossip_core::wire::RingRange::WHOLE);
                 let mut d = buf[..n].to_vec();

@@ -22,8 +22,31 @@ pub struct Config {
     pub interval_jitter_percent: u8,
     /// Live peers sent a SYN each round, 1 to 3.
     pub fanout: u8,
-    /// Phi above which a peer is convicted (marked down). Cassandra: 8.
+    /// Phi above which a peer is probed at once, before its turn in the
+    /// probe cycle (an early warning: nobody is convicted on phi alone).
+    /// Cassandra's conviction threshold, 8.
     pub phi_threshold: f64,
+    /// How long a probe waits for a direct answer before asking others to
+    /// probe (PING-REQ). `None`: a fifth of `gossip_interval`. The indirect
+    /// probes then have two probe timeouts more (a direct answer that comes
+    /// late still counts until then).
+    pub probe_timeout: Option<Duration>,
+    /// Members asked to probe a member that did not answer (SWIM's `k`),
+    /// 1 to 8.
+    pub indirect_probes: u8,
+    /// The shortest suspicion, in gossip intervals per decade of cluster
+    /// size: `suspicion_mult * gossip_interval * max(1, log10(N))` once
+    /// fully confirmed. Above 0, at most 100.
+    pub suspicion_mult: f64,
+    /// The longest suspicion (no confirmation) as a multiple of the
+    /// shortest, 1 to 100.
+    pub suspicion_max_mult: u32,
+    /// Each membership rumor is piggybacked about this many times per
+    /// decade of cluster size (`λ · log10(N)`), 1 to 32.
+    pub rumor_retransmit_mult: u8,
+    /// Members hot news (a suspicion, a death, a refutation, a restart) is
+    /// pushed to at once, 0 to 8.
+    pub push_fanout: u8,
     /// The interval a peer's first heartbeat is assumed to follow (it counts
     /// in the mean until the window has rotated it out). `None`: twice
     /// `gossip_interval`, as Cassandra.
@@ -54,7 +77,9 @@ pub struct Config {
 impl Config {
     /// Cassandra's defaults for cluster `cluster`: 1 s rounds (±10%), fanout
     /// 1, phi 8, removal after 1 h down, 60 s quarantine, 1400-byte datagrams,
-    /// up to 1024 peers.
+    /// up to 1024 peers; SWIM's probes with a 200 ms probe timeout, 3
+    /// indirect probes, suspicions of 0.5 to 2 rounds per decade of cluster
+    /// size, rumors sent 4 times per decade and pushed to 3 members.
     pub fn new(cluster: ClusterId) -> Self {
         Self {
             cluster,
@@ -62,6 +87,12 @@ impl Config {
             interval_jitter_percent: 10,
             fanout: 1,
             phi_threshold: 8.0,
+            probe_timeout: None,
+            indirect_probes: 3,
+            suspicion_mult: 0.5,
+            suspicion_max_mult: 4,
+            rumor_retransmit_mult: 4,
+            push_fanout: 3,
             fd_initial_interval: None,
             max_local_pause: None,
             removal_delay: Duration::from_secs(3600),
@@ -95,6 +126,11 @@ impl Config {
             .unwrap_or(self.gossip_interval.saturating_mul(2))
     }
 
+    /// The probe timeout.
+    pub fn probe_timeout(&self) -> Duration {
+        self.probe_timeout.unwrap_or(self.gossip_interval / 5)
+    }
+
     /// The local pause that suspends convictions.
     pub fn max_local_pause(&self) -> Duration {
         self.max_local_pause
@@ -109,7 +145,8 @@ impl Config {
         const VARINT64: usize = 10;
         const HEARTBEAT: usize = 1 + VARINT64;
         const SEAL: usize = 25;
-        (MAX_HEADER_LEN + 3 * COUNT_RESERVE_LEN + ADDR + VARINT64 + HEARTBEAT + SEAL)
+        const CLAIM: usize = 6;
+        (MAX_HEADER_LEN + 4 * COUNT_RESERVE_LEN + ADDR + VARINT64 + CLAIM + HEARTBEAT + SEAL)
             .saturating_add(self.limits.max_entry_len())
     }
 
@@ -126,6 +163,21 @@ impl Config {
         }
         if !(self.phi_threshold > 0.0 && self.phi_threshold <= MAX_PHI_THRESHOLD) {
             return Err(ConfigError::PhiThreshold);
+        }
+        let timeout = self.probe_timeout();
+        if timeout.is_zero() || timeout >= self.gossip_interval {
+            return Err(ConfigError::ProbeTimeout);
+        }
+        if !(1..=8).contains(&self.indirect_probes) {
+            return Err(ConfigError::IndirectProbes);
+        }
+        if !(self.suspicion_mult > 0.0 && self.suspicion_mult <= 100.0)
+            || !(1..=100).contains(&self.suspicion_max_mult)
+        {
+            return Err(ConfigError::Suspicion);
+        }
+        if !(1..=32).contains(&self.rumor_retransmit_mult) || self.push_fanout > 8 {
+            return Err(ConfigError::Rumors);
         }
         if self.fd_initial_interval().is_zero() {
             return Err(ConfigError::FdInitialInterval);
@@ -179,6 +231,15 @@ pub enum ConfigError {
     PhiThreshold,
     /// `fd_initial_interval` is zero.
     FdInitialInterval,
+    /// `probe_timeout` is zero, or not shorter than `gossip_interval`.
+    ProbeTimeout,
+    /// `indirect_probes` is not 1 to 8.
+    IndirectProbes,
+    /// `suspicion_mult` is not above 0 and at most 100, or
+    /// `suspicion_max_mult` not 1 to 100.
+    Suspicion,
+    /// `rumor_retransmit_mult` is not 1 to 32, or `push_fanout` over 8.
+    Rumors,
     /// `max_datagram_size` is over the largest UDP payload.
     DatagramTooLarge,
     /// `max_datagram_size` cannot carry one entry of the largest allowed size.
@@ -225,6 +286,16 @@ impl fmt::Display for ConfigError {
             ConfigError::FdInitialInterval => {
                 f.write_str("failure detector initial interval must not be zero")
             }
+            ConfigError::ProbeTimeout => {
+                f.write_str("probe timeout must be above zero and below the gossip interval")
+            }
+            ConfigError::IndirectProbes => f.write_str("indirect probes must be 1 to 8"),
+            ConfigError::Suspicion => f.write_str(
+                "suspicion multiplier must be above 0 and at most 100, its max multiple 1 to 100",
+            ),
+            ConfigError::Rumors => f.write_str(
+                "rumor retransmit multiplier must be 1 to 32 and push fanout at most 8",
+            ),
             ConfigError::DatagramTooLarge => write!(
                 f,
                 "max datagram size must be at most {MAX_UDP_PAYLOAD} bytes"
@@ -293,6 +364,32 @@ mod tests {
             bad(&|c| c.fd_initial_interval = Some(Duration::ZERO)),
             Err(ConfigError::FdInitialInterval)
         );
+        assert_eq!(ok.probe_timeout(), Duration::from_millis(200));
+        assert_eq!(
+            bad(&|c| c.probe_timeout = Some(Duration::from_secs(1))),
+            Err(ConfigError::ProbeTimeout)
+        );
+        assert_eq!(
+            bad(&|c| c.probe_timeout = Some(Duration::ZERO)),
+            Err(ConfigError::ProbeTimeout)
+        );
+        assert_eq!(
+            bad(&|c| c.indirect_probes = 0),
+            Err(ConfigError::IndirectProbes)
+        );
+        assert_eq!(
+            bad(&|c| c.suspicion_mult = f64::NAN),
+            Err(ConfigError::Suspicion)
+        );
+        assert_eq!(
+            bad(&|c| c.suspicion_max_mult = 0),
+            Err(ConfigError::Suspicion)
+        );
+        assert_eq!(
+            bad(&|c| c.rumor_retransmit_mult = 0),
+            Err(ConfigError::Rumors)
+        );
+        assert_eq!(bad(&|c| c.push_fanout = 9), Err(ConfigError::Rumors));
         assert_eq!(
             bad(&|c| c.max_datagram_size = 70_000),
             Err(ConfigError::DatagramTooLarge)

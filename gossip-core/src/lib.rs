@@ -196,8 +196,8 @@
 //! // A sends everything above version 0 in an ACK2.
 //! let header = Header { cluster: ClusterId::from_name("demo"), sender: "10.0.0.1:7000".parse().unwrap() };
 //! let mut buf = [0u8; 1400];
-//! let mut ack2 = Ack2Writer::new(&mut buf, &header).unwrap();
-//! ack2.push_delta(header.sender, a.generation(), a.items_above(Version(0)));
+//! let mut ack2 = Ack2Writer::new(&mut buf, &header, &[]).unwrap();
+//! ack2.push_delta(header.sender, a.generation(), Default::default(), a.items_above(Version(0)));
 //! let len = ack2.finish();
 //!
 //! // B decodes it and merges it into its replica of A.
@@ -217,6 +217,7 @@ extern crate std;
 
 #[cfg(feature = "auth")]
 pub mod auth;
+pub mod claim;
 pub mod config;
 #[cfg(feature = "driver")]
 pub mod driver;
@@ -233,7 +234,7 @@ pub mod time;
 pub mod wire;
 
 pub use config::{Config, ConfigError};
-pub use node::{DropReason, Event, MAX_SEEDS, Node, SHUTDOWN_STATUS, Stats, Transmit};
+pub use node::{DropReason, Event, KINDS, MAX_HEALTH, MAX_SEEDS, Node, SHUTDOWN_STATUS, Stats, Transmit};
 #[cfg(feature = "alloc")]
 pub use table::HeapStorage;
 pub use table::{FixedStorage, Liveness, Peer};

@@ -10,18 +10,25 @@ use rand_core::Rng;
 
 #[cfg(feature = "auth")]
 use crate::auth::Keyring;
+use crate::claim::{Claim, Status};
 use crate::config::{Config, ConfigError, StorageShortfall};
 use crate::state::{
     ApplicationState, Delta, EndpointState, Generation, MergeError, StateKey, Version,
     VersionedValue,
 };
 use crate::storage::StateBuf;
-use crate::table::{AddrIndex, Liveness, Peer, Reply, Seq, Slot, Storage, flags};
+use crate::table::{AddrIndex, Liveness, Peer, Reply, Seq, Slot, Storage, doubt, flags};
 use crate::time::Instant;
 use crate::wire::{
-    self, Ack2Writer, AckWriter, Digests, GossipDigest, Header, Kind, Message, RingRange, Syn,
-    SynWriter, ring_position,
+    self, Ack2Writer, AckWriter, Digests, GossipDigest, Header, Kind, Message, RingRange, Rumor,
+    Syn, SynWriter, ring_position,
 };
+
+mod probe;
+mod rumors;
+mod suspicion;
+
+pub use suspicion::MAX_HEALTH;
 
 /// The most seeds a node keeps.
 pub const MAX_SEEDS: usize = 16;
@@ -32,10 +39,6 @@ const MAX_TARGETS: usize = 6;
 
 /// Deltas ranked by version gap per reply; the rest follow unranked.
 const RANKED_DELTAS: usize = 32;
-
-/// Rounds without meeting a new endpoint or generation before a node trusts
-/// its own silence measures again (and convicts).
-const CATCH_UP_ROUNDS: u32 = 5;
 
 /// Digest lookups an ACK remembers (a 1400-byte SYN holds about 90).
 const FOUND_SCRATCH: usize = 256;
@@ -64,17 +67,16 @@ const NO_SLOT: u32 = u32::MAX;
 /// Rounds after application news during which one more peer is gossiped to.
 const NEWS_ROUNDS: u8 = 2;
 
-/// A suspect's probe older than this many rounds (the suspect was not past
-/// its conviction time for a while after it left) no longer convicts: it is
-/// probed again.
-const STALE_PROBE_ROUNDS: u32 = 10;
+/// Members that probe a suspect they hear of, on average (each one whose
+/// probe fails confirms the suspicion; Lifeguard counts up to 3).
+const CONFIRMING_PROBERS: u64 = 8;
 
-/// `since` of a suspect whose probe has not left yet.
-const SUSPECT_PENDING: Instant = Instant::from_micros(1);
+/// Phi-triggered probes per round at most (the early warning).
+const PHI_PROBES_PER_ROUND: u32 = 1;
 
-/// Endpoints waiting for a probe, and probes sent per round at most.
-const PROBE_QUEUE: usize = 16;
-const PROBES_PER_ROUND: u32 = 8;
+/// Claims corrected in one ACK at most (digests that showed the SYN's
+/// sender an older claim than ours).
+const MAX_CORRECTIONS: usize = 4;
 
 /// Recently refreshed endpoints remembered for the next SYNs.
 const RECENT: usize = 64;
@@ -106,12 +108,20 @@ pub enum Event<'a> {
         /// Its address.
         endpoint: SocketAddr,
     },
-    /// An endpoint is believed up: first proof of life, or back after down.
+    /// An endpoint is believed up: newly known as alive, or back from a
+    /// suspicion (refuted) or from down.
     Up {
         /// Its address.
         endpoint: SocketAddr,
     },
-    /// An endpoint that was up is believed down (convicted, or shut down).
+    /// An endpoint is suspected: a probe of it failed. It is down unless it
+    /// refutes (then [`Event::Up`] follows) before the suspicion times out.
+    Suspect {
+        /// Its address.
+        endpoint: SocketAddr,
+    },
+    /// An endpoint that was up (or suspected) is believed down: its
+    /// suspicion timed out.
     Down {
         /// Its address.
         endpoint: SocketAddr,
@@ -271,12 +281,30 @@ pub struct Stats {
     pub datagrams_out: u64,
     /// Their bytes.
     pub bytes_out: u64,
-    /// Datagrams sent, by kind: SYN, ACK, ACK2, SHUTDOWN.
-    pub sent_by_kind: [u64; 4],
-    /// Datagrams accepted, by kind: SYN, ACK, ACK2, SHUTDOWN.
-    pub received_by_kind: [u64; 4],
+    /// Datagrams sent, by kind: SYN, ACK, ACK2, SHUTDOWN, PING, PING-REQ,
+    /// PING-ACK, NACK, NEWS.
+    pub sent_by_kind: [u64; KINDS],
+    /// Datagrams accepted, by kind (as `sent_by_kind`).
+    pub received_by_kind: [u64; KINDS],
     /// Gossip rounds run.
     pub rounds: u64,
+    /// Rounds that started more than half an interval late (this node was
+    /// overloaded or paused).
+    pub late_rounds: u64,
+    /// Probes started (PINGs of the probe cycle and extra ones).
+    pub probes_sent: u64,
+    /// Probes that failed, directly and through others.
+    pub probe_failures: u64,
+    /// PING-REQs sent (indirect probes asked of others).
+    pub ping_reqs_sent: u64,
+    /// Suspicions this node raised or confirmed after its own probe failed.
+    pub suspicions_raised: u64,
+    /// Suspicions that timed out here (this node claimed the member down).
+    pub convictions: u64,
+    /// Suspicions of this node that it refuted.
+    pub refutations: u64,
+    /// Liveness messages dropped because too many were waiting.
+    pub outbox_full: u64,
     /// New endpoints refused because the table was full.
     pub refused_endpoints: u64,
     /// Deltas about quarantined endpoints' old generations, ignored.
@@ -312,13 +340,11 @@ impl Stats {
     }
 }
 
+/// Message kinds counted in [`Stats`].
+pub const KINDS: usize = 9;
+
 fn kind_index(kind: Kind) -> usize {
-    match kind {
-        Kind::Syn => 0,
-        Kind::Ack => 1,
-        Kind::Ack2 => 2,
-        Kind::Shutdown => 3,
-    }
+    kind as usize - 1
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -356,12 +382,21 @@ pub struct Node<S: Storage, R> {
     targets: heapless::Vec<SocketAddr, MAX_TARGETS>,
     /// Where the next SYN's stretch of the ring starts.
     ring_cursor: u32,
-    /// Endpoints heard of second-hand, to probe directly.
-    probes: heapless::Deque<u32, PROBE_QUEUE>,
-    /// Probes this round may still send.
-    probes_left: u32,
-    /// Suspects at the front of the probe queue (sent whatever the limit).
-    suspect_probes: u32,
+    /// The probe cycle, probes in flight, PING-REQs served, liveness
+    /// messages to send.
+    prober: probe::Prober,
+    /// Membership rumors to piggyback and push.
+    rumors: rumors::Rumors,
+    /// Suspects whose timeouts are tracked to the instant.
+    suspects: heapless::Vec<u32, { suspicion::TRACKED_SUSPECTS }>,
+    /// This node's incarnation within its generation (raised to refute).
+    incarnation: u32,
+    /// The bit this node sets in the suspicions it confirms.
+    confirmer_bit: u8,
+    /// Local health (Lifeguard): 0 is healthy, up to [`MAX_HEALTH`].
+    health: u8,
+    /// Phi-triggered probes this round may still start.
+    phi_probes: u32,
     /// Slots whose news reached us most recently, newest last, with the
     /// stamp they had then (an entry is current while the slot's stamp
     /// matches).
@@ -376,15 +411,11 @@ pub struct Node<S: Storage, R> {
     /// When the node was created, and the latest `now` it was given.
     started: Instant,
     last_now: Instant,
-    /// While this node is still learning the cluster (it met new endpoints or
-    /// generations lately), its silence measures say more about its own
-    /// backlog than about its peers: no convictions until then.
-    catch_up_until: Instant,
     /// Occupied slots (members and quarantined).
     occupied: usize,
-    /// Members believed alive.
+    /// Members believed up (alive or suspected).
     alive: usize,
-    /// Members not believed alive (down or unproven).
+    /// Members down or left.
     unreachable: usize,
     phase: Phase,
     stats: Stats,
@@ -424,6 +455,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
         }
         let mut index = S::Index::default();
         index.seed(rng.next_u64());
+        let prober = probe::Prober::new(rng.next_u32(), rng.next_u32());
         Ok(Self {
             config,
             local,
@@ -440,9 +472,13 @@ impl<S: Storage, R: Rng> Node<S, R> {
             seeds: seed_list,
             targets: heapless::Vec::new(),
             ring_cursor: 0,
-            probes: heapless::Deque::new(),
-            probes_left: PROBES_PER_ROUND,
-            suspect_probes: 0,
+            prober,
+            rumors: rumors::Rumors::default(),
+            suspects: heapless::Vec::new(),
+            incarnation: 0,
+            confirmer_bit: crate::claim::confirmer_bit(ring_position(&local)),
+            health: 0,
+            phi_probes: PHI_PROBES_PER_ROUND,
             recent: heapless::Deque::new(),
             stamp: 0,
             news: 0,
@@ -452,7 +488,6 @@ impl<S: Storage, R: Rng> Node<S, R> {
             pause_grace_until: Instant::ZERO,
             started: now,
             last_now: now,
-            catch_up_until: Instant::ZERO,
             occupied: 0,
             alive: 0,
             unreachable: 0,
@@ -485,7 +520,12 @@ impl<S: Storage, R: Rng> Node<S, R> {
     /// called early or often.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.last_now = self.last_now.max(now);
-        if self.phase == Phase::Running && now >= self.next_round {
+        if self.phase != Phase::Running {
+            return;
+        }
+        self.probe_deadlines(now);
+        self.expire_suspicions(now);
+        if now >= self.next_round {
             self.round(now);
         }
     }
@@ -587,12 +627,17 @@ impl<S: Storage, R: Rng> Node<S, R> {
                     }
                 },
                 Phase::Running => {
-                    if let Some(reply) = self.write_next_reply(now, buf) {
+                    if let Some(out) = self.prober.next_outgoing() {
+                        let size = self.write_liveness(buf, out.to, &out.msg);
+                        (out.to, Some(size), out.msg.kind())
+                    } else if let Some(reply) = self.write_next_reply(now, buf) {
                         reply
-                    } else if let Some((target, size)) = self.write_next_probe(now, buf) {
-                        (target, size, Kind::Syn)
+                    } else if let Some(to) = self.next_push() {
+                        let size = self.write_news(buf, to);
+                        (to, size, Kind::News)
                     } else if let Some(target) = self.targets.pop() {
-                        (target, Some(self.write_syn(buf)), Kind::Syn)
+                        self.watch_gossip(now, target);
+                        (target, Some(self.write_syn(buf, target)), Kind::Syn)
                     } else {
                         return None;
                     }
@@ -631,10 +676,19 @@ impl<S: Storage, R: Rng> Node<S, R> {
     /// When [`handle_timeout`](Self::handle_timeout) is next due; `None` once
     /// the node has shut down.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match self.phase {
-            Phase::Running => Some(self.next_round),
-            _ => None,
+        if self.phase != Phase::Running {
+            return None;
         }
+        let probes = self.prober.next_deadline();
+        // Suspicions do not time out while recovering from a pause.
+        let suspicions = self
+            .next_suspicion_deadline()
+            .map(|t| t.max(self.pause_grace_until));
+        let next = [probes, suspicions]
+            .into_iter()
+            .flatten()
+            .fold(self.next_round, Instant::min);
+        Some(next)
     }
 
     /// The next membership event, `None` when there are none.
@@ -645,6 +699,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
         Some(match kind {
             EventKind::Discovered => Event::Discovered { endpoint },
             EventKind::Up => Event::Up { endpoint },
+            EventKind::Suspect => Event::Suspect { endpoint },
             EventKind::Down => Event::Down { endpoint },
             EventKind::Restarted => Event::Restarted {
                 endpoint,
@@ -733,17 +788,29 @@ impl<S: Storage, R: Rng> Node<S, R> {
         self.index.reserve(additional, self.peers.as_slice());
     }
 
+    /// This node's incarnation within its generation: raised each time it
+    /// refutes a suspicion of itself.
+    pub fn incarnation(&self) -> u32 {
+        self.incarnation
+    }
+
+    /// Local health (Lifeguard): 0 when healthy, up to [`MAX_HEALTH`]; probe
+    /// and suspicion timeouts are multiplied by one more than it.
+    pub fn health(&self) -> u8 {
+        self.health
+    }
+
     /// Known endpoints (this node excluded).
     pub fn endpoint_count(&self) -> usize {
         self.alive + self.unreachable
     }
 
-    /// Endpoints believed alive.
+    /// Endpoints believed up (alive or suspected).
     pub fn live_count(&self) -> usize {
         self.alive
     }
 
-    /// Endpoints not believed alive (down, or not yet proven alive).
+    /// Endpoints down or left.
     pub fn unreachable_count(&self) -> usize {
         self.unreachable
     }
@@ -841,12 +908,16 @@ impl<S: Storage, R: Rng> Node<S, R> {
             }
             Message::Shutdown(notice) => {
                 let slot = self.check_delta(sender, &notice.delta)?;
-                self.apply_delta(now, sender, sender, &notice.delta, Some(slot));
+                let claim = Claim::new(0, Status::Alive);
+                self.apply_delta(now, sender, &notice.delta, claim, Some(slot));
                 self.mark_shut_down(now, sender, notice.delta.generation);
             }
+            Message::Probe(probe) => self.handle_probe(now, from, probe),
         }
-        if decoded.message.kind() != Kind::Shutdown {
-            self.heard_from(now, sender);
+        // The datagram was accepted: an answer from its sender, and news.
+        self.prober.heard_from(sender);
+        for rumor in decoded.rumors {
+            self.hear_rumor(now, &rumor);
         }
         if let Some(c) = self
             .stats
@@ -878,26 +949,127 @@ impl<S: Storage, R: Rng> Node<S, R> {
         Generation(self.me.generation().0.saturating_add(running))
     }
 
-    /// A valid datagram came from `sender` itself: proof that it is alive.
-    fn heard_from(&mut self, now: Instant, sender: SocketAddr) {
-        let initial = self.config.fd_initial_interval();
-        let min_interval = self.config.fd_min_interval();
-        let Some(idx) = self.index.find(&sender, self.peers.as_slice()) else {
-            return;
-        };
-        let Some(p) = self.peers.as_mut_slice().get_mut(idx as usize) else {
-            return;
-        };
-        let suspected = p.liveness != Liveness::Down && p.since != Instant::ZERO;
-        if !p.is_member() || (p.is_alive() && !suspected) || p.has_left() {
+    /// A rumor arrived: merged into what we believe (about ourselves: a
+    /// suspicion or death is refuted). A rumor about a newer generation of a
+    /// known endpoint (a restart) sends it a SYN, whose answer brings the
+    /// new state.
+    fn hear_rumor(&mut self, now: Instant, r: &Rumor) {
+        if r.endpoint == self.local {
+            self.hear_about_self(r.generation, r.claim);
             return;
         }
-        // Counts as an arrival, so the detector does not convict it again at
-        // once on a stale last heartbeat.
-        let count_interval = now >= self.pause_grace_until;
-        p.window.record(now, initial, min_interval, count_interval);
-        p.since = Instant::ZERO;
-        self.set_liveness(idx, Liveness::Alive, now);
+        let Some(idx) = self.index.find(&r.endpoint, self.peers.as_slice()) else {
+            return;
+        };
+        let Some(p) = self.peers.as_slice().get(idx as usize) else {
+            return;
+        };
+        if !p.is_member() {
+            return;
+        }
+        let known = p.state.generation();
+        if r.generation == known {
+            self.merge_claim(now, idx, r.generation, r.claim, Source::Heard);
+        } else if r.generation > known && r.claim.status == Status::Alive {
+            self.add_target(r.endpoint);
+        }
+    }
+
+    /// Someone claims `claim` about this node's `generation`: a suspicion or
+    /// death at our incarnation (or a later one) is refuted at once with a
+    /// newer incarnation, pushed as hot news.
+    fn hear_about_self(&mut self, generation: Generation, claim: Claim) {
+        if generation != self.me.generation() || self.phase != Phase::Running {
+            return;
+        }
+        if claim.status != Status::Alive && claim.incarnation >= self.incarnation {
+            self.incarnation = claim.incarnation.saturating_add(1);
+            self.stats.refutations += 1;
+            self.health_worse();
+            self.spread(LOCAL_SLOT, true);
+        } else if claim.status == Status::Alive && claim.incarnation > self.incarnation {
+            // An incarnation of ours from before a restart within the same
+            // generation: go on from it.
+            self.incarnation = claim.incarnation;
+        }
+    }
+
+    /// Merges `claim` about slot `idx` (at `generation`) into what we
+    /// believe; returns whether it changed anything. A claim heard from
+    /// others that newly suspects a member makes us probe it ourselves (a
+    /// failure is one more confirmation).
+    fn merge_claim(
+        &mut self,
+        now: Instant,
+        idx: u32,
+        generation: Generation,
+        claim: Claim,
+        source: Source,
+    ) -> bool {
+        let heard = source == Source::Heard;
+        let Some(p) = self.peers.as_mut_slice().get_mut(idx as usize) else {
+            return false;
+        };
+        if !p.is_member() || p.state.generation() != generation {
+            return false;
+        }
+        // A death heard of a member we had no doubt about, or that answered
+        // our own probe during its suspicion (say, news from across a
+        // partition that healed since), is a fully confirmed suspicion here,
+        // not a death: we probe it ourselves, and it has the shortest
+        // suspicion to refute in. A real death was suspected here first (the
+        // suspicion spreads before the death does) and our probe failed, or
+        // our own short timeout confirms it soon after.
+        let doubtful = match p.liveness {
+            Liveness::Alive => true,
+            Liveness::Suspect => p.doubt & doubt::ANSWERED != 0,
+            Liveness::Down | Liveness::Left => false,
+        };
+        let claim = if heard && claim.status == Status::Down && doubtful {
+            Claim {
+                confirmers: u8::MAX,
+                ..Claim::new(claim.incarnation, Status::Suspect)
+            }
+        } else {
+            claim
+        };
+        let ours = p.claim();
+        let merged = ours.merge(&claim);
+        if merged == ours {
+            return false;
+        }
+        let claim = merged;
+        let before = p.liveness;
+        let liveness = match claim.status {
+            Status::Alive => Liveness::Alive,
+            Status::Suspect => Liveness::Suspect,
+            Status::Down | Status::Left => Liveness::Down,
+        };
+        let confirmed_more =
+            liveness == Liveness::Suspect && claim.confirmations() > ours.confirmations();
+        p.incarnation = claim.incarnation;
+        p.confirmers = match claim.status {
+            Status::Suspect => claim.confirmers,
+            _ => 0,
+        };
+        if liveness == Liveness::Suspect && before != Liveness::Suspect {
+            p.doubt = 0;
+        }
+        self.set_liveness(idx, liveness, now);
+        if liveness == Liveness::Suspect {
+            self.track_suspect(idx);
+            // A few of those who hear a suspicion probe the suspect: enough
+            // for its confirmations, not a flood at every false alarm.
+            let members = self.alive + self.unreachable;
+            if heard
+                && before != Liveness::Suspect
+                && self.rng.next_u64() % (members as u64).max(1) < CONFIRMING_PROBERS
+            {
+                self.start_probe(now, idx, probe::Cause::Extra);
+            }
+        }
+        self.spread(idx, before != liveness || confirmed_more);
+        true
     }
 
     /// Keeps a SYN or ACK until its reply is polled.
@@ -995,20 +1167,26 @@ impl<S: Storage, R: Rng> Node<S, R> {
     ) {
         for (k, d) in deltas.enumerate() {
             let slot = slots.as_slice().get(k).copied();
-            self.apply_delta(now, sender, d.endpoint, &d.delta, slot);
+            if d.endpoint == self.local {
+                self.hear_about_self(d.delta.generation, d.claim);
+                continue;
+            }
+            let _ = sender;
+            self.apply_delta(now, d.endpoint, &d.delta, d.claim, slot);
         }
     }
 
-    /// Merges a checked delta about `endpoint`, received from `sender`.
-    /// `slot`: where the check found the endpoint ([`NO_SLOT`]: nowhere), if
-    /// it remembered; no other delta of the datagram can have moved it
-    /// (endpoints are distinct, and applying never vacates a slot).
+    /// Merges a checked delta about `endpoint`, and the sender's `claim`
+    /// about its liveness. `slot`: where the check found the endpoint
+    /// ([`NO_SLOT`]: nowhere), if it remembered; no other delta of the
+    /// datagram can have moved it (endpoints are distinct, and applying never
+    /// vacates a slot).
     fn apply_delta(
         &mut self,
         now: Instant,
-        sender: SocketAddr,
         endpoint: SocketAddr,
         delta: &Delta<'_>,
+        claim: Claim,
         slot: Option<u32>,
     ) {
         if endpoint == self.local {
@@ -1064,20 +1242,21 @@ impl<S: Storage, R: Rng> Node<S, R> {
             dirty = true;
         } else if applied.replaced {
             peer.flags |= flags::EV_RESTARTED;
+            peer.doubt = 0;
             peer.reported_version = Version(0);
             peer.window.reset();
             peer.evidence = Version(0);
+            // A new incarnation of the endpoint: alive until claimed
+            // otherwise.
+            peer.incarnation = 0;
+            peer.confirmers = 0;
             dirty = true;
         }
-        let first_hand = endpoint == sender;
-        // Any newer version is evidence of life (digests may have told us
-        // before the delta came: then it is not news again).
+        // Any newer version is a heartbeat arrival for phi (digests may have
+        // told us before the delta came: then it is not news again).
         let advanced = peer.state.max_version() > peer.evidence;
         if advanced || is_new || applied.replaced {
             peer.evidence = peer.evidence.max(peer.state.max_version());
-            if peer.liveness != Liveness::Down {
-                peer.since = Instant::ZERO;
-            }
             peer.window
                 .record(now, initial, min_interval, now >= pause_grace_until);
         }
@@ -1093,15 +1272,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
         } else if !left && had_left {
             peer.flags &= !flags::LEFT;
         }
-        let liveness = if left {
-            Liveness::Down
-        } else if first_hand || (advanced && peer.window.arrivals() >= 2) {
-            Liveness::Alive
-        } else if applied.replaced {
-            Liveness::Unknown
-        } else {
-            peer.liveness
-        };
+        let newly_left = left && !had_left;
         if dirty {
             self.mark_dirty(idx);
         }
@@ -1109,60 +1280,50 @@ impl<S: Storage, R: Rng> Node<S, R> {
             // Application news (not a mere heartbeat): spread it like a rumor.
             self.refreshed(idx);
         }
-        if is_new || applied.replaced {
-            self.catching_up(now);
-            if liveness == Liveness::Unknown {
-                self.queue_probe(idx);
-            }
+        if left {
+            self.set_liveness(idx, Liveness::Down, now);
+        } else if applied.replaced {
+            self.set_liveness(idx, Liveness::Alive, now);
         }
-        self.set_liveness(idx, liveness, now);
+        // Believe the cluster: the sender's claim about its liveness (taken
+        // as it is for an endpoint we did not know).
+        let source = if is_new || applied.replaced {
+            Source::Fresh
+        } else {
+            Source::Heard
+        };
+        self.merge_claim(now, idx, delta.generation, claim, source);
+        if newly_left || applied.replaced {
+            // A departure or a restart is hot news.
+            self.spread(idx, true);
+        }
     }
 
-    /// A digest says someone has a newer version of an endpoint than we have
-    /// seen: evidence that it is alive, even before the delta comes (which
-    /// the datagram budget may delay by rounds in a large cluster).
+    /// A digest of a known endpoint: a newer version than we have seen is a
+    /// heartbeat arrival for phi, even before the delta comes (which the
+    /// datagram budget may delay by rounds in a large cluster); its claim is
+    /// merged.
     fn note_digest(&mut self, now: Instant, d: &GossipDigest, slot: Option<u32>) {
         let initial = self.config.fd_initial_interval();
         let min_interval = self.config.fd_min_interval();
         let count_interval = now >= self.pause_grace_until;
         let Some(idx) = slot else {
-            // An endpoint we will ask for: we are still learning the cluster.
-            if self.occupied < self.config.max_peers {
-                self.catching_up(now);
-            }
             return;
         };
         let Some(peer) = self.peers.as_mut_slice().get_mut(idx as usize) else {
             return;
         };
-        if peer.is_member() && d.generation > peer.state.generation() {
-            self.catching_up(now);
+        if !peer.is_member() || d.generation != peer.state.generation() {
             return;
         }
         let seen = peer.evidence.max(peer.state.max_version());
-        if !peer.is_member()
-            || d.generation != peer.state.generation()
-            || d.max_version <= seen
-            || peer.has_left()
-        {
-            return;
+        if d.max_version > seen && !peer.has_left() {
+            peer.evidence = d.max_version;
+            peer.window
+                .record(now, initial, min_interval, count_interval);
         }
-        peer.evidence = d.max_version;
-        if peer.liveness != Liveness::Down {
-            peer.since = Instant::ZERO;
-        }
-        peer.window
-            .record(now, initial, min_interval, count_interval);
-        let proven = peer.window.arrivals() >= 2;
-        if proven {
-            self.set_liveness(idx, Liveness::Alive, now);
-        }
-    }
-
-    /// This node met a new endpoint or generation: it is still catching up.
-    fn catching_up(&mut self, now: Instant) {
-        let until = now + self.config.gossip_interval.saturating_mul(CATCH_UP_ROUNDS);
-        self.catch_up_until = self.catch_up_until.max(until);
+        // Anti-entropy for liveness: the digest carries the sender's claim.
+        self.merge_claim(now, idx, d.generation, d.claim, Source::Heard);
     }
 
     /// A SHUTDOWN notice from `sender` of `generation`: down at once.
@@ -1176,11 +1337,15 @@ impl<S: Storage, R: Rng> Node<S, R> {
         if !peer.is_member() || peer.state.generation() != generation {
             return;
         }
-        if peer.flags & flags::LEFT == 0 {
+        let newly_left = peer.flags & flags::LEFT == 0;
+        if newly_left {
             peer.flags |= flags::LEFT | flags::EV_SHUTDOWN;
             self.mark_dirty(idx);
         }
         self.set_liveness(idx, Liveness::Down, now);
+        if newly_left {
+            self.spread(idx, true);
+        }
     }
 
     // ---- private: the round ---------------------------------------------
@@ -1190,16 +1355,23 @@ impl<S: Storage, R: Rng> Node<S, R> {
         if let Some(last) = self.last_round
             && now - last > pause
         {
-            // We were frozen: peers' silence is ours. Do not convict for a while.
+            // We were frozen: peers' silence is ours. Do not suspect for a
+            // while.
             self.pause_grace_until = now + pause;
+        }
+        if self.last_round.is_some() && now - self.next_round > self.config.gossip_interval / 2 {
+            self.stats.late_rounds += 1;
+            self.health_worse();
         }
         self.last_round = Some(now);
         self.stats.rounds += 1;
-        self.probes_left = PROBES_PER_ROUND;
+        self.phi_probes = PHI_PROBES_PER_ROUND;
+        self.rumors.new_round();
         // Cannot fail while running (the counter is exhausted only by shutdown).
         let _ = self.me.beat();
         self.choose_targets();
         self.status_check(now);
+        self.probe_cycle(now);
         self.next_round = now + self.jittered_interval();
     }
 
@@ -1286,92 +1458,49 @@ impl<S: Storage, R: Rng> Node<S, R> {
             .map(|p| p.addr())
     }
 
-    /// Convicts silent peers, removes long-down ones, ends quarantines.
+    /// The round's sweep: times out suspicions not tracked to the instant,
+    /// probes members past their phi threshold (the early warning), removes
+    /// long-down members and ends quarantines.
     fn status_check(&mut self, now: Instant) {
         let removal = self.config.removal_delay;
         let threshold = self.config.phi_threshold;
-        let interval = self.config.gossip_interval;
-        let convicting = now >= self.pause_grace_until && now >= self.catch_up_until;
-        // Relative floor: a peer is not convicted for a silence that is
-        // ordinary here and now. When a quarter of the live peers have been
-        // silent for s, heartbeats reach us about every 4s (news is
-        // bandwidth-bound in a large or joining cluster): the mean interval
-        // used for phi is at least that. It takes a pass over the table, so
-        // it is computed when the first peer past its conviction time is met
-        // (the same value as before the loop: nothing the loop does earlier
-        // changes which peers are live).
-        let mut floor_silence: Option<Duration> = None;
         for i in 0..self.peers.as_slice().len() {
             let idx = i as u32;
             let Some(p) = self.peers.as_slice().get(i) else {
                 break;
             };
-            match p.slot {
-                Slot::Member if p.liveness != Liveness::Down => {
-                    let unproven = p.liveness == Liveness::Unknown;
-                    let convictable = convicting && now >= p.window.convict_at(threshold) && {
-                        let silent = p.window.last_arrival().map_or(Duration::MAX, |t| now - t);
-                        let floor = *floor_silence.get_or_insert_with(|| self.floor_silence(now));
-                        silent >= floor
-                    };
-                    if convictable {
-                        let suspected_since = p.since;
-                        // A probe that left long ago, while it was not past
-                        // its conviction time in between (a floor that rose,
-                        // catching up), is old news (say, lost in a
-                        // partition healed since).
-                        let stale = suspected_since > SUSPECT_PENDING
-                            && now - suspected_since > interval.saturating_mul(STALE_PROBE_ROUNDS);
-                        // Suspect first and ask it directly; convict only once
-                        // the probe went out and half a round passed with
-                        // nothing, not even the answer.
-                        if suspected_since == Instant::ZERO || stale {
-                            if let Some(p) = self.peers.as_mut_slice().get_mut(i) {
-                                p.since = SUSPECT_PENDING;
-                            }
-                            self.probe_suspect(idx);
-                        } else if suspected_since == SUSPECT_PENDING {
-                            // Unless its probe is queued already.
-                            self.probe_suspect(idx);
-                        } else if now - suspected_since >= interval / 2 {
-                            self.set_liveness(idx, Liveness::Down, now);
-                        }
-                    } else if unproven {
-                        // Still unproven: probe it when there is room.
-                        self.queue_probe(idx);
+            match (p.slot, p.liveness) {
+                (Slot::Member, Liveness::Suspect) => {
+                    if self
+                        .suspicion_deadline(idx)
+                        .is_some_and(|t| now >= t && now >= self.pause_grace_until)
+                    {
+                        self.convict(now, idx);
                     }
                 }
-                Slot::Member => {
+                (Slot::Member, Liveness::Down) => {
                     if now - p.since >= removal {
                         self.remove(idx, now);
                     }
                 }
-                Slot::Quarantined => {
+                (Slot::Member, _) => {
+                    if self.phi_probes > 0
+                        && !p.has_left()
+                        && now >= p.window.convict_at(threshold)
+                        && !self.prober.probing(idx)
+                    {
+                        self.phi_probes -= 1;
+                        self.start_probe(now, idx, probe::Cause::Extra);
+                    }
+                }
+                (Slot::Quarantined, _) => {
                     if now >= p.since {
                         self.vacate(idx);
                     }
                 }
-                Slot::Vacant => {}
+                (Slot::Vacant, _) => {}
             }
         }
-    }
-
-    /// The relative floor's silence (see [`status_check`](Self::status_check)):
-    /// `threshold * ln(10)` times the typical interval of the live peers.
-    fn floor_silence(&self, now: Instant) -> Duration {
-        let floor = typical_interval(
-            self.peers
-                .as_slice()
-                .iter()
-                .filter(|p| p.is_member() && p.is_alive())
-                .filter_map(|p| p.window.last_arrival().map(|t| now - t)),
-        );
-        // Capped, so a node cut off from most of its peers still convicts.
-        let floor = floor.min(self.config.gossip_interval.saturating_mul(FLOOR_MAX_ROUNDS));
-        Duration::try_from_secs_f64(
-            floor.as_secs_f64() * self.config.phi_threshold * core::f64::consts::LN_10,
-        )
-        .unwrap_or(Duration::MAX)
     }
 
     // ---- private: table bookkeeping -------------------------------------
@@ -1400,8 +1529,10 @@ impl<S: Storage, R: Rng> Node<S, R> {
         };
         self.index.insert(idx, self.peers.as_slice());
         self.forget_seqs(idx);
+        self.rumors.forget(idx);
         self.occupied += 1;
-        self.unreachable += 1;
+        // Believe the cluster: alive until a claim says otherwise.
+        self.alive += 1;
         Some(idx)
     }
 
@@ -1424,7 +1555,8 @@ impl<S: Storage, R: Rng> Node<S, R> {
         *p = Peer::new(p.addr(), generation);
         p.flags = queued;
         self.forget_seqs(idx);
-        self.unreachable += 1;
+        self.rumors.forget(idx);
+        self.alive += 1;
     }
 
     fn set_liveness(&mut self, idx: u32, liveness: Liveness, now: Instant) {
@@ -1434,15 +1566,14 @@ impl<S: Storage, R: Rng> Node<S, R> {
         if p.liveness == liveness || !p.is_member() {
             return;
         }
-        let was_alive = p.liveness == Liveness::Alive;
+        let was_up = p.liveness != Liveness::Down;
         p.liveness = liveness;
-        // Down since now; otherwise not suspected (any more).
-        p.since = if liveness == Liveness::Down {
-            now
-        } else {
-            Instant::ZERO
+        // Suspected or down since now; otherwise not suspected (any more).
+        p.since = match liveness {
+            Liveness::Alive => Instant::ZERO,
+            _ => now,
         };
-        match (was_alive, liveness == Liveness::Alive) {
+        match (was_up, liveness != Liveness::Down) {
             (true, false) => {
                 self.alive -= 1;
                 self.unreachable += 1;
@@ -1465,7 +1596,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
         if !p.is_member() {
             return;
         }
-        if p.liveness == Liveness::Alive {
+        if p.liveness != Liveness::Down {
             self.alive -= 1;
         } else {
             self.unreachable -= 1;
@@ -1488,6 +1619,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
         p.state = EndpointState::new(Generation(0));
         p.flags &= flags::QUEUED;
         self.occupied -= 1;
+        self.rumors.forget(idx);
         // The free list has room for every slot.
         let _ = self.free.try_push(idx);
     }
@@ -1547,7 +1679,24 @@ impl<S: Storage, R: Rng> Node<S, R> {
             endpoint: self.local,
             generation: self.me.generation(),
             max_version: self.me.max_version(),
+            claim: self.own_claim(),
         }
+    }
+
+    /// A PING, PING-REQ, PING-ACK or NACK to `to`, with rumors.
+    fn write_liveness(&mut self, buf: &mut [u8], to: SocketAddr, msg: &wire::Probe) -> usize {
+        let rumors = self.piggyback(to, &[]);
+        wire::encode_probe(buf, &self.header(), &rumors, msg).unwrap_or(0)
+    }
+
+    /// A NEWS datagram to `to`: the hottest rumors (`None` when none is
+    /// left to say).
+    fn write_news(&mut self, buf: &mut [u8], to: SocketAddr) -> Option<usize> {
+        let rumors = self.piggyback(to, &[]);
+        if rumors.is_empty() {
+            return None;
+        }
+        Some(wire::encode_probe(buf, &self.header(), &rumors, &wire::Probe::News).unwrap_or(0))
     }
 
     fn next_shutdown_target(&self, cursor: usize) -> Option<(usize, SocketAddr)> {
@@ -1568,6 +1717,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
         wire::encode_shutdown(
             buf,
             &self.header(),
+            &[],
             self.me.generation(),
             self.me.items_above(Version(0)),
         )
@@ -1583,12 +1733,13 @@ impl<S: Storage, R: Rng> Node<S, R> {
     /// the stretches sweep the whole ring (anti-entropy: nothing is missed
     /// for long).
     #[inline(never)]
-    fn write_syn(&mut self, buf: &mut [u8]) -> usize {
+    fn write_syn(&mut self, buf: &mut [u8], to: SocketAddr) -> usize {
         let hot_budget = buf.len() / 2;
         let header = self.header();
         let own = self.own_digest();
         let start = self.ring_cursor;
-        let Ok(mut w) = SynWriter::new(buf, &header) else {
+        let rumors = self.piggyback(to, &[]);
+        let Ok(mut w) = SynWriter::new(buf, &header, &rumors) else {
             return 0;
         };
         if !w.push(&own) {
@@ -1652,102 +1803,6 @@ impl<S: Storage, R: Rng> Node<S, R> {
         w.finish(range)
     }
 
-    /// Asks slot `idx`, heard of second-hand only, to prove it is alive: a
-    /// small SYN to it directly, which it answers with its own delta (as
-    /// Cassandra's echo does). A few per round at most; the others are proven
-    /// by gossip in time.
-    fn queue_probe(&mut self, idx: u32) {
-        let Some(p) = self.peers.as_mut_slice().get_mut(idx as usize) else {
-            return;
-        };
-        if p.flags & flags::PROBING != 0 || p.has_left() || self.probes.is_full() {
-            return;
-        }
-        p.flags |= flags::PROBING;
-        let _ = self.probes.push_back(idx);
-    }
-
-    /// Probes a suspect before anything else: its conviction waits on it.
-    /// Probes a suspect before the unproven: its conviction waits on it. With
-    /// the queue full of suspects it waits for a later round (unconvicted).
-    fn probe_suspect(&mut self, idx: u32) {
-        let queued = self
-            .peers
-            .as_slice()
-            .get(idx as usize)
-            .is_none_or(|p| p.flags & flags::PROBING != 0);
-        if queued {
-            return;
-        }
-        if self.probes.is_full() {
-            let Some(&back) = self.probes.back() else {
-                return;
-            };
-            let back_is_suspect = self
-                .peers
-                .as_slice()
-                .get(back as usize)
-                .is_some_and(|q| q.since == SUSPECT_PENDING);
-            if back_is_suspect {
-                return;
-            }
-            let _ = self.probes.pop_back();
-            if let Some(q) = self.peers.as_mut_slice().get_mut(back as usize) {
-                q.flags &= !flags::PROBING;
-            }
-        }
-        if let Some(p) = self.peers.as_mut_slice().get_mut(idx as usize) {
-            p.flags |= flags::PROBING;
-        }
-        let _ = self.probes.push_front(idx);
-        self.suspect_probes += 1;
-    }
-
-    /// The next probe, if one is due and the round allows it: `(destination,
-    /// size)`, `None` size when the endpoint no longer needs one.
-    fn write_next_probe(
-        &mut self,
-        now: Instant,
-        buf: &mut [u8],
-    ) -> Option<(SocketAddr, Option<usize>)> {
-        if self.probes_left == 0 && self.suspect_probes == 0 {
-            return None;
-        }
-        let idx = self.probes.pop_front()?;
-        // Suspects sit at the front and go whatever the round's budget.
-        if self.suspect_probes > 0 {
-            self.suspect_probes -= 1;
-        } else {
-            self.probes_left = self.probes_left.saturating_sub(1);
-        }
-        let header = self.header();
-        let own = self.own_digest();
-        let own_ring = ring_position(&self.local);
-        let p = self.peers.as_mut_slice().get_mut(idx as usize)?;
-        p.flags &= !flags::PROBING;
-        let suspected = p.liveness != Liveness::Down && p.since != Instant::ZERO;
-        if !p.is_member() || !(p.liveness == Liveness::Unknown || suspected) {
-            return Some((p.addr(), None));
-        }
-        if p.since == SUSPECT_PENDING {
-            // The conviction clock starts when the probe leaves.
-            p.since = now;
-        }
-        let Ok(mut w) = SynWriter::new(buf, &header) else {
-            return Some((p.addr(), Some(0)));
-        };
-        // Our digest and our (old) view of it: it answers with what we lack
-        // of it. The SYN claims nothing but our own place on the ring.
-        if !w.push(&own) || !w.push(&digest_of(p)) {
-            return Some((p.addr(), Some(0)));
-        }
-        let range = RingRange {
-            start: own_ring,
-            end: own_ring,
-        };
-        Some((p.addr(), Some(w.finish(range))))
-    }
-
     /// Notes that application news of slot `idx` just reached us.
     fn refreshed(&mut self, idx: u32) {
         self.news = NEWS_ROUNDS;
@@ -1772,6 +1827,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
         for d in syn.digests {
             let slot = if d.endpoint == self.local {
                 local_mentioned = true;
+                self.hear_about_self(d.generation, d.claim);
                 LOCAL_SLOT
             } else {
                 let slot = self.index.find(&d.endpoint, self.peers.as_slice());
@@ -1816,8 +1872,28 @@ impl<S: Storage, R: Rng> Node<S, R> {
             }
             StoredReply::Ack(_) => false,
         };
+        // Claims the SYN's sender knows older versions of than ours.
+        let mut corrections = heapless::Vec::<Rumor, MAX_CORRECTIONS>::new();
+        for &(slot, d) in found.as_slice() {
+            if corrections.is_full() {
+                break;
+            }
+            if let Some(p) = self.peers.as_slice().get(slot as usize)
+                && p.is_member()
+                && p.state.generation() == d.generation
+                && p.claim().beats(&d.claim)
+            {
+                let _ = corrections.push(Rumor {
+                    endpoint: p.addr(),
+                    generation: d.generation,
+                    claim: p.claim(),
+                });
+            }
+        }
+        let rumors = self.piggyback(to, &corrections);
         let header = self.header();
         let occupied = self.occupied;
+        let own_claim = self.own_claim();
         let Node {
             config,
             me,
@@ -1829,8 +1905,10 @@ impl<S: Storage, R: Rng> Node<S, R> {
         let ctx: ReplyContext<'_, S> = ReplyContext {
             local: *local,
             me: &*me,
+            own_claim,
             index: &*index,
             room_for_new: occupied < config.max_peers,
+            rumors: &rumors,
         };
         let (size, kind) = match input {
             StoredReply::Syn(digests, range) => {
@@ -1941,58 +2019,6 @@ impl<'a> StoredReply<'a> {
     }
 }
 
-/// Fewer live peers than this and the relative floor is not used (one dead
-/// peer must not set the statistic).
-const FLOOR_MIN_PEERS: u32 = 8;
-
-/// The relative floor's interval is at most this many gossip intervals.
-const FLOOR_MAX_ROUNDS: u32 = 64;
-
-/// Four times the 25th percentile of the silences given (an estimate of the
-/// interval between heartbeats that three quarters of the peers could miss
-/// without moving it), or zero with fewer than [`FLOOR_MIN_PEERS`] values.
-/// A log-scale histogram: fixed memory, one pass.
-#[inline(never)]
-fn typical_interval(silences: impl Iterator<Item = Duration>) -> Duration {
-    // Bucket k holds silences (in ms, plus one) in [2^(k/2), 2^((k+1)/2)).
-    let mut buckets = [0u32; 128];
-    let mut count = 0u32;
-    for s in silences {
-        let ms = u64::try_from(s.as_millis())
-            .unwrap_or(u64::MAX)
-            .saturating_add(1);
-        let octave = 63 - ms.leading_zeros() as usize;
-        let half = if octave > 0 {
-            ((ms >> (octave - 1)) & 1) as usize
-        } else {
-            0
-        };
-        if let Some(b) = buckets.get_mut(2 * octave + half) {
-            *b += 1;
-        }
-        count += 1;
-    }
-    if count < FLOOR_MIN_PEERS {
-        return Duration::ZERO;
-    }
-    let target = count.div_ceil(4);
-    let mut seen = 0;
-    for (k, n) in buckets.iter().enumerate() {
-        seen += n;
-        if seen >= target {
-            // The bucket's upper edge, conservatively.
-            let octave = (k / 2) as u32;
-            let upper = if k % 2 == 0 {
-                3u64 << octave >> 1
-            } else {
-                2u64 << octave
-            };
-            return Duration::from_millis(upper.saturating_mul(4));
-        }
-    }
-    Duration::ZERO
-}
-
 fn check_storage<S: Storage>(config: &Config) -> Result<(), ConfigError> {
     let short = |cap: Option<usize>, need: usize| cap.is_some_and(|c| c < need);
     if short(S::Peers::default().capacity_limit(), config.max_peers)
@@ -2041,7 +2067,7 @@ fn revives_sender<B: StateBuf>(message: &Message<'_>, peer: Option<&Peer<B>>) ->
             .deltas
             .into_iter()
             .any(|d| d.endpoint == peer.addr() && newer(d.delta.generation)),
-        Message::Shutdown(_) => false,
+        Message::Shutdown(_) | Message::Probe(_) => false,
     }
 }
 
@@ -2050,13 +2076,26 @@ fn digest_of<B: StateBuf>(p: &Peer<B>) -> GossipDigest {
         endpoint: p.addr(),
         generation: p.state.generation(),
         max_version: p.state.max_version(),
+        claim: p.claim(),
     }
+}
+
+/// Where a claim comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    /// This node's own probes and timeouts.
+    Own,
+    /// Others, about a member we know.
+    Heard,
+    /// Others, about an endpoint we just learned (or its new generation).
+    Fresh,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum EventKind {
     Discovered,
     Up,
+    Suspect,
     Down,
     Restarted,
     ShutDown,
@@ -2090,10 +2129,14 @@ fn take_event<B: StateBuf>(peer: &mut Peer<B>) -> Option<EventKind> {
                 return Some(EventKind::ShutDown);
             }
             let before = peer.reported;
-            peer.reported = peer.liveness;
-            match (before, peer.liveness) {
-                (b, Liveness::Alive) if b != Liveness::Alive => Some(EventKind::Up),
-                (Liveness::Alive, Liveness::Down) => Some(EventKind::Down),
+            let now = peer.liveness();
+            peer.reported = Some(now);
+            match (before, now) {
+                (b, Liveness::Alive) if b != Some(Liveness::Alive) => Some(EventKind::Up),
+                (b, Liveness::Suspect) if b != Some(Liveness::Suspect) => Some(EventKind::Suspect),
+                (Some(Liveness::Alive | Liveness::Suspect), Liveness::Down | Liveness::Left) => {
+                    Some(EventKind::Down)
+                }
                 _ => None,
             }
         }
@@ -2105,8 +2148,11 @@ fn take_event<B: StateBuf>(peer: &mut Peer<B>) -> Option<EventKind> {
 struct ReplyContext<'a, S: Storage> {
     local: SocketAddr,
     me: &'a EndpointState<S::StateBuf>,
+    own_claim: Claim,
     index: &'a S::Index,
     room_for_new: bool,
+    /// The reply's rumors.
+    rumors: &'a [Rumor],
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -2275,17 +2321,19 @@ trait DeltaSink {
         &mut self,
         addr: SocketAddr,
         generation: Generation,
+        claim: Claim,
         items: crate::state::ItemsAbove<'_>,
     ) -> usize;
 
-    /// Pushes everything of `state` above `above`.
+    /// Pushes everything of `state` above `above`, with our claim.
     fn push<B: StateBuf>(
         &mut self,
         addr: SocketAddr,
         state: &EndpointState<B>,
+        claim: Claim,
         above: Version,
     ) -> usize {
-        self.push_items(addr, state.generation(), state.items_above(above))
+        self.push_items(addr, state.generation(), claim, state.items_above(above))
     }
 }
 
@@ -2296,9 +2344,10 @@ macro_rules! delta_sink {
                 &mut self,
                 addr: SocketAddr,
                 generation: Generation,
+                claim: Claim,
                 items: crate::state::ItemsAbove<'_>,
             ) -> usize {
-                self.push_delta(addr, generation, items)
+                self.push_delta(addr, generation, claim, items)
             }
         }
     };
@@ -2322,9 +2371,9 @@ fn write_deltas<S: Storage>(
             return;
         }
         let written = match c.who {
-            Who::Local => w.push(ctx.local, ctx.me, c.above),
+            Who::Local => w.push(ctx.local, ctx.me, ctx.own_claim, c.above),
             Who::Peer(i) => match peers.get(i as usize) {
-                Some(p) => w.push(p.addr(), &p.state, c.above),
+                Some(p) => w.push(p.addr(), &p.state, p.claim(), c.above),
                 None => 1,
             },
         };
@@ -2357,7 +2406,7 @@ fn write_ack<S: Storage>(
     buf: &mut [u8],
 ) -> Option<usize> {
     let request_budget = buf.len() / 2;
-    let Ok(mut w) = AckWriter::new(buf, header) else {
+    let Ok(mut w) = AckWriter::new(buf, header, ctx.rumors) else {
         return Some(0);
     };
     // The SYN lists everything its sender knows on a stretch of the ring:
@@ -2414,6 +2463,7 @@ fn write_ack<S: Storage>(
                     endpoint: d.endpoint,
                     generation: d.generation,
                     max_version: version,
+                    claim: Claim::default(),
                 },
             );
         }
@@ -2489,7 +2539,7 @@ fn write_ack2<S: Storage>(
     header: &Header,
     buf: &mut [u8],
 ) -> Option<usize> {
-    let Ok(mut w) = Ack2Writer::new(buf, header) else {
+    let Ok(mut w) = Ack2Writer::new(buf, header, ctx.rumors) else {
         return Some(0);
     };
     let candidate = |r: &GossipDigest| -> Option<Candidate> {

@@ -20,6 +20,8 @@ pub enum MembershipEvent {
     Discovered(SocketAddr),
     /// An endpoint is believed up.
     Up(SocketAddr),
+    /// An endpoint is suspected (down unless it refutes in time).
+    Suspect(SocketAddr),
     /// An endpoint that was up is believed down.
     Down(SocketAddr),
     /// An endpoint came back with a newer generation.
@@ -51,6 +53,7 @@ impl From<Event<'_>> for MembershipEvent {
         match e {
             Event::Discovered { endpoint } => MembershipEvent::Discovered(endpoint),
             Event::Up { endpoint } => MembershipEvent::Up(endpoint),
+            Event::Suspect { endpoint } => MembershipEvent::Suspect(endpoint),
             Event::Down { endpoint } => MembershipEvent::Down(endpoint),
             Event::Restarted {
                 endpoint,
@@ -82,6 +85,7 @@ impl core::fmt::Display for MembershipEvent {
         match self {
             MembershipEvent::Discovered(a) => write!(f, "discovered {a}"),
             MembershipEvent::Up(a) => write!(f, "up {a}"),
+            MembershipEvent::Suspect(a) => write!(f, "suspect {a}"),
             MembershipEvent::Down(a) => write!(f, "down {a}"),
             MembershipEvent::Restarted {
                 endpoint,

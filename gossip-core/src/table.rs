@@ -16,6 +16,7 @@
 
 use core::net::SocketAddr;
 
+use crate::claim::{Claim, Status};
 use crate::fd::ArrivalWindow;
 use crate::state::{ApplicationState, EndpointState, Generation, StateKey, Version};
 use crate::storage::StateBuf;
@@ -500,16 +501,36 @@ pub struct Reply<D> {
     pub(crate) bytes: D,
 }
 
-/// Whether a peer is believed to be up.
+/// What a node believes of a peer's health.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Liveness {
-    /// Heard of second-hand only once: not yet proven alive (it may be a dead
-    /// node whose old state still circulates).
-    Unknown,
-    /// Its heartbeat advances, or it spoke to us directly.
+    /// It answers probes, or the cluster says so (nobody suspects it).
     Alive,
-    /// Convicted by the failure detector, or shut down.
+    /// A probe of it failed, directly and through others: it is suspected,
+    /// and down unless it refutes before the suspicion times out.
+    Suspect,
+    /// Its suspicion timed out (here or anywhere in the cluster).
     Down,
+    /// It shut down gracefully.
+    Left,
+}
+
+impl Liveness {
+    /// A short lowercase name: `alive`, `suspect`, `down`, `left`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Liveness::Alive => "alive",
+            Liveness::Suspect => "suspect",
+            Liveness::Down => "down",
+            Liveness::Left => "left",
+        }
+    }
+}
+
+impl core::fmt::Display for Liveness {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// What a slot of the table holds.
@@ -524,6 +545,15 @@ pub(crate) enum Slot {
     Quarantined,
 }
 
+/// What this node itself found while it suspects a peer.
+pub(crate) mod doubt {
+    /// Its own probe failed (counted as a confirmation).
+    pub(crate) const CONFIRMED: u8 = 1 << 0;
+    /// Its own probe was answered: the peer is alive to it, whatever others
+    /// say, until the suspicion times out again.
+    pub(crate) const ANSWERED: u8 = 1 << 1;
+}
+
 pub(crate) mod flags {
     /// STATUS says the endpoint shut down.
     pub(crate) const LEFT: u8 = 1 << 0;
@@ -536,8 +566,8 @@ pub(crate) mod flags {
     pub(crate) const EV_RESTARTED: u8 = 1 << 4;
     pub(crate) const EV_SHUTDOWN: u8 = 1 << 5;
     pub(crate) const EV_REMOVED: u8 = 1 << 6;
-    /// In the probe queue.
-    pub(crate) const PROBING: u8 = 1 << 7;
+    /// Unused.
+    pub(crate) const _SPARE: u8 = 1 << 7;
 }
 
 /// A peer's address as the table keeps it: IP and port in 19 bytes (a
@@ -598,13 +628,24 @@ impl PeerAddr {
 #[repr(C)]
 pub struct Peer<B> {
     pub(crate) slot: Slot,
+    /// Alive, Suspect or Down (a peer that left is Down with
+    /// [`flags::LEFT`]).
     pub(crate) liveness: Liveness,
-    pub(crate) reported: Liveness,
+    /// The liveness last reported in an event.
+    pub(crate) reported: Option<Liveness>,
     pub(crate) flags: u8,
+    /// Who confirmed its suspicion (see [`Claim::confirmers`]).
+    pub(crate) confirmers: u8,
+    /// [`doubt`] bits of the current suspicion.
+    pub(crate) doubt: u8,
+    /// Its incarnation within its generation, as known.
+    pub(crate) incarnation: u32,
+
     /// When news of it last reached us (the node's refresh counter).
     pub(crate) stamp: u32,
     pub(crate) window: ArrivalWindow,
-    /// Down since (members), end of quarantine (quarantined).
+    /// Suspected since (here), down since (members); end of quarantine
+    /// (quarantined).
     pub(crate) since: Instant,
     pub(crate) reported_version: Version,
     /// The highest version of it seen anywhere (digests included).
@@ -624,9 +665,12 @@ impl<B: StateBuf> Peer<B> {
             evidence: Version(0),
             stamp: 0,
             slot: Slot::Member,
-            liveness: Liveness::Unknown,
-            reported: Liveness::Unknown,
+            liveness: Liveness::Alive,
+            reported: None,
             flags: 0,
+            confirmers: 0,
+            doubt: 0,
+            incarnation: 0,
         }
     }
 
@@ -640,14 +684,42 @@ impl<B: StateBuf> Peer<B> {
         &self.state
     }
 
-    /// Whether it is believed up.
+    /// What this node believes of it.
     pub fn liveness(&self) -> Liveness {
-        self.liveness
+        if self.has_left() {
+            Liveness::Left
+        } else {
+            self.liveness
+        }
     }
 
-    /// Whether it is believed up.
+    /// Whether it is believed up: alive or suspected (not yet down).
     pub fn is_alive(&self) -> bool {
-        self.liveness == Liveness::Alive
+        matches!(self.liveness, Liveness::Alive | Liveness::Suspect) && !self.has_left()
+    }
+
+    /// Its incarnation within its generation, as known.
+    pub fn incarnation(&self) -> u32 {
+        self.incarnation
+    }
+
+    /// What this node claims of it: its liveness at the incarnation known.
+    pub fn claim(&self) -> Claim {
+        let status = match self.liveness() {
+            Liveness::Alive => Status::Alive,
+            Liveness::Suspect => Status::Suspect,
+            Liveness::Down => Status::Down,
+            Liveness::Left => Status::Left,
+        };
+        Claim {
+            incarnation: self.incarnation,
+            status,
+            confirmers: if status == Status::Suspect {
+                self.confirmers
+            } else {
+                0
+            },
+        }
     }
 
     /// Whether its STATUS says it shut down gracefully.
@@ -673,6 +745,11 @@ impl<B: StateBuf> Peer<B> {
     /// Since when it has been down, if it is.
     pub fn down_since(&self) -> Option<Instant> {
         (self.liveness == Liveness::Down).then_some(self.since)
+    }
+
+    /// Since when this node has suspected it, if it does.
+    pub fn suspected_since(&self) -> Option<Instant> {
+        (self.liveness == Liveness::Suspect && !self.has_left()).then_some(self.since)
     }
 
     pub(crate) fn is_member(&self) -> bool {

@@ -71,6 +71,7 @@ fn a_full_burst_asks_to_be_called_again_now() {
                 cluster,
                 sender: from,
             },
+            &[],
         )
         .unwrap()
         .finish(RingRange::WHOLE);

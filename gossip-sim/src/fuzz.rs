@@ -26,9 +26,10 @@ use gossip_core::auth::{Key as ClusterKey, Keyring};
 use gossip_core::state::{
     ApplicationState, DeltaItem, Generation, StateKey, Version, VersionedValue,
 };
+use gossip_core::claim::{Claim, Status};
 use gossip_core::wire::{
-    self, Ack2Writer, AckWriter, ClusterId, Datagram, GossipDigest, Header, Message, RingRange,
-    SynWriter,
+    self, Ack2Writer, AckWriter, ClusterId, Datagram, GossipDigest, Header, Message, Probe,
+    RingRange, Rumor, SynWriter,
 };
 use gossip_core::{Config, Event, HeapStorage, Instant, Node};
 use rand_core::SeedableRng;
@@ -57,6 +58,7 @@ pub fn wire_decode(data: &[u8]) {
     let n = encode(&decoded, &mut buf).expect("a decoded message re-encodes");
     let again = wire::decode(&buf[..n], cluster).expect("a re-encoded message decodes");
     assert_eq!(again.header, decoded.header);
+    assert_eq!(again.rumors, decoded.rumors);
     assert_eq!(again.message, decoded.message);
     // Writers are canonical (minimal varints): the re-encoding is no longer
     // than what arrived (which may use overlong varints, which decode
@@ -83,40 +85,43 @@ fn encode(d: &Datagram<'_>, buf: &mut [u8]) -> Result<usize, wire::Error> {
             Err(wire::Error::BufferTooSmall)
         }
     };
+    let rumors: Vec<wire::Rumor> = d.rumors.collect();
+    let rumors = rumors.as_slice();
     Ok(match d.message {
         Message::Syn(syn) => {
-            let mut w = SynWriter::new(buf, &d.header)?;
+            let mut w = SynWriter::new(buf, &d.header, rumors)?;
             let pushed = syn.digests.filter(|g| w.push(g)).count();
             all(pushed, syn.digests.len())?;
             w.finish(syn.range)
         }
         Message::Ack(ack) => {
-            let mut w = AckWriter::new(buf, &d.header)?;
+            let mut w = AckWriter::new(buf, &d.header, rumors)?;
             let pushed = ack.requests.filter(|g| w.push_request(g)).count();
             all(pushed, ack.requests.len())?;
             for x in ack.deltas {
                 let n = items(&x.delta).count();
                 all(
-                    w.push_delta(x.endpoint, x.delta.generation, items(&x.delta)),
+                    w.push_delta(x.endpoint, x.delta.generation, x.claim, items(&x.delta)),
                     n,
                 )?;
             }
             w.finish()
         }
         Message::Ack2(ack2) => {
-            let mut w = Ack2Writer::new(buf, &d.header)?;
+            let mut w = Ack2Writer::new(buf, &d.header, rumors)?;
             for x in ack2.deltas {
                 let n = items(&x.delta).count();
                 all(
-                    w.push_delta(x.endpoint, x.delta.generation, items(&x.delta)),
+                    w.push_delta(x.endpoint, x.delta.generation, x.claim, items(&x.delta)),
                     n,
                 )?;
             }
             w.finish()
         }
         Message::Shutdown(s) => {
-            wire::encode_shutdown(buf, &d.header, s.delta.generation, items(&s.delta))?
+            wire::encode_shutdown(buf, &d.header, rumors, s.delta.generation, items(&s.delta))?
         }
+        Message::Probe(p) => wire::encode_probe(buf, &d.header, rumors, &p)?,
     })
 }
 
@@ -208,6 +213,37 @@ impl Key {
     }
 }
 
+/// A liveness claim: incarnation, status, confirmations (taken modulo
+/// their ranges, so every one is one a writer can make).
+#[derive(Arbitrary, Clone, Copy, Debug)]
+pub struct FuzzClaim(pub u8, pub u8, pub u8);
+
+impl FuzzClaim {
+    fn claim(self) -> Claim {
+        let status = [Status::Alive, Status::Suspect, Status::Down, Status::Left]
+            [usize::from(self.1 % 4)];
+        Claim {
+            incarnation: u32::from(self.0 % 8),
+            status,
+            confirmers: if status == Status::Suspect { self.2 } else { 0 },
+        }
+    }
+}
+
+/// A rumor: about whom, which generation, what claim.
+pub type FuzzRumor = (Who, Gen, FuzzClaim);
+
+fn rumors(list: &[FuzzRumor]) -> Vec<Rumor> {
+    list.iter()
+        .take(8)
+        .map(|(who, g, c)| Rumor {
+            endpoint: who.addr(),
+            generation: g.value(),
+            claim: c.claim(),
+        })
+        .collect()
+}
+
 /// One endpoint's delta.
 #[derive(Arbitrary, Clone, Debug)]
 pub struct FuzzDelta {
@@ -215,6 +251,8 @@ pub struct FuzzDelta {
     pub who: Who,
     /// Its generation.
     pub generation: Gen,
+    /// The sender's claim about its liveness.
+    pub claim: FuzzClaim,
     /// Its states.
     pub entries: Vec<(Key, Ver, Vec<u8>)>,
     /// Its heartbeat.
@@ -247,12 +285,15 @@ impl FuzzDelta {
 pub enum Op {
     /// Any bytes from anyone.
     Raw(Who, Vec<u8>),
-    /// A SYN with these digests.
-    Syn(Who, Vec<(Who, Gen, Ver)>, u32, u32),
+    /// A SYN with these rumors and digests.
+    Syn(Who, Vec<FuzzRumor>, Vec<(Who, Gen, Ver, FuzzClaim)>, u32, u32),
     /// An ACK with these requests and deltas.
-    Ack(Who, Vec<(Who, Gen, Ver)>, Vec<FuzzDelta>),
-    /// An ACK2 with these deltas.
-    Ack2(Who, Vec<FuzzDelta>),
+    Ack(Who, Vec<(Who, Gen, Ver, FuzzClaim)>, Vec<FuzzDelta>),
+    /// An ACK2 with these rumors and deltas.
+    Ack2(Who, Vec<FuzzRumor>, Vec<FuzzDelta>),
+    /// A PING (0), PING-REQ (1), PING-ACK (2), NACK (3) or NEWS (4) with
+    /// these rumors; the sequence number and the PING-REQ's target.
+    Probe(Who, u8, u32, Who, Vec<FuzzRumor>),
     /// A SHUTDOWN notice.
     Shutdown(Who, FuzzDelta),
     /// ACK2s announcing `8 * n` invented endpoints.
@@ -365,12 +406,12 @@ impl Harness {
     fn operate(&mut self, op: &Op, out: &mut [u8]) {
         match op {
             Op::Raw(from, bytes) => self.node.handle_datagram(self.now, from.addr(), bytes),
-            Op::Syn(from, digests, start, end) => {
-                let Ok(mut w) = SynWriter::new(out, &Self::header(*from)) else {
+            Op::Syn(from, news, digests, start, end) => {
+                let Ok(mut w) = SynWriter::new(out, &Self::header(*from), &rumors(news)) else {
                     return;
                 };
-                for (who, g, v) in digests {
-                    w.push(&digest(*who, *g, *v));
+                for (who, g, v, c) in digests {
+                    w.push(&digest(*who, *g, *v, *c));
                 }
                 let n = w.finish(RingRange {
                     start: *start,
@@ -379,26 +420,54 @@ impl Harness {
                 self.node.handle_datagram(self.now, from.addr(), &out[..n]);
             }
             Op::Ack(from, requests, deltas) => {
-                let Ok(mut w) = AckWriter::new(out, &Self::header(*from)) else {
+                let Ok(mut w) = AckWriter::new(out, &Self::header(*from), &[]) else {
                     return;
                 };
-                for (who, g, v) in requests {
-                    w.push_request(&digest(*who, *g, *v));
+                for (who, g, v, c) in requests {
+                    w.push_request(&digest(*who, *g, *v, *c));
                 }
                 for d in deltas {
-                    w.push_delta(d.who.addr(), d.generation.value(), d.items());
+                    w.push_delta(
+                        d.who.addr(),
+                        d.generation.value(),
+                        d.claim.claim(),
+                        d.items(),
+                    );
                 }
                 let n = w.finish();
                 self.node.handle_datagram(self.now, from.addr(), &out[..n]);
             }
-            Op::Ack2(from, deltas) => {
-                let n = ack2(out, *from, deltas.iter().map(|d| (d.who.addr(), d)));
+            Op::Ack2(from, news, deltas) => {
+                let n = ack2(
+                    out,
+                    *from,
+                    &rumors(news),
+                    deltas.iter().map(|d| (d.who.addr(), d)),
+                );
                 self.node.handle_datagram(self.now, from.addr(), &out[..n]);
+            }
+            Op::Probe(from, kind, seq, target, news) => {
+                let probe = match kind % 5 {
+                    0 => Probe::Ping { seq: *seq },
+                    1 => Probe::PingReq {
+                        seq: *seq,
+                        target: target.addr(),
+                    },
+                    2 => Probe::PingAck { seq: *seq },
+                    3 => Probe::Nack { seq: *seq },
+                    _ => Probe::News,
+                };
+                if let Ok(n) =
+                    wire::encode_probe(out, &Self::header(*from), &rumors(news), &probe)
+                {
+                    self.node.handle_datagram(self.now, from.addr(), &out[..n]);
+                }
             }
             Op::Shutdown(from, d) => {
                 if let Ok(n) = wire::encode_shutdown(
                     out,
                     &Self::header(*from),
+                    &[],
                     d.generation.value(),
                     d.items(),
                 ) {
@@ -409,6 +478,7 @@ impl Harness {
                 let one = FuzzDelta {
                     who: Who::Local,
                     generation: Gen::Near(0),
+                    claim: FuzzClaim(0, 0, 0),
                     entries: vec![(Key::User("K".into()), Ver::Small(1), b"v".to_vec())],
                     heartbeat: Some(Ver::Small(2)),
                 };
@@ -420,7 +490,7 @@ impl Harness {
                             &one,
                         )
                     });
-                    let n = ack2(out, Who::Peer(batch as u8), invented);
+                    let n = ack2(out, Who::Peer(batch as u8), &[], invented);
                     self.node
                         .handle_datagram(self.now, Who::Peer(batch as u8).addr(), &out[..n]);
                 }
@@ -456,7 +526,7 @@ impl Harness {
                 .node
                 .set_keyring(k.map(|k| Keyring::new(ClusterKey::new([k; 32])))),
             Op::SealedAck2(k, seq, from, deltas) => {
-                let n = ack2(out, *from, deltas.iter().map(|d| (d.who.addr(), d)));
+                let n = ack2(out, *from, &[], deltas.iter().map(|d| (d.who.addr(), d)));
                 let sealed = Keyring::new(ClusterKey::new([*k; 32])).seal(out, n, *seq);
                 if let Some(n) = sealed {
                     self.node.handle_datagram(self.now, from.addr(), &out[..n]);
@@ -523,24 +593,26 @@ impl Harness {
     }
 }
 
-fn digest(who: Who, g: Gen, v: Ver) -> GossipDigest {
+fn digest(who: Who, g: Gen, v: Ver, c: FuzzClaim) -> GossipDigest {
     GossipDigest {
         endpoint: who.addr(),
         generation: g.value(),
         max_version: v.value(),
+        claim: c.claim(),
     }
 }
 
 fn ack2<'d>(
     out: &mut [u8],
     from: Who,
+    rumors: &[Rumor],
     deltas: impl Iterator<Item = (SocketAddr, &'d FuzzDelta)>,
 ) -> usize {
-    let Ok(mut w) = Ack2Writer::new(out, &Harness::header(from)) else {
+    let Ok(mut w) = Ack2Writer::new(out, &Harness::header(from), rumors) else {
         return 0;
     };
     for (endpoint, d) in deltas {
-        w.push_delta(endpoint, d.generation.value(), d.items());
+        w.push_delta(endpoint, d.generation.value(), d.claim.claim(), d.items());
     }
     w.finish()
 }

@@ -926,7 +926,7 @@ impl NodeRun<'_, '_> {
                 Message::Ack(a) => a.deltas.for_each(|x| note(x.endpoint)),
                 Message::Ack2(a) => a.deltas.for_each(|x| note(x.endpoint)),
                 Message::Shutdown(_) => note(d.header.sender),
-                Message::Syn(_) => {}
+                Message::Syn(_) | Message::Probe(_) => {}
             }
         }
         views
@@ -1110,6 +1110,7 @@ fn chance(rng: &mut Xoshiro256PlusPlus, p: f64) -> bool {
 enum Observed {
     Discovered(SocketAddr),
     Up(SocketAddr),
+    Suspect(SocketAddr),
     Down(SocketAddr),
     Restarted(SocketAddr, Generation),
     ShutDown(SocketAddr),
@@ -1133,6 +1134,7 @@ impl Observed {
         match *e {
             Event::Discovered { endpoint } => Observed::Discovered(endpoint),
             Event::Up { endpoint } => Observed::Up(endpoint),
+            Event::Suspect { endpoint } => Observed::Suspect(endpoint),
             Event::Down { endpoint } => Observed::Down(endpoint),
             Event::Restarted {
                 endpoint,
@@ -1164,6 +1166,9 @@ impl Observed {
                 endpoint: *endpoint,
             },
             Observed::Up(endpoint) => Event::Up {
+                endpoint: *endpoint,
+            },
+            Observed::Suspect(endpoint) => Event::Suspect {
                 endpoint: *endpoint,
             },
             Observed::Down(endpoint) => Event::Down {

@@ -8,6 +8,7 @@
 //! | `restart` | after convergence one node crashes, then restarts with a higher generation | every node sees it up with the new generation |
 //! | `partition` | after convergence the cluster splits in halves until each half marked the other down, then heals | every node sees every node alive again |
 //! | `churn` | after convergence nodes leave (shutdown or crash) and rejoin at a steady rate for a minute | every node sees every running node alive again |
+//! | `pause` | after convergence one node is frozen for `pause` (default 3 s), then resumes with what queued up for it | every node sees it alive again (timed from the resume); the downs it causes count as false |
 //!
 //! Every node publishes `STATUS` and `HOST_ID` when it starts; "all its
 //! states" means both.
@@ -40,17 +41,20 @@ pub enum Scenario {
     Partition,
     /// Nodes leave and rejoin steadily.
     Churn,
+    /// One node is frozen for a while, then resumes.
+    Pause,
 }
 
 impl Scenario {
     /// Every scenario.
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 7] = [
         Scenario::Converge,
         Scenario::Disseminate,
         Scenario::Crash,
         Scenario::Restart,
         Scenario::Partition,
         Scenario::Churn,
+        Scenario::Pause,
     ];
 
     /// Its name on the command line.
@@ -62,6 +66,7 @@ impl Scenario {
             Scenario::Restart => "restart",
             Scenario::Partition => "partition",
             Scenario::Churn => "churn",
+            Scenario::Pause => "pause",
         }
     }
 }
@@ -97,6 +102,11 @@ pub struct ScenarioConfig {
     pub seed: u64,
     /// Datagram loss probability, 0 to 1.
     pub loss: f64,
+    /// Extra latency per datagram, uniform in `0..=jitter` (reorders);
+    /// `None`: the default network's 2 ms.
+    pub jitter: Option<Duration>,
+    /// `pause`: how long the node is frozen.
+    pub pause: Duration,
     /// Gossip interval.
     pub interval: Duration,
     /// Live peers per round, 1 to 3.
@@ -107,13 +117,16 @@ pub struct ScenarioConfig {
 }
 
 impl ScenarioConfig {
-    /// Defaults: 1 s interval, fanout 1, no loss, seed 1, up to 600 rounds.
+    /// Defaults: 1 s interval, fanout 1, no loss, 2 ms of jitter, seed 1, up
+    /// to 600 rounds, 3 s pauses.
     pub fn new(scenario: Scenario, nodes: usize) -> Self {
         Self {
             scenario,
             nodes,
             seed: 1,
             loss: 0.0,
+            jitter: None,
+            pause: Duration::from_secs(3),
             interval: Duration::from_secs(1),
             fanout: 1,
             max_rounds: 600,
@@ -152,6 +165,12 @@ impl ScenarioConfig {
         if self.max_rounds == 0 {
             return Err("max rounds must be at least 1".into());
         }
+        if self.jitter.is_some_and(|j| j > Duration::from_secs(60)) {
+            return Err("jitter must be at most 60 s".into());
+        }
+        if self.scenario == Scenario::Pause && self.pause.is_zero() {
+            return Err("a pause must last more than 0 ms".into());
+        }
         self.node_config().validate().map_err(|e| e.to_string())
     }
 }
@@ -167,6 +186,9 @@ pub struct Figures {
     pub seed: u64,
     /// Loss probability.
     pub loss: f64,
+    /// The network's jitter (extra latency per datagram, at most), in
+    /// milliseconds.
+    pub jitter_ms: u64,
     /// Gossip interval in milliseconds.
     pub interval_ms: u64,
     /// Fanout.
@@ -187,6 +209,9 @@ pub struct Figures {
     pub restart_ms: Option<u64>,
     /// `partition` and `churn`: time from healing until views agree again.
     pub heal_ms: Option<u64>,
+    /// `pause`: time from the frozen node's resume until every node sees it
+    /// alive.
+    pub resume_ms: Option<u64>,
     /// Live, reachable nodes marked down (during the measured phase: the
     /// join for `converge`, after it for the others).
     pub false_downs: u64,
@@ -228,9 +253,11 @@ pub fn run(cfg: &ScenarioConfig, hooks: Hooks<'_>) -> Result<Figures, String> {
 fn run_on_worker(cfg: &ScenarioConfig, hooks: Hooks<'_>) -> Result<Figures, String> {
     let wall = std::time::Instant::now();
     let mut sim_cfg = SimConfig::new(cfg.nodes, cfg.seed, cfg.node_config());
+    let default_network = NetworkModel::default();
     sim_cfg.network = NetworkModel {
         loss: cfg.loss,
-        ..NetworkModel::default()
+        jitter: cfg.jitter.unwrap_or(default_network.jitter),
+        ..default_network
     };
     // Every node knows the cluster's size: its tables are allocated once.
     sim_cfg.reserve_peers = true;
@@ -248,6 +275,7 @@ fn run_on_worker(cfg: &ScenarioConfig, hooks: Hooks<'_>) -> Result<Figures, Stri
         nodes: cfg.nodes,
         seed: cfg.seed,
         loss: cfg.loss,
+        jitter_ms: sim_cfg_jitter_ms(cfg),
         interval_ms: cfg.interval.as_millis() as u64,
         fanout: cfg.fanout,
         ..Figures::default()
@@ -271,6 +299,7 @@ fn run_on_worker(cfg: &ScenarioConfig, hooks: Hooks<'_>) -> Result<Figures, Stri
             Scenario::Restart => run.restart(&mut sim, &mut fig),
             Scenario::Partition => run.partition(&mut sim, &mut fig),
             Scenario::Churn => run.churn(&mut sim, &mut fig),
+            Scenario::Pause => run.pause(&mut sim, &mut fig),
         };
     }
     if let (Some(before), Some(now)) = (heap_before, hooks.heap_bytes.map(|f| f())) {
@@ -295,6 +324,10 @@ fn run_on_worker(cfg: &ScenarioConfig, hooks: Hooks<'_>) -> Result<Figures, Stri
     fig.timeline = run.timeline;
     fig.wall_ms = wall.elapsed().as_millis() as u64;
     Ok(fig)
+}
+
+fn sim_cfg_jitter_ms(cfg: &ScenarioConfig) -> u64 {
+    ms(cfg.jitter.unwrap_or(NetworkModel::default().jitter))
 }
 
 fn rounds(d: Duration, interval: Duration) -> f64 {
@@ -327,6 +360,14 @@ struct Tracker {
     done: usize,
     /// Which nodes are down on purpose (crashed, left, paused), and groups.
     absent: Vec<bool>,
+    /// An endpoint whose downs are true ones whatever its state (the
+    /// `pause` scenario's frozen node: others may still time out its
+    /// suspicion after it resumed).
+    excused: Option<usize>,
+    /// Per (observer, endpoint), a bit: the observer may still hold an
+    /// incarnation of the endpoint from before its last restart (a down of
+    /// that one is a true one).
+    stale: Vec<u64>,
     groups: Vec<u32>,
     false_downs: u64,
     /// Watched per-scenario events: (observer) -> when.
@@ -353,6 +394,8 @@ impl Tracker {
             complete: vec![0; n],
             done: 0,
             absent: vec![false; n],
+            stale: vec![0; (n * n).div_ceil(64)],
+            excused: None,
             groups: vec![0; n],
             false_downs: 0,
             watch: Watch::Nothing,
@@ -409,6 +452,36 @@ impl Tracker {
     fn all_done(&self) -> bool {
         self.done == self.n
     }
+
+    /// Node `j` restarts: present again, and every other node holds its old
+    /// incarnation until it learns of the new one.
+    fn rejoined(&mut self, j: usize) {
+        if let Some(a) = self.absent.get_mut(j) {
+            *a = false;
+        }
+        for i in (0..self.n).filter(|i| *i != j) {
+            self.set_stale(i, j, true);
+        }
+    }
+
+    fn set_stale(&mut self, i: usize, j: usize, on: bool) {
+        let bit = i * self.n + j;
+        if let Some(word) = self.stale.get_mut(bit / 64) {
+            let mask = 1u64 << (bit % 64);
+            if on {
+                *word |= mask;
+            } else {
+                *word &= !mask;
+            }
+        }
+    }
+
+    fn is_stale(&self, i: usize, j: usize) -> bool {
+        let bit = i * self.n + j;
+        self.stale
+            .get(bit / 64)
+            .is_some_and(|w| w & (1u64 << (bit % 64)) != 0)
+    }
 }
 
 fn is_complete(pair: u8) -> bool {
@@ -429,7 +502,11 @@ impl Observer for Tracker {
                 if let Some(j) = idx(endpoint) {
                     self.update(i, j, |p| p & !ALIVE);
                     let reachable = self.groups.get(i) == self.groups.get(j);
-                    if !self.absent.get(j).copied().unwrap_or(true) && reachable {
+                    if !self.absent.get(j).copied().unwrap_or(true)
+                        && reachable
+                        && !self.is_stale(i, j)
+                        && self.excused != Some(j)
+                    {
                         self.false_downs += 1;
                     }
                     if self.watch == Watch::Down(j) {
@@ -437,8 +514,11 @@ impl Observer for Tracker {
                     }
                 }
             }
-            Event::Restarted { endpoint, .. } => {
+            Event::Restarted { endpoint, .. } | Event::Discovered { endpoint } => {
                 if let Some(j) = idx(endpoint) {
+                    self.set_stale(i, j, false);
+                }
+                if let (Event::Restarted { .. }, Some(j)) = (event, idx(endpoint)) {
                     // A new incarnation publishes its states again.
                     self.update(i, j, |p| p & ALIVE);
                 }
@@ -471,6 +551,7 @@ fn event_endpoint(e: &Event<'_>) -> Option<std::net::SocketAddr> {
     Some(match *e {
         Event::Discovered { endpoint }
         | Event::Up { endpoint }
+        | Event::Suspect { endpoint }
         | Event::Down { endpoint }
         | Event::Restarted { endpoint, .. }
         | Event::ShutDown { endpoint }
@@ -617,7 +698,7 @@ impl Run<'_, '_> {
         sim.crash(v);
         self.settle(sim, 5);
         self.tracker.watch(Watch::Touch(v));
-        self.tracker.absent[v] = false;
+        self.tracker.rejoined(v);
         sim.restart(v, &mut self.tracker);
         publish(sim, v, &mut self.tracker);
         let generation = Generation(sim.generation(v));
@@ -668,6 +749,46 @@ impl Run<'_, '_> {
         }
     }
 
+    /// Freezes a node for `pause`, then measures from its resume until every
+    /// node sees it alive; the downs it causes (of anyone) and any other
+    /// down of a live node count as false. Others' downs of the frozen node
+    /// are true ones, even those that land after it resumed.
+    fn pause(&mut self, sim: &mut Sim, fig: &mut Figures) -> bool {
+        let n = self.cfg.nodes;
+        let v = self.victim();
+        self.tracker.excused = Some(v);
+        sim.pause(v, self.cfg.pause);
+        let resume = sim.now() + self.cfg.pause;
+        sim.run_until(resume, &mut self.tracker);
+        let victim = node_addr(v);
+        self.tracker.watch(Watch::Touch(v));
+        // Everyone is checked once at the resume; then those with news of it.
+        self.tracker.touched = (0..n as u32).collect();
+        let took = self.until(
+            sim,
+            |sim, t| {
+                let now = sim.now();
+                let touched = std::mem::take(&mut t.touched);
+                for i in touched {
+                    let i = i as usize;
+                    let up = i == v
+                        || sim
+                            .node(i)
+                            .and_then(|node| node.endpoint(&victim))
+                            .is_some_and(|p| p.is_alive());
+                    if up {
+                        t.hit(i, now);
+                    }
+                }
+                t.hit_count == t.n
+            },
+            |_, t| t.hit_count as f64 / n as f64,
+        );
+        fig.resume_ms = took.map(ms);
+        fig.rounds = took.map(|d| rounds(d, self.cfg.interval));
+        took.is_some()
+    }
+
     fn partition(&mut self, sim: &mut Sim, fig: &mut Figures) -> bool {
         let n = self.cfg.nodes;
         let groups: Vec<u32> = (0..n).map(|i| u32::from(i >= n / 2)).collect();
@@ -709,7 +830,7 @@ impl Run<'_, '_> {
             if rejoin {
                 let k = (self.rng.next_u64() % stopped.len() as u64) as usize;
                 let v = stopped.swap_remove(k);
-                self.tracker.absent[v] = false;
+                self.tracker.rejoined(v);
                 sim.restart(v, &mut self.tracker);
                 publish(sim, v, &mut self.tracker);
             } else {

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use core::net::SocketAddr;
 
 use crate::state::{Generation, StateKey, Version, VersionedValue};
-use crate::wire::GossipDigest;
+use crate::claim::Claim;
+use crate::wire::{GossipDigest, Rumor};
 
 /// A write did not fit the space left.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,11 +139,19 @@ impl<'b> Cursor<'b> {
         self.put_varint(u64::from(addr.port()))
     }
 
-    /// A digest: endpoint, generation, max version.
+    /// A digest: endpoint, generation, max version, claim.
     pub(crate) fn put_digest(&mut self, d: &GossipDigest) -> Result<(), Full> {
         self.put_addr(&d.endpoint)?;
         self.put_varint(d.generation.0)?;
-        self.put_varint(d.max_version.0)
+        self.put_varint(d.max_version.0)?;
+        self.put_varint(d.claim.key())
+    }
+
+    /// A rumor: endpoint, generation, claim.
+    pub(crate) fn put_rumor(&mut self, r: &Rumor) -> Result<(), Full> {
+        self.put_addr(&r.endpoint)?;
+        self.put_varint(r.generation.0)?;
+        self.put_varint(r.claim.key())
     }
 
     /// A byte string: varint length, bytes.
@@ -325,12 +334,27 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// A digest: endpoint, generation, max version.
+    /// A digest: endpoint, generation, max version, claim.
     pub(crate) fn digest(&mut self) -> Result<GossipDigest, Malformed> {
         Ok(GossipDigest {
             endpoint: self.addr()?,
             generation: Generation(self.u64()?),
             max_version: Version(self.u64()?),
+            claim: self.claim()?,
+        })
+    }
+
+    /// A claim: its key as a varint.
+    pub(crate) fn claim(&mut self) -> Result<Claim, Malformed> {
+        Claim::from_key(self.u64()?).ok_or(Malformed)
+    }
+
+    /// A rumor: endpoint, generation, claim.
+    pub(crate) fn rumor(&mut self) -> Result<Rumor, Malformed> {
+        Ok(Rumor {
+            endpoint: self.addr()?,
+            generation: Generation(self.u64()?),
+            claim: self.claim()?,
         })
     }
 
@@ -549,6 +573,7 @@ mod tests {
                 endpoint: addr,
                 generation: Generation(v),
                 max_version: Version(rng.next_u64() >> (rng.next_u32() % 64)),
+                claim: Default::default(),
             };
             same_bytes(&d, |c| c.put_digest(&d));
             let len = (rng.next_u32() % 40) as usize;

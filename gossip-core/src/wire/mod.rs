@@ -9,8 +9,9 @@
 //! | 2 | 1 | protocol version, [`PROTOCOL_VERSION`] (1) |
 //! | 3 | 1 | flags: bit 0 [`FLAG_AUTH`] means an authentication trailer ends the datagram; other bits must be 0 |
 //! | 4 | 4 | cluster identifier, [`ClusterId`], little endian |
-//! | 8 | 1 | message kind, [`Kind`]: 1 SYN, 2 ACK, 3 ACK2, 4 SHUTDOWN |
+//! | 8 | 1 | message kind, [`Kind`]: 1 SYN, 2 ACK, 3 ACK2, 4 SHUTDOWN, 5 PING, 6 PING-REQ, 7 PING-ACK, 8 NACK, 9 NEWS |
 //! | 9 | 6–8 or 18–20 | sender: the sending node's gossip address (postcard `SocketAddr`: variant byte 0 then 4 IPv4 address bytes, or 1 then 16 IPv6 bytes; then the port as a 1–3 byte varint; IPv6 flow info and scope id are not sent) |
+//! | .. | .. | rumors: `list<Rumor>`, membership news piggybacked on every message |
 //! | .. | .. | body, postcard-encoded, by kind (below) |
 //! | end − n − 1 | n | authentication tag, only with [`FLAG_AUTH`] |
 //! | end − 1 | 1 | n, the tag's length, only with [`FLAG_AUTH`] |
@@ -28,15 +29,22 @@
 //! - **ACK2**: `list<EndpointDelta>`
 //! - **SHUTDOWN**: the sender's own final delta without the endpoint:
 //!   `generation`, `list<Entry>`, `heartbeat`
+//! - **PING**, **PING-ACK**, **NACK**: `seq: varint`, the probe's sequence
+//!   number (a PING-ACK answers the PING, or relays the answer to a PING-REQ;
+//!   a NACK says a relayed PING went unanswered)
+//! - **PING-REQ**: `seq: varint`, `target: SocketAddr`: "ping it for me"
+//! - **NEWS**: no body: the rumors alone, pushed at once when they are hot
 //!
 //! with
 //!
+//! - `Rumor` = `endpoint: SocketAddr`, `generation: varint`, `claim: varint`
+//!   (a [`Claim`]'s [`key`](Claim::key): incarnation, status, confirmations);
 //! - `GossipDigest` = `endpoint: SocketAddr`, `generation: varint`,
-//!   `max_version: varint`; in an ACK's requests the version is the requester's
-//!   and means "send me what is above it" (0 with an unknown or newer
-//!   generation: "send me everything");
+//!   `max_version: varint`, `claim: varint`; in an ACK's requests the version
+//!   is the requester's and means "send me what is above it" (0 with an
+//!   unknown or newer generation: "send me everything"), and the claim is 0;
 //! - `EndpointDelta` = `endpoint: SocketAddr`, `generation: varint`,
-//!   `list<Entry>`, `heartbeat: option<varint>` (`0x00` none, `0x01` then the
+//!   `claim: varint`, `list<Entry>`, `heartbeat: option<varint>` (`0x00` none, `0x01` then the
 //!   version); never empty: at least one entry or the heartbeat (an empty
 //!   delta says nothing, so writers leave it out and `decode` rejects it);
 //! - `Entry` = `key`, `version: varint`, `value: bytes`, where `key` is a varint
@@ -72,14 +80,15 @@ use core::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::claim::{Claim, Status};
 use crate::state::{Delta, Entries, Generation, Version};
 use codec::Reader;
-pub use writer::{Ack2Writer, AckWriter, SynWriter, encode_shutdown};
+pub use writer::{Ack2Writer, AckWriter, SynWriter, encode_probe, encode_shutdown, rumor_len};
 
 /// The first two bytes of every datagram: `"GS"`.
 pub const MAGIC: [u8; 2] = *b"GS";
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
 /// Flag bit: an authentication trailer (tag, then its one-byte length) ends
 /// the datagram.
 pub const FLAG_AUTH: u8 = 0b0000_0001;
@@ -130,6 +139,16 @@ pub enum Kind {
     Ack2 = 3,
     /// Announces the sender's graceful shutdown.
     Shutdown = 4,
+    /// A probe: "are you alive?"
+    Ping = 5,
+    /// "Probe this member for me" (an indirect probe).
+    PingReq = 6,
+    /// Answers a PING, or relays the answer to a PING-REQ.
+    PingAck = 7,
+    /// A relayed PING went unanswered.
+    Nack = 8,
+    /// Rumors only, pushed at once.
+    News = 9,
 }
 
 impl Kind {
@@ -140,6 +159,11 @@ impl Kind {
             2 => Some(Kind::Ack),
             3 => Some(Kind::Ack2),
             4 => Some(Kind::Shutdown),
+            5 => Some(Kind::Ping),
+            6 => Some(Kind::PingReq),
+            7 => Some(Kind::PingAck),
+            8 => Some(Kind::Nack),
+            9 => Some(Kind::News),
             _ => None,
         }
     }
@@ -163,6 +187,19 @@ pub struct GossipDigest {
     pub generation: Generation,
     /// The highest version known of it.
     pub max_version: Version,
+    /// What the sender believes of its liveness (zero in an ACK's requests).
+    pub claim: Claim,
+}
+
+/// Membership news about one endpoint: a liveness claim about a generation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Rumor {
+    /// The endpoint it is about.
+    pub endpoint: SocketAddr,
+    /// The generation it is about.
+    pub generation: Generation,
+    /// What it says.
+    pub claim: Claim,
 }
 
 /// A decoded datagram, borrowing from the received bytes.
@@ -170,6 +207,8 @@ pub struct GossipDigest {
 pub struct Datagram<'a> {
     /// The sender's cluster and address.
     pub header: Header,
+    /// Membership news the sender piggybacked.
+    pub rumors: Rumors<'a>,
     /// The message.
     pub message: Message<'a>,
     /// The authentication tag, when [`FLAG_AUTH`] was set. Not verified here.
@@ -187,6 +226,8 @@ pub enum Message<'a> {
     Ack2(Ack2<'a>),
     /// SHUTDOWN: the sender is leaving gracefully.
     Shutdown(Shutdown<'a>),
+    /// PING, PING-REQ, PING-ACK, NACK or NEWS.
+    Probe(Probe),
 }
 
 impl Message<'_> {
@@ -197,6 +238,50 @@ impl Message<'_> {
             Message::Ack(_) => Kind::Ack,
             Message::Ack2(_) => Kind::Ack2,
             Message::Shutdown(_) => Kind::Shutdown,
+            Message::Probe(p) => p.kind(),
+        }
+    }
+}
+
+/// The liveness messages: probes, their answers, and pushed news.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Probe {
+    /// "Are you alive?"; answered by a PING-ACK with the same `seq`.
+    Ping {
+        /// The probe's sequence number.
+        seq: u32,
+    },
+    /// "Ping `target` for me": answered by a PING-ACK with the same `seq`
+    /// when the target answers, a NACK when it does not.
+    PingReq {
+        /// The requester's sequence number.
+        seq: u32,
+        /// Whom to ping.
+        target: SocketAddr,
+    },
+    /// The answer to a PING (or a relayed one, to a PING-REQ).
+    PingAck {
+        /// The sequence number answered.
+        seq: u32,
+    },
+    /// A relayed PING went unanswered.
+    Nack {
+        /// The requester's sequence number.
+        seq: u32,
+    },
+    /// Rumors only.
+    News,
+}
+
+impl Probe {
+    /// The message's kind.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Probe::Ping { .. } => Kind::Ping,
+            Probe::PingReq { .. } => Kind::PingReq,
+            Probe::PingAck { .. } => Kind::PingAck,
+            Probe::Nack { .. } => Kind::Nack,
+            Probe::News => Kind::News,
         }
     }
 }
@@ -291,6 +376,8 @@ pub struct Shutdown<'a> {
 pub struct EndpointDelta<'a> {
     /// The endpoint the delta is about.
     pub endpoint: SocketAddr,
+    /// What the sender believes of its liveness.
+    pub claim: Claim,
     /// The delta.
     pub delta: Delta<'a>,
 }
@@ -353,6 +440,64 @@ impl Iterator for Digests<'_> {
                 self.bytes = rd.rest();
                 self.remaining -= 1;
                 Some(d)
+            }
+            Err(_) => {
+                self.remaining = 0;
+                None
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, Some(self.remaining as usize))
+    }
+}
+
+/// A validated list of rumors: an iterator over [`Rumor`].
+#[derive(Clone, Copy, Default)]
+pub struct Rumors<'a> {
+    bytes: &'a [u8],
+    remaining: u32,
+}
+
+impl<'a> Rumors<'a> {
+    fn parse(rd: &mut Reader<'a>) -> Result<Self, Error> {
+        let count = rd.count(1)?;
+        let start = rd.rest();
+        for _ in 0..count {
+            rd.rumor()?;
+        }
+        let used = start.len() - rd.rest().len();
+        Ok(Self {
+            bytes: start.get(..used).ok_or(Error::Malformed)?,
+            remaining: count,
+        })
+    }
+
+    /// Rumors left.
+    pub fn len(&self) -> usize {
+        self.remaining as usize
+    }
+
+    /// Whether none are left.
+    pub fn is_empty(&self) -> bool {
+        self.remaining == 0
+    }
+}
+
+impl Iterator for Rumors<'_> {
+    type Item = Rumor;
+
+    fn next(&mut self) -> Option<Rumor> {
+        if self.remaining == 0 {
+            return None;
+        }
+        let mut rd = Reader::new(self.bytes);
+        match rd.rumor() {
+            Ok(r) => {
+                self.bytes = rd.rest();
+                self.remaining -= 1;
+                Some(r)
             }
             Err(_) => {
                 self.remaining = 0;
@@ -444,6 +589,7 @@ macro_rules! list_view_traits {
 
 list_view_traits!(Digests);
 list_view_traits!(Deltas);
+list_view_traits!(Rumors);
 
 /// Why a datagram was not decoded (or a message not encoded). Decoding is pure:
 /// in every case no state anywhere changed.
@@ -532,6 +678,7 @@ pub fn decode(datagram: &[u8], cluster: ClusterId) -> Result<Datagram<'_>, Error
     let kind = Kind::from_code(kind).ok_or(Error::UnknownKind(kind))?;
     let mut rd = Reader::new(rest);
     let sender = rd.addr()?;
+    let rumors = Rumors::parse(&mut rd)?;
     let message = match kind {
         Kind::Syn => {
             let digests = Digests::parse(&mut rd)?;
@@ -553,6 +700,14 @@ pub fn decode(datagram: &[u8], cluster: ClusterId) -> Result<Datagram<'_>, Error
         Kind::Shutdown => Message::Shutdown(Shutdown {
             delta: take_delta_body(&mut rd)?,
         }),
+        Kind::Ping => Message::Probe(Probe::Ping { seq: rd.u32()? }),
+        Kind::PingReq => Message::Probe(Probe::PingReq {
+            seq: rd.u32()?,
+            target: rd.addr()?,
+        }),
+        Kind::PingAck => Message::Probe(Probe::PingAck { seq: rd.u32()? }),
+        Kind::Nack => Message::Probe(Probe::Nack { seq: rd.u32()? }),
+        Kind::News => Message::Probe(Probe::News),
     };
     if !rd.is_empty() {
         return Err(Error::TrailingBytes);
@@ -562,6 +717,7 @@ pub fn decode(datagram: &[u8], cluster: ClusterId) -> Result<Datagram<'_>, Error
             cluster: sent_cluster,
             sender,
         },
+        rumors,
         message,
         auth_tag,
     })
@@ -569,15 +725,25 @@ pub fn decode(datagram: &[u8], cluster: ClusterId) -> Result<Datagram<'_>, Error
 
 fn take_endpoint_delta<'a>(rd: &mut Reader<'a>) -> Result<EndpointDelta<'a>, Error> {
     let endpoint = rd.addr()?;
-    let delta = take_delta_body(rd)?;
+    let generation = Generation(rd.u64()?);
+    let claim = rd.claim()?;
+    let delta = take_delta_items(rd, generation)?;
     if delta.entries.is_empty() && delta.heartbeat.is_none() {
         return Err(Error::Malformed);
     }
-    Ok(EndpointDelta { endpoint, delta })
+    Ok(EndpointDelta {
+        endpoint,
+        claim,
+        delta,
+    })
 }
 
 fn take_delta_body<'a>(rd: &mut Reader<'a>) -> Result<Delta<'a>, Error> {
     let generation = Generation(rd.u64()?);
+    take_delta_items(rd, generation)
+}
+
+fn take_delta_items<'a>(rd: &mut Reader<'a>, generation: Generation) -> Result<Delta<'a>, Error> {
     let count = rd.count(1)?;
     let entries = Entries::parse(rd, count)?;
     let heartbeat = rd.option_u64()?.map(Version);

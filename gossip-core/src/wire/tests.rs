@@ -29,6 +29,7 @@ fn header(sender: &str) -> Header {
 struct OwnedDelta {
     endpoint: SocketAddr,
     generation: u64,
+    claim: Claim,
     entries: Vec<(OwnedKey, u64, Vec<u8>)>,
     heartbeat: Option<u64>,
 }
@@ -53,10 +54,11 @@ impl OwnedDelta {
         items
     }
 
-    fn from_view(endpoint: SocketAddr, delta: &Delta<'_>) -> Self {
+    fn from_view(endpoint: SocketAddr, claim: Claim, delta: &Delta<'_>) -> Self {
         OwnedDelta {
             endpoint,
             generation: delta.generation.0,
+            claim,
             entries: delta
                 .entries
                 .map(|(k, v)| (owned_key(&k), v.version.0, v.value.to_vec()))
@@ -79,55 +81,101 @@ enum OwnedMessage {
     Syn(Vec<GossipDigest>, RingRange),
     Ack(Vec<GossipDigest>, Vec<OwnedDelta>),
     Ack2(Vec<OwnedDelta>),
-    /// The delta's endpoint is the header's sender.
+    /// The delta's endpoint is the header's sender; its claim is unused.
     Shutdown(OwnedDelta),
+    Probe(Probe),
 }
 
-/// Encodes `msg` into `buf`, as many items as fit.
+/// Encodes `msg` into `buf`, as many items as fit, without rumors.
 fn encode(header: &Header, msg: &OwnedMessage, buf: &mut [u8]) -> Result<usize, Error> {
+    encode_with(header, &[], msg, buf)
+}
+
+/// Encodes `rumors` and `msg` into `buf`, as many items as fit.
+fn encode_with(
+    header: &Header,
+    rumors: &[Rumor],
+    msg: &OwnedMessage,
+    buf: &mut [u8],
+) -> Result<usize, Error> {
     Ok(match msg {
         OwnedMessage::Syn(digests, range) => {
-            let mut w = SynWriter::new(buf, header)?;
+            let mut w = SynWriter::new(buf, header, rumors)?;
             for d in digests {
                 w.push(d);
             }
             w.finish(*range)
         }
         OwnedMessage::Ack(requests, deltas) => {
-            let mut w = AckWriter::new(buf, header)?;
+            let mut w = AckWriter::new(buf, header, rumors)?;
             for r in requests {
                 w.push_request(r);
             }
             for d in deltas {
-                w.push_delta(d.endpoint, Generation(d.generation), d.items());
+                w.push_delta(d.endpoint, Generation(d.generation), d.claim, d.items());
             }
             w.finish()
         }
         OwnedMessage::Ack2(deltas) => {
-            let mut w = Ack2Writer::new(buf, header)?;
+            let mut w = Ack2Writer::new(buf, header, rumors)?;
             for d in deltas {
-                w.push_delta(d.endpoint, Generation(d.generation), d.items());
+                w.push_delta(d.endpoint, Generation(d.generation), d.claim, d.items());
             }
             w.finish()
         }
         OwnedMessage::Shutdown(d) => {
-            encode_shutdown(buf, header, Generation(d.generation), d.items())?
+            encode_shutdown(buf, header, rumors, Generation(d.generation), d.items())?
         }
+        OwnedMessage::Probe(p) => encode_probe(buf, header, rumors, p)?,
     })
 }
 
 fn to_owned(datagram: &Datagram<'_>) -> OwnedMessage {
     let deltas = |ds: Deltas<'_>| -> Vec<OwnedDelta> {
-        ds.map(|d| OwnedDelta::from_view(d.endpoint, &d.delta))
+        ds.map(|d| OwnedDelta::from_view(d.endpoint, d.claim, &d.delta))
             .collect()
     };
     match datagram.message {
         Message::Syn(s) => OwnedMessage::Syn(s.digests.collect(), s.range),
         Message::Ack(a) => OwnedMessage::Ack(a.requests.collect(), deltas(a.deltas)),
         Message::Ack2(a) => OwnedMessage::Ack2(deltas(a.deltas)),
-        Message::Shutdown(s) => {
-            OwnedMessage::Shutdown(OwnedDelta::from_view(datagram.header.sender, &s.delta))
-        }
+        Message::Shutdown(s) => OwnedMessage::Shutdown(OwnedDelta::from_view(
+            datagram.header.sender,
+            Claim::default(),
+            &s.delta,
+        )),
+        Message::Probe(p) => OwnedMessage::Probe(p),
+    }
+}
+
+fn claim(incarnation: u32, status: Status, confirmers: u8) -> Claim {
+    Claim {
+        incarnation,
+        status,
+        confirmers,
+    }
+}
+
+/// The rumors the golden datagram `name` carries.
+fn golden_rumors(name: &str) -> Vec<Rumor> {
+    let rumor = |endpoint: &str, generation: u64, claim: Claim| Rumor {
+        endpoint: addr(endpoint),
+        generation: Generation(generation),
+        claim,
+    };
+    match name {
+        // Suspect at incarnation 2, confirmed by two nodes (bits 0 and 2).
+        "syn" => std::vec![rumor(
+            "10.0.0.3:7000",
+            1_700_000_002,
+            claim(2, Status::Suspect, 0b101)
+        )],
+        "news" => std::vec![rumor(
+            "10.0.0.2:7000",
+            1_700_000_001,
+            claim(0, Status::Left, 0)
+        )],
+        _ => Vec::new(),
     }
 }
 
@@ -136,6 +184,7 @@ fn digest(endpoint: &str, generation: u64, version: u64) -> GossipDigest {
         endpoint: addr(endpoint),
         generation: Generation(generation),
         max_version: Version(version),
+        claim: Default::default(),
     }
 }
 
@@ -148,11 +197,14 @@ fn golden_messages() -> Vec<(&'static str, Header, OwnedMessage, &'static str)> 
             OwnedMessage::Syn(
                 std::vec![
                     digest("10.0.0.1:7000", 1_700_000_000, 42),
-                    digest("10.0.0.2:7000", 1_700_000_001, 7),
+                    GossipDigest {
+                        claim: Claim::alive(1),
+                        ..digest("10.0.0.2:7000", 1_700_000_001, 7)
+                    },
                 ],
                 RingRange::WHOLE
             ),
-            "4753010044ad051701000a000001d836 02 000a000001d83680e2cfaa062a 000a000002d83681e2cfaa0607 00 ffffffff0f",
+            "4753020044ad051701000a000001d836 01 000a000003d83682e2cfaa068512 02 000a000001d83680e2cfaa062a00 000a000002d83681e2cfaa06078008 00 ffffffff0f",
         ),
         (
             "ack",
@@ -162,6 +214,7 @@ fn golden_messages() -> Vec<(&'static str, Header, OwnedMessage, &'static str)> 
                 std::vec![OwnedDelta {
                     endpoint: addr("10.0.0.2:7000"),
                     generation: 1_700_000_001,
+                    claim: claim(3, Status::Down, 0),
                     entries: std::vec![
                         (status.clone(), 5, b"NORMAL".to_vec()),
                         (OwnedKey::User("zone".into()), 6, b"eu-1".to_vec()),
@@ -169,7 +222,7 @@ fn golden_messages() -> Vec<(&'static str, Header, OwnedMessage, &'static str)> 
                     heartbeat: Some(8),
                 }],
             ),
-            "4753010044ad051702000a000002d836 01 000a000003d83682e2cfaa0600 01 000a000002d83681e2cfaa06 02 0105064e4f524d414c 00047a6f6e65060465752d31 0108",
+            "4753020044ad051702000a000002d836 00 01 000a000003d83682e2cfaa060000 01 000a000002d83681e2cfaa06801c 02 0105064e4f524d414c 00047a6f6e65060465752d31 0108",
         ),
         (
             "ack2",
@@ -177,13 +230,14 @@ fn golden_messages() -> Vec<(&'static str, Header, OwnedMessage, &'static str)> 
             OwnedMessage::Ack2(std::vec![OwnedDelta {
                 endpoint: addr("10.0.0.3:7000"),
                 generation: 1_700_000_002,
+                claim: Claim::default(),
                 entries: std::vec![
                     (OwnedKey::Known(ApplicationState::Load), 3, b"0.5".to_vec()),
                     (OwnedKey::Unknown(300), 4, b"x".to_vec()),
                 ],
                 heartbeat: None,
             }]),
-            "4753010044ad0517030100000000000000000000000000000001d936 01 000a000003d83682e2cfaa06 02 020303302e35 ac0204017800",
+            "4753020044ad0517030100000000000000000000000000000001d936 00 01 000a000003d83682e2cfaa0600 02 020303302e35 ac0204017800",
         ),
         (
             "shutdown",
@@ -191,10 +245,44 @@ fn golden_messages() -> Vec<(&'static str, Header, OwnedMessage, &'static str)> 
             OwnedMessage::Shutdown(OwnedDelta {
                 endpoint: addr("10.0.0.1:7000"),
                 generation: 1_700_000_000,
+                claim: Claim::default(),
                 entries: std::vec![(status, 43, b"shutdown,true".to_vec())],
                 heartbeat: Some(u64::MAX),
             }),
-            "4753010044ad051704000a000001d836 80e2cfaa06 01 012b0d73687574646f776e2c74727565 01ffffffffffffffffff01",
+            "4753020044ad051704000a000001d836 00 80e2cfaa06 01 012b0d73687574646f776e2c74727565 01ffffffffffffffffff01",
+        ),
+        (
+            "ping",
+            header("10.0.0.1:7000"),
+            OwnedMessage::Probe(Probe::Ping { seq: 300 }),
+            "4753020044ad051705000a000001d836 00 ac02",
+        ),
+        (
+            "ping-req",
+            header("10.0.0.1:7000"),
+            OwnedMessage::Probe(Probe::PingReq {
+                seq: 7,
+                target: addr("[::1]:7001"),
+            }),
+            "4753020044ad051706000a000001d836 00 07 0100000000000000000000000000000001d936",
+        ),
+        (
+            "ping-ack",
+            header("10.0.0.1:7000"),
+            OwnedMessage::Probe(Probe::PingAck { seq: 300 }),
+            "4753020044ad051707000a000001d836 00 ac02",
+        ),
+        (
+            "nack",
+            header("10.0.0.1:7000"),
+            OwnedMessage::Probe(Probe::Nack { seq: 0 }),
+            "4753020044ad051708000a000001d836 00 00",
+        ),
+        (
+            "news",
+            header("10.0.0.1:7000"),
+            OwnedMessage::Probe(Probe::News),
+            "4753020044ad051709000a000001d836 01 000a000002d83681e2cfaa068006",
         ),
     ]
 }
@@ -220,9 +308,11 @@ fn golden_vectors() {
         assert_eq!(datagram.header, header, "{name}");
         assert_eq!(datagram.auth_tag, None, "{name}");
         assert_eq!(to_owned(&datagram), msg, "{name}");
+        let rumors = golden_rumors(name);
+        assert_eq!(datagram.rumors.collect::<Vec<_>>(), rumors, "{name}");
         // Re-encode to the same bytes.
         let mut buf = [0u8; 1400];
-        let len = encode(&header, &msg, &mut buf).unwrap();
+        let len = encode_with(&header, &rumors, &msg, &mut buf).unwrap();
         assert_eq!(hex(&buf[..len]), hex(&golden), "{name}");
     }
 }
@@ -301,18 +391,22 @@ fn each_defect_is_its_own_error() {
     assert_eq!(with(&|b| b.truncate(0)), Err(Error::Truncated));
     assert_eq!(with(&|b| b.truncate(8)), Err(Error::Truncated));
     assert_eq!(with(&|b| b[0] = b'X'), Err(Error::BadMagic));
-    assert_eq!(with(&|b| b[2] = 2), Err(Error::UnsupportedVersion(2)));
+    assert_eq!(with(&|b| b[2] = 1), Err(Error::UnsupportedVersion(1)));
     assert_eq!(with(&|b| b[3] = 0x82), Err(Error::UnsupportedFlags(0x82)));
     assert_eq!(
         decode(&good, ClusterId::from_name("other")).map(|_| ()),
         Err(Error::OtherCluster(CLUSTER))
     );
-    assert_eq!(with(&|b| b[8] = 9), Err(Error::UnknownKind(9)));
+    assert_eq!(with(&|b| b[8] = 10), Err(Error::UnknownKind(10)));
     assert_eq!(with(&|b| b[8] = 0), Err(Error::UnknownKind(0)));
     assert_eq!(with(&|b| b.truncate(b.len() - 1)), Err(Error::Malformed));
     assert_eq!(with(&|b| b.push(0)), Err(Error::TrailingBytes));
-    // A count far larger than the bytes left.
+    // A count far larger than the bytes left (rumors, then digests).
     assert_eq!(with(&|b| b[16] = 0x7f), Err(Error::Malformed));
+    assert_eq!(with(&|b| b[31] = 0x7f), Err(Error::Malformed));
+    // A claim no writer makes (a confirmer in an "alive"): the first
+    // digest's claim byte.
+    assert_eq!(with(&|b| b[45] = 0x01), Err(Error::Malformed));
     // A sender address that does not parse (variant 7).
     assert_eq!(with(&|b| b[9] = 7), Err(Error::Malformed));
 }
@@ -331,19 +425,19 @@ fn an_empty_endpoint_delta_is_malformed_and_overlong_varints_decode() {
     // An ACK2 with no deltas, then patched by hand.
     let (_, header, _, _) = golden_messages().remove(2);
     let mut buf = [0u8; 64];
-    let mut w = Ack2Writer::new(&mut buf, &header).unwrap();
+    let mut w = Ack2Writer::new(&mut buf, &header, &[]).unwrap();
     let endpoint = addr("10.0.0.3:7000");
     assert_eq!(
-        w.push_delta(endpoint, Generation(7), []),
+        w.push_delta(endpoint, Generation(7), Default::default(), []),
         0,
         "writers leave it out"
     );
     let len = w.finish();
     let mut bytes = buf[..len].to_vec();
     // Patch the list to hold one empty delta: count 1, endpoint, generation
-    // 7, no entries, no heartbeat.
+    // 7, claim 0, no entries, no heartbeat.
     *bytes.last_mut().unwrap() = 1;
-    bytes.extend_from_slice(&[0x00, 10, 0, 0, 3, 0xd8, 0x36, 7, 0, 0]);
+    bytes.extend_from_slice(&[0x00, 10, 0, 0, 3, 0xd8, 0x36, 7, 0, 0, 0]);
     assert_eq!(decode(&bytes, CLUSTER).map(|_| ()), Err(Error::Malformed));
     // With a heartbeat it is a delta (so the rejection above was for being
     // empty), and an overlong varint (0x87 0x00 for generation 7) decodes to
@@ -353,26 +447,26 @@ fn an_empty_endpoint_delta_is_malformed_and_overlong_varints_decode() {
     bytes.push(5);
     let minimal = decode(&bytes, CLUSTER).unwrap();
     let mut overlong = bytes.clone();
-    overlong.splice(n - 3..n - 2, [0x87, 0x00]);
+    overlong.splice(n - 4..n - 3, [0x87, 0x00]);
     assert_eq!(decode(&overlong, CLUSTER).unwrap().message, minimal.message);
 }
 
 #[test]
 fn writers_refuse_buffers_without_room_for_an_empty_message() {
     let h = header("10.0.0.1:7000");
-    // Header (9 + 7), room for the list count (3) and the range (10); they
-    // then take 1 + 6.
-    for n in 0..29 {
+    // Header (9 + 7), the rumor list (3 while open, then 1), room for the
+    // digest list count (3) and the range (10); they then take 1 + 6.
+    for n in 0..30 {
         let mut buf = std::vec![0u8; n];
         assert_eq!(
-            SynWriter::new(&mut buf, &h).err(),
+            SynWriter::new(&mut buf, &h, &[]).err(),
             Some(Error::BufferTooSmall)
         );
     }
-    let mut buf = [0u8; 29];
-    let w = SynWriter::new(&mut buf, &h).unwrap();
+    let mut buf = [0u8; 30];
+    let w = SynWriter::new(&mut buf, &h, &[]).unwrap();
     let len = w.finish(RingRange::WHOLE);
-    assert_eq!(len, 23);
+    assert_eq!(len, 24);
     let d = decode(&buf[..len], CLUSTER).unwrap();
     assert!(matches!(d.message, Message::Syn(s) if s.digests.is_empty()));
 }
@@ -385,10 +479,11 @@ fn syn_is_filled_in_priority_order_up_to_the_limit() {
             endpoint: SocketAddr::new(IpAddr::from(i.to_be_bytes()), 7000),
             generation: Generation(1_700_000_000 + u64::from(i)),
             max_version: Version(u64::from(i) * 1000),
+            claim: Default::default(),
         })
         .collect();
     let mut buf = [0u8; 1400];
-    let mut w = SynWriter::new(&mut buf, &h).unwrap();
+    let mut w = SynWriter::new(&mut buf, &h, &[]).unwrap();
     for d in &digests {
         w.push(d);
     }
@@ -401,8 +496,8 @@ fn syn_is_filled_in_priority_order_up_to_the_limit() {
         other => panic!("{other:?}"),
     };
     assert_eq!(decoded, digests[..count]);
-    // Full: what is left is less than one more digest (15 bytes here).
-    assert!(1400 - len < 15 + COUNT_RESERVE + 10, "{len}");
+    // Full: what is left is less than one more digest (16 bytes here).
+    assert!(1400 - len < 16 + COUNT_RESERVE + 10, "{len}");
 }
 
 #[test]
@@ -411,6 +506,7 @@ fn delta_is_cut_at_the_first_entry_that_does_not_fit() {
     let d = OwnedDelta {
         endpoint: addr("10.0.0.2:7000"),
         generation: 5,
+        claim: Claim::default(),
         entries: (1..=20u64)
             .map(|v| {
                 (
@@ -423,8 +519,8 @@ fn delta_is_cut_at_the_first_entry_that_does_not_fit() {
         heartbeat: Some(21),
     };
     let mut buf = [0u8; 1400];
-    let mut w = Ack2Writer::new(&mut buf, &h).unwrap();
-    let written = w.push_delta(d.endpoint, Generation(5), d.items());
+    let mut w = Ack2Writer::new(&mut buf, &h, &[]).unwrap();
+    let written = w.push_delta(d.endpoint, Generation(5), Default::default(), d.items());
     let len = w.finish();
     assert!(len <= 1400);
     assert!(written > 5 && written < 20, "{written}");
@@ -466,8 +562,8 @@ fn heartbeat_before_the_cut_is_kept() {
         ),
     ];
     let mut buf = [0u8; 1400];
-    let mut w = Ack2Writer::new(&mut buf, &h).unwrap();
-    assert_eq!(w.push_delta(addr("10.0.0.2:7000"), Generation(1), items), 3);
+    let mut w = Ack2Writer::new(&mut buf, &h, &[]).unwrap();
+    assert_eq!(w.push_delta(addr("10.0.0.2:7000"), Generation(1), Default::default(), items), 3);
     let len = w.finish();
     let OwnedMessage::Ack2(got) = to_owned(&decode(&buf[..len], CLUSTER).unwrap()) else {
         panic!()
@@ -481,7 +577,7 @@ fn deltas_that_do_not_fit_are_skipped_and_later_ones_tried() {
     let h = header("10.0.0.1:7000");
     let big = std::vec![b'x'; 2000];
     let mut buf = [0u8; 1400];
-    let mut w = AckWriter::new(&mut buf, &h).unwrap();
+    let mut w = AckWriter::new(&mut buf, &h, &[]).unwrap();
     assert!(w.push_request(&digest("10.0.0.9:7000", 1, 0)));
     let huge = [DeltaItem::State(
         StateKey::User("a"),
@@ -490,12 +586,12 @@ fn deltas_that_do_not_fit_are_skipped_and_later_ones_tried() {
             value: &big,
         },
     )];
-    assert_eq!(w.push_delta(addr("10.0.0.2:7000"), Generation(1), huge), 0);
+    assert_eq!(w.push_delta(addr("10.0.0.2:7000"), Generation(1), Default::default(), huge), 0);
     // Requests are closed once deltas started.
     assert!(!w.push_request(&digest("10.0.0.8:7000", 1, 0)));
     let small = [DeltaItem::Heartbeat(Version(9))];
-    assert_eq!(w.push_delta(addr("10.0.0.3:7000"), Generation(1), small), 1);
-    assert_eq!(w.push_delta(addr("10.0.0.4:7000"), Generation(1), []), 0);
+    assert_eq!(w.push_delta(addr("10.0.0.3:7000"), Generation(1), Default::default(), small), 1);
+    assert_eq!(w.push_delta(addr("10.0.0.4:7000"), Generation(1), Default::default(), []), 0);
     assert_eq!((w.requests(), w.deltas()), (1, 1));
     let len = w.finish();
     let OwnedMessage::Ack(reqs, deltas) = to_owned(&decode(&buf[..len], CLUSTER).unwrap()) else {
@@ -511,7 +607,7 @@ fn deltas_that_do_not_fit_are_skipped_and_later_ones_tried() {
 fn ack_keeps_room_for_deltas_after_many_requests() {
     let h = header("10.0.0.1:7000");
     let mut buf = [0u8; 200];
-    let mut w = AckWriter::new(&mut buf, &h).unwrap();
+    let mut w = AckWriter::new(&mut buf, &h, &[]).unwrap();
     let mut pushed = 0;
     for i in 0..100u8 {
         if w.push_request(&digest(&std::format!("10.0.1.{i}:7000"), 1, 0)) {
@@ -555,12 +651,42 @@ fn arbitrary_u64(g: &mut Gen) -> u64 {
     }
 }
 
+fn arbitrary_claim(g: &mut Gen) -> Claim {
+    let status = *g
+        .choose(&[Status::Alive, Status::Suspect, Status::Down, Status::Left])
+        .unwrap_or(&Status::Alive);
+    Claim {
+        incarnation: if bool::arbitrary(g) {
+            u32::arbitrary(g)
+        } else {
+            u32::from(u8::arbitrary(g) % 4)
+        },
+        status,
+        confirmers: if status == Status::Suspect {
+            u8::arbitrary(g)
+        } else {
+            0
+        },
+    }
+}
+
 fn arbitrary_digests(g: &mut Gen) -> Vec<GossipDigest> {
     (0..usize::arbitrary(g) % 12)
         .map(|_| GossipDigest {
             endpoint: arbitrary_addr(g),
             generation: Generation(arbitrary_u64(g)),
             max_version: Version(arbitrary_u64(g)),
+            claim: arbitrary_claim(g),
+        })
+        .collect()
+}
+
+fn arbitrary_rumors(g: &mut Gen) -> Vec<Rumor> {
+    (0..usize::arbitrary(g) % 5)
+        .map(|_| Rumor {
+            endpoint: arbitrary_addr(g),
+            generation: Generation(arbitrary_u64(g)),
+            claim: arbitrary_claim(g),
         })
         .collect()
 }
@@ -583,6 +709,7 @@ fn arbitrary_delta(g: &mut Gen) -> OwnedDelta {
     OwnedDelta {
         endpoint: arbitrary_addr(g),
         generation: arbitrary_u64(g),
+        claim: arbitrary_claim(g),
         entries,
         heartbeat: bool::arbitrary(g).then(|| arbitrary_u64(g)),
     }
@@ -597,7 +724,7 @@ fn arbitrary_deltas(g: &mut Gen) -> Vec<OwnedDelta> {
 
 impl Arbitrary for OwnedMessage {
     fn arbitrary(g: &mut Gen) -> Self {
-        match u8::arbitrary(g) % 4 {
+        match u8::arbitrary(g) % 5 {
             0 => OwnedMessage::Syn(
                 arbitrary_digests(g),
                 RingRange {
@@ -607,7 +734,23 @@ impl Arbitrary for OwnedMessage {
             ),
             1 => OwnedMessage::Ack(arbitrary_digests(g), arbitrary_deltas(g)),
             2 => OwnedMessage::Ack2(arbitrary_deltas(g)),
-            _ => OwnedMessage::Shutdown(arbitrary_delta(g)),
+            3 => OwnedMessage::Shutdown(arbitrary_delta(g)),
+            _ => OwnedMessage::Probe(match u8::arbitrary(g) % 5 {
+                0 => Probe::Ping {
+                    seq: u32::arbitrary(g),
+                },
+                1 => Probe::PingReq {
+                    seq: u32::arbitrary(g),
+                    target: arbitrary_addr(g),
+                },
+                2 => Probe::PingAck {
+                    seq: u32::arbitrary(g),
+                },
+                3 => Probe::Nack {
+                    seq: u32::arbitrary(g),
+                },
+                _ => Probe::News,
+            }),
         }
     }
 }
@@ -615,6 +758,7 @@ impl Arbitrary for OwnedMessage {
 #[derive(Clone, Debug)]
 struct Case {
     header: Header,
+    rumors: Vec<Rumor>,
     msg: OwnedMessage,
 }
 
@@ -627,8 +771,13 @@ impl Arbitrary for Case {
         let mut msg = OwnedMessage::arbitrary(g);
         if let OwnedMessage::Shutdown(d) = &mut msg {
             d.endpoint = header.sender;
+            d.claim = Claim::default();
         }
-        Case { header, msg }
+        Case {
+            header,
+            rumors: arbitrary_rumors(g),
+            msg,
+        }
     }
 }
 
@@ -636,9 +785,11 @@ impl Arbitrary for Case {
 fn decode_of_encode_is_identity() {
     fn prop(case: Case) -> bool {
         let mut buf = std::vec![0u8; 65_536];
-        let len = encode(&case.header, &case.msg, &mut buf).unwrap();
+        let len = encode_with(&case.header, &case.rumors, &case.msg, &mut buf).unwrap();
         let datagram = decode(&buf[..len], case.header.cluster).unwrap();
-        datagram.header == case.header && to_owned(&datagram) == case.msg
+        datagram.header == case.header
+            && datagram.rumors.collect::<Vec<_>>() == case.rumors
+            && to_owned(&datagram) == case.msg
     }
     QuickCheck::new()
         .tests(3000)
@@ -669,7 +820,7 @@ fn arbitrary_bytes_never_panic() {
 fn mutated_datagrams_never_panic_and_reencode_identically() {
     fn prop(case: Case, flips: Vec<(u16, u8)>) -> TestResult {
         let mut buf = std::vec![0u8; 65_536];
-        let len = encode(&case.header, &case.msg, &mut buf).unwrap();
+        let len = encode_with(&case.header, &case.rumors, &case.msg, &mut buf).unwrap();
         let mut bytes = buf[..len].to_vec();
         if bytes.is_empty() {
             return TestResult::discard();
@@ -681,10 +832,13 @@ fn mutated_datagrams_never_panic_and_reencode_identically() {
         if let Ok(d) = decode(&bytes, case.header.cluster) {
             // Whatever decodes re-encodes to a datagram that decodes the same.
             let msg = to_owned(&d);
+            let rumors: Vec<Rumor> = d.rumors.collect();
             let mut again = std::vec![0u8; 65_536];
-            let n = encode(&d.header, &msg, &mut again).unwrap();
+            let n = encode_with(&d.header, &rumors, &msg, &mut again).unwrap();
             let d2 = decode(&again[..n], case.header.cluster).unwrap();
-            return TestResult::from_bool(to_owned(&d2) == msg);
+            return TestResult::from_bool(
+                to_owned(&d2) == msg && d2.rumors.collect::<Vec<_>>() == rumors,
+            );
         }
         TestResult::passed()
     }
@@ -704,6 +858,7 @@ fn is_subsequence<T: PartialEq>(sub: &[T], full: &[T]) -> bool {
 fn is_cut_of(got: &OwnedDelta, want: &OwnedDelta) -> bool {
     got.endpoint == want.endpoint
         && got.generation == want.generation
+        && got.claim == want.claim
         && want.entries.starts_with(&got.entries)
         && (got.heartbeat.is_none()
             || (got.heartbeat == want.heartbeat && got.entries.len() == want.entries.len()))
@@ -721,6 +876,7 @@ fn is_fill_of(got: &OwnedMessage, want: &OwnedMessage) -> bool {
         }
         (OwnedMessage::Ack2(g), OwnedMessage::Ack2(w)) => deltas_fit(g, w),
         (OwnedMessage::Shutdown(g), OwnedMessage::Shutdown(w)) => is_cut_of(g, w),
+        (OwnedMessage::Probe(g), OwnedMessage::Probe(w)) => g == w,
         _ => false,
     }
 }
@@ -728,19 +884,24 @@ fn is_fill_of(got: &OwnedMessage, want: &OwnedMessage) -> bool {
 fn check_buffer_size(case: &Case, size: usize) -> bool {
     const GUARD: usize = 64;
     let mut buf = std::vec![0xEEu8; size + GUARD];
-    let res = encode(&case.header, &case.msg, &mut buf[..size]);
+    let res = encode_with(&case.header, &case.rumors, &case.msg, &mut buf[..size]);
     if buf[size..].iter().any(|b| *b != 0xEE) {
         return false;
     }
+    // Rumors are all written or the message is refused.
+    let rumors: usize = case.rumors.iter().map(rumor_len).sum::<usize>() + COUNT_RESERVE;
     match res {
-        // The largest empty message: a SHUTDOWN with an IPv6 sender, a 10-byte
-        // generation, an entry count and room for the heartbeat.
-        Err(Error::BufferTooSmall) => size < MAX_HEADER_LEN + 10 + COUNT_RESERVE + 11,
+        // The largest empty message: a SHUTDOWN or PING-REQ with an IPv6
+        // sender, its rumors, a 10-byte generation, an entry count and room
+        // for the heartbeat.
+        Err(Error::BufferTooSmall) => size < MAX_HEADER_LEN + rumors + 10 + COUNT_RESERVE + 11,
         Err(_) => false,
         Ok(len) => {
             len <= size
-                && decode(&buf[..len], case.header.cluster)
-                    .is_ok_and(|d| is_fill_of(&to_owned(&d), &case.msg))
+                && decode(&buf[..len], case.header.cluster).is_ok_and(|d| {
+                    is_fill_of(&to_owned(&d), &case.msg)
+                        && d.rumors.collect::<Vec<_>>() == case.rumors
+                })
         }
     }
 }

@@ -4,7 +4,8 @@
 use core::net::SocketAddr;
 
 use super::codec::{self, COUNT_RESERVE, Cursor};
-use super::{Error, GossipDigest, Header, Kind, MAGIC, PROTOCOL_VERSION, RingRange};
+use super::{Error, GossipDigest, Header, Kind, MAGIC, PROTOCOL_VERSION, Probe, RingRange, Rumor};
+use crate::claim::Claim;
 use crate::state::{DeltaItem, Generation, Version};
 
 /// The most elements one list may hold: what a [`COUNT_RESERVE`]-byte varint
@@ -18,7 +19,7 @@ const RANGE_RESERVE: usize = 10;
 /// 64-bit varint.
 const HEARTBEAT_RESERVE: usize = 1 + 10;
 
-/// Writes a SYN: header, then as many digests as fit.
+/// Writes a SYN: header and rumors, then as many digests as fit.
 ///
 /// ```
 /// use gossip_core::wire::{self, ClusterId, GossipDigest, Header, Message, RingRange, SynWriter};
@@ -26,11 +27,12 @@ const HEARTBEAT_RESERVE: usize = 1 + 10;
 ///
 /// let header = Header { cluster: ClusterId::from_name("demo"), sender: "127.0.0.1:7000".parse().unwrap() };
 /// let mut buf = [0u8; 1400];
-/// let mut syn = SynWriter::new(&mut buf, &header).unwrap();
+/// let mut syn = SynWriter::new(&mut buf, &header, &[]).unwrap();
 /// assert!(syn.push(&GossipDigest {
 ///     endpoint: "127.0.0.2:7000".parse().unwrap(),
 ///     generation: Generation(1_700_000_000),
 ///     max_version: Version(42),
+///     claim: Default::default(),
 /// }));
 /// let len = syn.finish(RingRange::WHOLE);
 /// let datagram = wire::decode(&buf[..len], header.cluster).unwrap();
@@ -42,10 +44,11 @@ pub struct SynWriter<'b> {
 }
 
 impl<'b> SynWriter<'b> {
-    /// Writes the header into `buf`. Fails when not even an empty SYN fits.
-    pub fn new(buf: &'b mut [u8], header: &Header) -> Result<Self, Error> {
+    /// Writes the header and `rumors` into `buf`. Fails when not even an
+    /// empty SYN fits.
+    pub fn new(buf: &'b mut [u8], header: &Header, rumors: &[Rumor]) -> Result<Self, Error> {
         let mut cur = Cursor::new(buf);
-        write_header(&mut cur, header, Kind::Syn)?;
+        write_header(&mut cur, header, Kind::Syn, rumors)?;
         let list = List::begin(&mut cur)?;
         // Keep room for the ring range.
         reserve_tail(&mut cur, RANGE_RESERVE)?;
@@ -98,10 +101,11 @@ pub struct AckWriter<'b> {
 }
 
 impl<'b> AckWriter<'b> {
-    /// Writes the header into `buf`. Fails when not even an empty ACK fits.
-    pub fn new(buf: &'b mut [u8], header: &Header) -> Result<Self, Error> {
+    /// Writes the header and `rumors` into `buf`. Fails when not even an
+    /// empty ACK fits.
+    pub fn new(buf: &'b mut [u8], header: &Header, rumors: &[Rumor]) -> Result<Self, Error> {
         let mut cur = Cursor::new(buf);
-        write_header(&mut cur, header, Kind::Ack)?;
+        write_header(&mut cur, header, Kind::Ack, rumors)?;
         let requests = List::begin(&mut cur)?;
         // Keep room for the delta list's count.
         reserve_tail(&mut cur, COUNT_RESERVE)?;
@@ -122,20 +126,24 @@ impl<'b> AckWriter<'b> {
         }
     }
 
-    /// Adds one endpoint's delta: the items in order (ascending version) until
-    /// one does not fit. Returns how many items were written; 0 leaves the
-    /// message as it was.
+    /// Adds one endpoint's delta, with the sender's claim about its
+    /// liveness: the items in order (ascending version) until one does not
+    /// fit. Returns how many items were written; 0 leaves the message as it
+    /// was.
     pub fn push_delta<'x>(
         &mut self,
         endpoint: SocketAddr,
         generation: Generation,
+        claim: Claim,
         items: impl IntoIterator<Item = DeltaItem<'x>>,
     ) -> usize {
         if self.deltas.is_none() && self.start_deltas().is_err() {
             return 0;
         }
         match &mut self.deltas {
-            Some(list) => push_endpoint_delta(&mut self.cur, list, endpoint, generation, items),
+            Some(list) => {
+                push_endpoint_delta(&mut self.cur, list, endpoint, generation, claim, items)
+            }
             None => 0,
         }
     }
@@ -192,10 +200,11 @@ pub struct Ack2Writer<'b> {
 }
 
 impl<'b> Ack2Writer<'b> {
-    /// Writes the header into `buf`. Fails when not even an empty ACK2 fits.
-    pub fn new(buf: &'b mut [u8], header: &Header) -> Result<Self, Error> {
+    /// Writes the header and `rumors` into `buf`. Fails when not even an
+    /// empty ACK2 fits.
+    pub fn new(buf: &'b mut [u8], header: &Header, rumors: &[Rumor]) -> Result<Self, Error> {
         let mut cur = Cursor::new(buf);
-        write_header(&mut cur, header, Kind::Ack2)?;
+        write_header(&mut cur, header, Kind::Ack2, rumors)?;
         let list = List::begin(&mut cur)?;
         Ok(Self { cur, list })
     }
@@ -205,9 +214,17 @@ impl<'b> Ack2Writer<'b> {
         &mut self,
         endpoint: SocketAddr,
         generation: Generation,
+        claim: Claim,
         items: impl IntoIterator<Item = DeltaItem<'x>>,
     ) -> usize {
-        push_endpoint_delta(&mut self.cur, &mut self.list, endpoint, generation, items)
+        push_endpoint_delta(
+            &mut self.cur,
+            &mut self.list,
+            endpoint,
+            generation,
+            claim,
+            items,
+        )
     }
 
     /// Endpoint deltas written so far.
@@ -229,15 +246,50 @@ impl<'b> Ack2Writer<'b> {
 pub fn encode_shutdown<'x>(
     buf: &mut [u8],
     header: &Header,
+    rumors: &[Rumor],
     generation: Generation,
     items: impl IntoIterator<Item = DeltaItem<'x>>,
 ) -> Result<usize, Error> {
     let mut cur = Cursor::new(buf);
-    write_header(&mut cur, header, Kind::Shutdown)?;
+    write_header(&mut cur, header, Kind::Shutdown, rumors)?;
     cur.put_varint(generation.0)
         .map_err(|_| Error::BufferTooSmall)?;
     write_delta_items(&mut cur, items).map_err(|_| Error::BufferTooSmall)?;
     Ok(cur.pos())
+}
+
+/// Writes a PING, PING-REQ, PING-ACK, NACK or NEWS with `rumors`. Returns
+/// the datagram's length.
+pub fn encode_probe(
+    buf: &mut [u8],
+    header: &Header,
+    rumors: &[Rumor],
+    probe: &Probe,
+) -> Result<usize, Error> {
+    let mut cur = Cursor::new(buf);
+    write_header(&mut cur, header, probe.kind(), rumors)?;
+    let body = match probe {
+        Probe::Ping { seq } | Probe::PingAck { seq } | Probe::Nack { seq } => {
+            cur.put_varint(u64::from(*seq))
+        }
+        Probe::PingReq { seq, target } => cur
+            .put_varint(u64::from(*seq))
+            .and_then(|()| cur.put_addr(target)),
+        Probe::News => Ok(()),
+    };
+    body.map_err(|_| Error::BufferTooSmall)?;
+    Ok(cur.pos())
+}
+
+/// The bytes `rumor` takes in a message's rumor list.
+pub fn rumor_len(rumor: &Rumor) -> usize {
+    let addr = match rumor.endpoint {
+        SocketAddr::V4(_) => 1 + 4,
+        SocketAddr::V6(_) => 1 + 16,
+    };
+    addr + codec::varint_len(u64::from(rumor.endpoint.port()))
+        + codec::varint_len(rumor.generation.0)
+        + codec::varint_len(rumor.claim.key())
 }
 
 /// Lowers the cursor's limit by `n` bytes kept for what ends the message.
@@ -251,12 +303,24 @@ fn reserve_tail(cur: &mut Cursor<'_>, n: usize) -> Result<(), Error> {
     Ok(())
 }
 
-fn write_header(cur: &mut Cursor<'_>, header: &Header, kind: Kind) -> Result<(), Error> {
+fn write_header(
+    cur: &mut Cursor<'_>,
+    header: &Header,
+    kind: Kind,
+    rumors: &[Rumor],
+) -> Result<(), Error> {
     let [c0, c1, c2, c3] = header.cluster.0.to_le_bytes();
     let [m0, m1] = MAGIC;
     cur.raw(&[m0, m1, PROTOCOL_VERSION, 0, c0, c1, c2, c3, kind as u8])
         .and_then(|()| cur.put_addr(&header.sender))
-        .map_err(|_| Error::BufferTooSmall)
+        .map_err(|_| Error::BufferTooSmall)?;
+    let mut list = List::begin(cur)?;
+    for r in rumors {
+        if !list.push(cur, |cur| cur.put_rumor(r)) {
+            return Err(Error::BufferTooSmall);
+        }
+    }
+    list.end(cur).map_err(|_| Error::BufferTooSmall)
 }
 
 /// An open counted list.
@@ -300,12 +364,14 @@ fn push_endpoint_delta<'x>(
     list: &mut List,
     endpoint: SocketAddr,
     generation: Generation,
+    claim: Claim,
     items: impl IntoIterator<Item = DeltaItem<'x>>,
 ) -> usize {
     let mut written = 0;
     list.push(cur, |cur| {
         cur.put_addr(&endpoint)?;
         cur.put_varint(generation.0)?;
+        cur.put_varint(claim.key())?;
         written = write_delta_items(cur, items)?;
         if written == 0 {
             // An empty delta says nothing: leave it out.

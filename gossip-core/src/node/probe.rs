@@ -1,0 +1,406 @@
+//! The probe cycle (SWIM): each round a node pings one member, taken in
+//! turn from its own order of the members; an answer within the probe
+//! timeout proves the member alive. No answer: `indirect_probes` other
+//! members are asked to ping it (PING-REQ) and relay its answer, or a NACK
+//! when they get none. No answer within two more probe timeouts either (a
+//! late direct answer still counts): the member is suspected
+//! ([`suspicion`](super::suspicion)). A probe is over before the next
+//! round's starts, unless local health stretched its timeouts.
+//!
+//! The order is the ring order (every node's hash of the members'
+//! addresses) walked from a random place, which moves to a new random place
+//! after each full cycle: every member is probed by every node about once
+//! per N rounds, and with every node's place random, by some node about
+//! every round. A newcomer lands at a random place of the order.
+//!
+//! Besides the cycle's probe, a node probes at once (at most
+//! [`MAX_PROBES`] in flight): a member it hears suspected (each failure is
+//! one more confirmation), a member whose phi passed the threshold (phi is
+//! an early warning; nobody is convicted on it), and the live member it
+//! gossiped to if no answer came from it within the probe timeout: a gossip
+//! exchange is a probe that costs no datagram, so every member is checked
+//! about twice a round, once by the cycle and once by the gossip.
+//!
+//! Helping others: a PING-REQ's target is pinged with a sequence number of
+//! this node's; its answer is relayed as a PING-ACK with the requester's
+//! number, and if none comes within this node's probe timeout, a NACK is
+//! (Lifeguard: a requester missing NACKs learns that its own network or
+//! process is the problem, not the target).
+
+use core::net::SocketAddr;
+use core::time::Duration;
+
+use rand_core::Rng;
+
+use super::Node;
+use crate::table::{AddrIndex, Liveness, Seq, Storage, doubt};
+use crate::time::Instant;
+use crate::wire::Probe as Msg;
+
+/// Probes in flight at most: the cycle's, and the extra ones.
+pub(super) const MAX_PROBES: usize = 4;
+
+/// PING-REQs this node relays at once at most; more are ignored (their
+/// requesters count on the other helpers).
+pub(super) const MAX_RELAYS: usize = 4;
+
+/// Liveness messages waiting to be sent at most; past it, new ones are
+/// dropped (and counted).
+pub(super) const OUTBOX: usize = 16;
+
+/// Ring steps one round may take to find a member to probe.
+const MAX_STEPS: usize = 64;
+
+/// Whose probe it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Cause {
+    /// The cycle's probe of the round.
+    Cycle,
+    /// A member heard suspected, or past its phi threshold.
+    Extra,
+}
+
+/// A probe in flight.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Probe {
+    slot: u32,
+    target: SocketAddr,
+    seq: u32,
+    deadline: Instant,
+    /// PING-REQs sent (0 while the direct ping is out).
+    asked: u8,
+    nacks: u8,
+    indirect: bool,
+    cause: Cause,
+}
+
+/// A PING-REQ being served.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Relay {
+    requester: SocketAddr,
+    requester_seq: u32,
+    seq: u32,
+    deadline: Instant,
+}
+
+/// A liveness message to send.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Outgoing {
+    pub(super) to: SocketAddr,
+    pub(super) msg: Msg,
+}
+
+/// A gossip target whose answer is awaited.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Watch {
+    slot: u32,
+    target: SocketAddr,
+    deadline: Instant,
+}
+
+/// The probe cycle's state.
+#[derive(Debug, Default)]
+pub(super) struct Prober {
+    probes: heapless::Vec<Probe, MAX_PROBES>,
+    watch: Option<Watch>,
+    relays: heapless::Vec<Relay, MAX_RELAYS>,
+    outbox: heapless::Deque<Outgoing, OUTBOX>,
+    next_seq: u32,
+    /// Where the cycle goes next on the ring, and members probed since it
+    /// last moved to a random place.
+    cursor: u32,
+    cycled: usize,
+}
+
+impl Prober {
+    /// Starts at a random place with random sequence numbers.
+    pub(super) fn new(cursor: u32, seq: u32) -> Self {
+        Self {
+            cursor,
+            next_seq: seq,
+            ..Self::default()
+        }
+    }
+
+    /// The next liveness message to send.
+    pub(super) fn next_outgoing(&mut self) -> Option<Outgoing> {
+        self.outbox.pop_front()
+    }
+
+    /// Whether slot `idx` is being probed.
+    pub(super) fn probing(&self, idx: u32) -> bool {
+        self.probes.iter().any(|p| p.slot == idx)
+    }
+
+    /// The earliest probe, watch or relay deadline.
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
+        let probes = self.probes.iter().map(|p| p.deadline);
+        let relays = self.relays.iter().map(|r| r.deadline);
+        let watch = self.watch.map(|w| w.deadline);
+        probes.chain(relays).chain(watch).min()
+    }
+
+    /// A datagram came from `sender`: the gossip target watched answered.
+    pub(super) fn heard_from(&mut self, sender: SocketAddr) {
+        if self.watch.is_some_and(|w| w.target == sender) {
+            self.watch = None;
+        }
+    }
+
+    fn seq(&mut self) -> u32 {
+        self.next_seq = self.next_seq.wrapping_add(1);
+        self.next_seq
+    }
+}
+
+impl<S: Storage, R: Rng> Node<S, R> {
+    /// This node's probe timeout, local health included.
+    pub(super) fn probe_timeout(&self) -> Duration {
+        self.config
+            .probe_timeout()
+            .saturating_mul(u32::from(self.health) + 1)
+    }
+
+    /// The round's probe: the next member of the cycle, unless the last
+    /// round's is still out.
+    pub(super) fn probe_cycle(&mut self, now: Instant) {
+        if self.prober.probes.iter().any(|p| p.cause == Cause::Cycle) {
+            return;
+        }
+        let members = self.alive;
+        if self.prober.cycled >= members {
+            // A full cycle: go on from a random place.
+            self.prober.cursor = self.rng.next_u32();
+            self.prober.cycled = 0;
+        }
+        let mut found = None;
+        for (steps, (position, i)) in self.index.ring().clockwise(self.prober.cursor).enumerate()
+        {
+            if steps >= MAX_STEPS {
+                break;
+            }
+            let Some(p) = self.peers.as_slice().get(i as usize) else {
+                continue;
+            };
+            if p.is_member() && p.is_alive() && !self.prober.probing(i) {
+                found = Some((position, i));
+                break;
+            }
+        }
+        let Some((position, idx)) = found else {
+            self.prober.cursor = self.rng.next_u32();
+            return;
+        };
+        self.prober.cursor = position.wrapping_add(1);
+        self.prober.cycled += 1;
+        self.start_probe(now, idx, Cause::Cycle);
+    }
+
+    /// Probes slot `idx` now, if it is not being probed and there is room.
+    pub(super) fn start_probe(&mut self, now: Instant, idx: u32, cause: Cause) {
+        let Some(p) = self.peers.as_slice().get(idx as usize) else {
+            return;
+        };
+        if !p.is_member() || p.has_left() || self.prober.probing(idx) || self.prober.probes.is_full()
+        {
+            return;
+        }
+        let target = p.addr();
+        let seq = self.prober.seq();
+        let probe = Probe {
+            slot: idx,
+            target,
+            seq,
+            deadline: now + self.probe_timeout(),
+            asked: 0,
+            nacks: 0,
+            indirect: false,
+            cause,
+        };
+        if self.prober.probes.push(probe).is_ok() {
+            self.stats.probes_sent += 1;
+            self.send_liveness(target, Msg::Ping { seq });
+        }
+    }
+
+    /// A SYN went to `target`: unless a datagram comes from it within the
+    /// probe timeout, it is probed (one gossip target watched at a time,
+    /// live members only).
+    pub(super) fn watch_gossip(&mut self, now: Instant, target: SocketAddr) {
+        if self.prober.watch.is_some() {
+            return;
+        }
+        let Some(slot) = self.index.find(&target, self.peers.as_slice()) else {
+            return;
+        };
+        let live = self
+            .peers
+            .as_slice()
+            .get(slot as usize)
+            .is_some_and(|p| p.is_member() && p.is_alive());
+        if live && !self.prober.probing(slot) {
+            self.prober.watch = Some(Watch {
+                slot,
+                target,
+                deadline: now + self.probe_timeout(),
+            });
+        }
+    }
+
+    /// Queues a liveness message.
+    pub(super) fn send_liveness(&mut self, to: SocketAddr, msg: Msg) {
+        if self.prober.outbox.push_back(Outgoing { to, msg }).is_err() {
+            self.stats.outbox_full += 1;
+        }
+    }
+
+    /// A PING, PING-REQ, PING-ACK or NACK from `from` (NEWS has no body).
+    pub(super) fn handle_probe(&mut self, now: Instant, from: SocketAddr, msg: Msg) {
+        match msg {
+            Msg::Ping { seq } => self.send_liveness(from, Msg::PingAck { seq }),
+            Msg::PingReq { seq, target } => {
+                if target == self.local {
+                    // Asked to ping ourselves: we are alive.
+                    self.send_liveness(from, Msg::PingAck { seq });
+                    return;
+                }
+                if self.prober.relays.is_full() {
+                    return;
+                }
+                let own = self.prober.seq();
+                let relay = Relay {
+                    requester: from,
+                    requester_seq: seq,
+                    seq: own,
+                    deadline: now + self.probe_timeout(),
+                };
+                if self.prober.relays.push(relay).is_ok() {
+                    self.send_liveness(target, Msg::Ping { seq: own });
+                }
+            }
+            Msg::PingAck { seq } => {
+                if let Some(k) = self.prober.probes.iter().position(|p| p.seq == seq) {
+                    let probe = self.prober.probes.swap_remove(k);
+                    self.health_better();
+                    // A suspect answered us: alive to us whatever others say,
+                    // and its suspicion starts over here (it has that long
+                    // again to refute).
+                    if let Some(p) = self.peers.as_mut_slice().get_mut(probe.slot as usize)
+                        && p.is_member()
+                        && p.addr() == probe.target
+                        && p.liveness == Liveness::Suspect
+                    {
+                        p.doubt |= doubt::ANSWERED;
+                        p.since = now;
+                    }
+                } else if let Some(k) = self.prober.relays.iter().position(|r| r.seq == seq) {
+                    let r = self.prober.relays.swap_remove(k);
+                    self.send_liveness(
+                        r.requester,
+                        Msg::PingAck {
+                            seq: r.requester_seq,
+                        },
+                    );
+                }
+            }
+            Msg::Nack { seq } => {
+                if let Some(p) = self.prober.probes.iter_mut().find(|p| p.seq == seq) {
+                    p.nacks = p.nacks.saturating_add(1);
+                }
+            }
+            Msg::News => {}
+        }
+    }
+
+    /// Moves probes and relays whose deadline passed: a direct ping
+    /// unanswered asks helpers; an indirect probe unanswered suspects its
+    /// target; a relay unanswered NACKs its requester.
+    pub(super) fn probe_deadlines(&mut self, now: Instant) {
+        if let Some(w) = self.prober.watch
+            && now >= w.deadline
+        {
+            self.prober.watch = None;
+            let same = self
+                .peers
+                .as_slice()
+                .get(w.slot as usize)
+                .is_some_and(|p| p.addr() == w.target);
+            if same {
+                self.start_probe(now, w.slot, Cause::Extra);
+            }
+        }
+        let mut k = 0;
+        while let Some(r) = self.prober.relays.get(k).copied() {
+            if now >= r.deadline {
+                self.prober.relays.swap_remove(k);
+                self.send_liveness(
+                    r.requester,
+                    Msg::Nack {
+                        seq: r.requester_seq,
+                    },
+                );
+            } else {
+                k += 1;
+            }
+        }
+        let mut k = 0;
+        while let Some(p) = self.prober.probes.get(k).copied() {
+            if now < p.deadline {
+                k += 1;
+                continue;
+            }
+            if !p.indirect {
+                let asked = self.ask_helpers(p.target, p.seq);
+                // The indirect probes have two more probe timeouts (the
+                // helpers' ping and the relays both ways).
+                let deadline = now + self.probe_timeout().saturating_mul(2);
+                if let Some(q) = self.prober.probes.get_mut(k) {
+                    q.indirect = true;
+                    q.asked = asked;
+                    q.deadline = deadline;
+                }
+                k += 1;
+                continue;
+            }
+            self.prober.probes.swap_remove(k);
+            // Still the same member in that slot?
+            let same = self
+                .peers
+                .as_slice()
+                .get(p.slot as usize)
+                .is_some_and(|q| q.is_member() && q.addr() == p.target);
+            if p.nacks < p.asked {
+                // Helpers owed NACKs that never came: we may be the problem.
+                self.health_worse();
+            }
+            self.stats.probe_failures += 1;
+            if same {
+                self.suspect(now, p.slot);
+            }
+        }
+    }
+
+    /// Sends PING-REQs about `target` to up to `indirect_probes` random
+    /// reachable members; returns how many.
+    fn ask_helpers(&mut self, target: SocketAddr, seq: u32) -> u8 {
+        let wanted = self.config.indirect_probes;
+        let mut asked: heapless::Vec<SocketAddr, 8> = heapless::Vec::new();
+        for _ in 0..u32::from(wanted) * 4 {
+            if asked.len() >= usize::from(wanted) {
+                break;
+            }
+            let Some(helper) = self.random_member(true) else {
+                break;
+            };
+            if helper == target || asked.contains(&helper) {
+                continue;
+            }
+            let _ = asked.push(helper);
+        }
+        for helper in &asked {
+            self.stats.ping_reqs_sent += 1;
+            self.send_liveness(*helper, Msg::PingReq { seq, target });
+        }
+        asked.len() as u8
+    }
+}

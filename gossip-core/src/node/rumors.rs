@@ -1,0 +1,247 @@
+//! Membership rumors: every liveness change a node learns (suspect, down,
+//! left, a refutation, a restart) rides piggyback on every datagram it
+//! sends, fewest-sent first, until it has been sent about `λ · log10(N)`
+//! times; hot news is also pushed at once, in NEWS datagrams, to a few random
+//! members (rumor mongering), instead of waiting for the next round.
+//!
+//! A queued rumor names its endpoint (a table slot, or this node); what it
+//! says is read from the table when it is sent, so a rumor always carries
+//! the latest claim, and a newer change restarts its count.
+//!
+//! Rumors are news, not the record: a node that missed one still learns the
+//! claim from anti-entropy, since every digest and delta carries it.
+
+use core::net::SocketAddr;
+
+use rand_core::Rng;
+
+use super::{LOCAL_SLOT, Node};
+use crate::claim::{Claim, Status};
+use crate::table::{Seq, Storage};
+use crate::wire::{self, Rumor};
+
+/// Rumors waiting to be sent; past this, the most-sent one gives way.
+pub(super) const RUMOR_QUEUE: usize = 32;
+
+/// Rumors in one datagram at most.
+pub(super) const MAX_PIGGYBACK: usize = 8;
+
+/// A datagram's rumors.
+pub(super) type Piggyback = heapless::Vec<Rumor, MAX_PIGGYBACK>;
+
+/// NEWS datagrams pushed per round at most (the rest of the hot news waits
+/// for piggybacking).
+const PUSHES_PER_ROUND: u8 = 6;
+
+/// One queued rumor: whose (a slot, or [`LOCAL_SLOT`]) and how often sent.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Queued {
+    who: u32,
+    sends: u8,
+}
+
+/// The rumor queue and the push budget.
+#[derive(Debug)]
+pub(super) struct Rumors {
+    queue: heapless::Vec<Queued, RUMOR_QUEUE>,
+    /// NEWS datagrams still to push.
+    pushes: u8,
+    /// NEWS datagrams this round may still push.
+    push_budget: u8,
+}
+
+impl Default for Rumors {
+    fn default() -> Self {
+        Self {
+            queue: heapless::Vec::new(),
+            pushes: 0,
+            push_budget: PUSHES_PER_ROUND,
+        }
+    }
+}
+
+impl Rumors {
+    /// A new round: the push budget is renewed.
+    pub(super) fn new_round(&mut self) {
+        self.push_budget = PUSHES_PER_ROUND;
+    }
+
+    /// Forgets the rumors about slot `who` (it was vacated or reused).
+    pub(super) fn forget(&mut self, who: u32) {
+        self.queue.retain(|q| q.who != who);
+    }
+
+    /// Rumors queued.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.queue.len()
+    }
+}
+
+/// How many times a rumor is sent in a cluster of `members`: `mult *
+/// ceil(log10(members + 1))`, at least `mult`.
+pub(super) fn retransmit_limit(mult: u8, members: usize) -> u8 {
+    // ceil(log10(members + 1)): the least k with 10^k >= members + 1.
+    let x = members.saturating_add(1);
+    let (mut k, mut p) = (0u8, 1usize);
+    while p < x {
+        p = p.saturating_mul(10);
+        k += 1;
+    }
+    mult.saturating_mul(k).max(mult)
+}
+
+impl<S: Storage, R: Rng> Node<S, R> {
+    /// Queues news about `who` (a slot or [`LOCAL_SLOT`]): sent afresh from
+    /// now on; `hot` news is also pushed at once.
+    pub(super) fn spread(&mut self, who: u32, hot: bool) {
+        let r = &mut self.rumors;
+        if let Some(q) = r.queue.iter_mut().find(|q| q.who == who) {
+            q.sends = 0;
+        } else if r.queue.push(Queued { who, sends: 0 }).is_err() {
+            // Full: the most-sent rumor has had its chance.
+            if let Some(q) = r.queue.iter_mut().max_by_key(|q| q.sends) {
+                *q = Queued { who, sends: 0 };
+            }
+        }
+        if hot {
+            let fanout = self.config.push_fanout;
+            r.pushes = r.pushes.max(fanout);
+        }
+    }
+
+    /// The rumor a queue entry stands for now, if it still says anything.
+    fn rumor_of(&self, who: u32) -> Option<Rumor> {
+        if who == LOCAL_SLOT {
+            return Some(Rumor {
+                endpoint: self.local,
+                generation: self.me.generation(),
+                claim: self.own_claim(),
+            });
+        }
+        let p = self.peers.as_slice().get(who as usize)?;
+        p.is_member().then(|| Rumor {
+            endpoint: p.addr(),
+            generation: p.state.generation(),
+            claim: p.claim(),
+        })
+    }
+
+    /// The rumors for a datagram to `to`: first what we believe of `to`
+    /// itself when that is not "alive" (so it can refute at once), then
+    /// `extra`, then the queued rumors sent least so far, within a quarter
+    /// of the datagram. Counts the queued ones as sent.
+    pub(super) fn piggyback(&mut self, to: SocketAddr, extra: &[Rumor]) -> Piggyback {
+        let mut out = Piggyback::new();
+        let budget = self.config.max_datagram_size / 4;
+        let mut used = 0;
+        let mut add = |out: &mut Piggyback, r: Rumor| -> bool {
+            let len = wire::rumor_len(&r);
+            if used + len > budget || out.iter().any(|o| o.endpoint == r.endpoint) {
+                return false;
+            }
+            if out.push(r).is_ok() {
+                used += len;
+                true
+            } else {
+                false
+            }
+        };
+        if let Some(p) = self.endpoint(&to) {
+            let claim = p.claim();
+            if claim.status != Status::Alive {
+                add(
+                    &mut out,
+                    Rumor {
+                        endpoint: to,
+                        generation: p.state.generation(),
+                        claim,
+                    },
+                );
+            }
+        }
+        for r in extra {
+            add(&mut out, *r);
+        }
+        let limit = retransmit_limit(self.config.rumor_retransmit_mult, self.endpoint_count());
+        // Fewest sends first: a pass per pick over a small queue.
+        while !out.is_full() {
+            let pick = self
+                .rumors
+                .queue
+                .iter()
+                .enumerate()
+                .filter(|(_, q)| !out.iter().any(|o| self.rumor_is(o, q.who)))
+                .min_by_key(|(_, q)| q.sends)
+                .map(|(i, q)| (i, q.who));
+            let Some((i, who)) = pick else {
+                break;
+            };
+            let Some(rumor) = self.rumor_of(who) else {
+                self.rumors.queue.swap_remove(i);
+                continue;
+            };
+            if !add(&mut out, rumor) {
+                break;
+            }
+            if let Some(q) = self.rumors.queue.get_mut(i) {
+                q.sends = q.sends.saturating_add(1);
+                if q.sends >= limit {
+                    self.rumors.queue.swap_remove(i);
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether `rumor` is about `who`.
+    fn rumor_is(&self, rumor: &Rumor, who: u32) -> bool {
+        if who == LOCAL_SLOT {
+            return rumor.endpoint == self.local;
+        }
+        self.peers
+            .as_slice()
+            .get(who as usize)
+            .is_some_and(|p| p.addr() == rumor.endpoint)
+    }
+
+    /// A member to push hot news to now, if any push is due and the round
+    /// allows it.
+    pub(super) fn next_push(&mut self) -> Option<SocketAddr> {
+        if self.rumors.pushes == 0 || self.rumors.push_budget == 0 || self.rumors.queue.is_empty()
+        {
+            return None;
+        }
+        self.rumors.pushes -= 1;
+        self.rumors.push_budget -= 1;
+        self.random_member(true)
+    }
+
+    /// This node's own claim: alive at its incarnation, or left once it
+    /// shuts down.
+    pub(super) fn own_claim(&self) -> Claim {
+        let status = if self.is_shutting_down() {
+            Status::Left
+        } else {
+            Status::Alive
+        };
+        Claim::new(self.incarnation, status)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::retransmit_limit;
+
+    #[test]
+    fn retransmits_grow_with_the_log_of_the_cluster() {
+        assert_eq!(retransmit_limit(4, 0), 4);
+        assert_eq!(retransmit_limit(4, 8), 4);
+        assert_eq!(retransmit_limit(4, 9), 4);
+        assert_eq!(retransmit_limit(4, 10), 8);
+        assert_eq!(retransmit_limit(4, 99), 8);
+        assert_eq!(retransmit_limit(4, 100), 12);
+        assert_eq!(retransmit_limit(4, 999), 12);
+        assert_eq!(retransmit_limit(4, 10_000), 20);
+    }
+}

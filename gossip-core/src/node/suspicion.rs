@@ -1,0 +1,223 @@
+//! Suspicion (SWIM, with Lifeguard's refinements) and local health.
+//!
+//! A member whose probe failed, directly and through others, becomes
+//! SUSPECT at the incarnation known; the claim spreads as a rumor. It has
+//! until its suspicion times out to refute (a newer incarnation); then the
+//! node that timed out claims it DOWN, which spreads as a rumor too.
+//!
+//! The timeout shrinks as independent confirmations come in (each node that
+//! hears a suspicion probes the suspect itself, and counts its own failure
+//! as one; the count travels in the claim), from a maximum to a minimum
+//! (Lifeguard's dynamic suspicion timeout):
+//!
+//! ```text
+//! min     = suspicion_mult * gossip_interval * max(1, log10(N))
+//! max     = suspicion_max_mult * min
+//! timeout = max - (max - min) * ln(C + 1) / ln(K + 1)      C confirmations, K = 3
+//! ```
+//!
+//! both scaled by this node's local health (below). With the defaults (0.5
+//! and 4), a 100-node cluster at one-second rounds waits 4 s on a lone
+//! suspicion and 1 s once three others confirmed it.
+//!
+//! **Local health** (Lifeguard's awareness): a score from 0 to
+//! [`MAX_HEALTH`], raised when a probe fails without the NACKs the helpers
+//! owed (the failure may be ours), when this node must refute a suspicion
+//! of itself, and when a round runs late; lowered by each probe answered.
+//! Probe and suspicion timeouts are multiplied by `score + 1`, so an
+//! overloaded or paused node does not convict healthy peers. Independently,
+//! after a local pause longer than `max_local_pause`, no suspicion is
+//! raised or timed out for as long again.
+
+use core::time::Duration;
+
+use rand_core::Rng;
+
+use super::Node;
+use crate::claim::{Claim, MAX_CONFIRMATIONS, Status};
+use crate::table::{Liveness, Seq, Storage, doubt};
+use crate::time::Instant;
+
+/// The highest local health score (Lifeguard's `S`).
+pub const MAX_HEALTH: u8 = 8;
+
+/// Suspects whose timeouts are tracked to the instant; more are expired by
+/// the round's sweep instead.
+pub(super) const TRACKED_SUSPECTS: usize = 32;
+
+/// `ln(C + 1) / ln(K + 1)` for `C` = 0..=K, K = [`MAX_CONFIRMATIONS`] (3).
+const CONFIRMED_FRACTION: [f64; MAX_CONFIRMATIONS as usize + 1] =
+    [0.0, 0.5, 0.792_481_250_360_578_1, 1.0];
+
+/// An estimate of `log10(n)` (within 0.03), without `std`.
+fn log10(n: usize) -> f64 {
+    if n <= 1 {
+        return 0.0;
+    }
+    let n = n as u64;
+    let exponent = 63 - n.leading_zeros();
+    // The mantissa in [1, 2), and log2 of it by a quadratic fit.
+    let mantissa = n as f64 / (1u64 << exponent) as f64;
+    let m = mantissa - 1.0;
+    let log2 = f64::from(exponent) + m * (1.346_6 - 0.346_6 * m);
+    log2 * core::f64::consts::LOG10_2
+}
+
+impl<S: Storage, R: Rng> Node<S, R> {
+    /// How long a suspicion with `confirmations` lasts here, local health
+    /// included.
+    pub(super) fn suspicion_timeout(&self, confirmations: u8) -> Duration {
+        let members = self.endpoint_count() + 1;
+        let interval = self.config.gossip_interval.as_secs_f64();
+        let min = self.config.suspicion_mult * interval * log10(members).max(1.0);
+        let max = min * f64::from(self.config.suspicion_max_mult);
+        let fraction = CONFIRMED_FRACTION
+            .get(usize::from(confirmations.min(MAX_CONFIRMATIONS)))
+            .copied()
+            .unwrap_or(1.0);
+        let secs = (max - (max - min) * fraction) * f64::from(self.health + 1);
+        Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
+    }
+
+    /// When the suspicion of slot `idx` times out, if it is suspected.
+    pub(super) fn suspicion_deadline(&self, idx: u32) -> Option<Instant> {
+        let p = self.peers.as_slice().get(idx as usize)?;
+        (p.is_member() && p.liveness == Liveness::Suspect)
+            .then(|| p.since + self.suspicion_timeout(p.claim().confirmations()))
+    }
+
+    /// Raises or confirms the suspicion of slot `idx` after this node's own
+    /// probe of it failed: a suspicion at the incarnation known, with this
+    /// node's confirmer bit (merged into one heard from others, it is one
+    /// more confirmation).
+    pub(super) fn suspect(&mut self, now: Instant, idx: u32) {
+        if now < self.pause_grace_until {
+            return;
+        }
+        let Some(p) = self.peers.as_mut_slice().get_mut(idx as usize) else {
+            return;
+        };
+        if !p.is_member() || p.has_left() {
+            return;
+        }
+        let generation = p.state.generation();
+        if !matches!(p.liveness, Liveness::Alive | Liveness::Suspect)
+            || p.doubt & doubt::CONFIRMED != 0
+        {
+            return;
+        }
+        let claim = Claim {
+            confirmers: self.confirmer_bit,
+            ..Claim::new(p.incarnation, Status::Suspect)
+        };
+        p.doubt |= doubt::CONFIRMED;
+        self.stats.suspicions_raised += 1;
+        self.merge_claim(now, idx, generation, claim, super::Source::Own);
+    }
+
+    /// Claims every suspect whose suspicion timed out DOWN (tracked ones;
+    /// the round's sweep takes the others), unless this node is recovering
+    /// from a pause of its own.
+    pub(super) fn expire_suspicions(&mut self, now: Instant) {
+        if now < self.pause_grace_until {
+            return;
+        }
+        let mut k = 0;
+        while let Some(&idx) = self.suspects.get(k) {
+            match self.suspicion_deadline(idx) {
+                None => {
+                    self.suspects.swap_remove(k);
+                }
+                Some(deadline) if now >= deadline => {
+                    self.suspects.swap_remove(k);
+                    self.convict(now, idx);
+                }
+                Some(_) => k += 1,
+            }
+        }
+    }
+
+    /// The suspicion of slot `idx` timed out: DOWN at the incarnation known.
+    pub(super) fn convict(&mut self, now: Instant, idx: u32) {
+        let Some(p) = self.peers.as_slice().get(idx as usize) else {
+            return;
+        };
+        if p.liveness != Liveness::Suspect {
+            return;
+        }
+        let generation = p.state.generation();
+        let claim = Claim::new(p.incarnation, Status::Down);
+        self.stats.convictions += 1;
+        self.merge_claim(now, idx, generation, claim, super::Source::Own);
+    }
+
+    /// The earliest tracked suspicion timeout.
+    pub(super) fn next_suspicion_deadline(&self) -> Option<Instant> {
+        self.suspects
+            .iter()
+            .filter_map(|&idx| self.suspicion_deadline(idx))
+            .min()
+    }
+
+    /// Starts tracking a new suspect's timeout (when there is room).
+    pub(super) fn track_suspect(&mut self, idx: u32) {
+        if !self.suspects.contains(&idx) {
+            let _ = self.suspects.push(idx);
+        }
+    }
+
+    /// Local health got worse (a missed NACK, a refutation, a late round).
+    pub(super) fn health_worse(&mut self) {
+        self.health = (self.health + 1).min(MAX_HEALTH);
+    }
+
+    /// Local health got better (a probe answered).
+    pub(super) fn health_better(&mut self) {
+        self.health = self.health.saturating_sub(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log10;
+
+    #[test]
+    fn log10_is_close() {
+        for n in [1usize, 2, 3, 7, 10, 99, 100, 1000, 1023, 1024, 10_000, 123_456] {
+            let want = libm_log10(n as f64);
+            let got = log10(n);
+            assert!((got - want).abs() < 0.03, "log10({n}) = {got}, want {want}");
+        }
+    }
+
+    /// log10 by bisection on 10^x, good enough for a reference.
+    fn libm_log10(x: f64) -> f64 {
+        let (mut lo, mut hi) = (0.0f64, 10.0f64);
+        for _ in 0..60 {
+            let mid = (lo + hi) / 2.0;
+            if pow10(mid) < x {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    fn pow10(x: f64) -> f64 {
+        // 10^x = e^(x ln 10), by its series on a reduced argument.
+        let y = x * core::f64::consts::LN_10;
+        let k = (y / 8.0) as i32 + 1;
+        let r = y / f64::from(1 << k);
+        let mut term = 1.0;
+        let mut sum = 1.0;
+        for i in 1..30 {
+            term *= r / f64::from(i);
+            sum += term;
+        }
+        for _ in 0..k {
+            sum *= sum;
+        }
+        sum
+    }
+}

@@ -1,0 +1,264 @@
+//! Liveness: probes, indirect probes, suspicion, refutation and the rules
+//! that keep stale rumors from winning.
+
+use super::*;
+use crate::claim::MAX_CONFIRMATIONS;
+use crate::wire::{Probe, encode_probe};
+
+/// Node 0, knowing node 1 and node 2 (alive at incarnation 0) from an ACK2
+/// of node 1's.
+fn node_knowing_two(now: Instant) -> HeapNode {
+    let mut a: HeapNode = lone(config(), now);
+    let header = Header {
+        cluster: CLUSTER,
+        sender: addr(1),
+    };
+    let mut buf = vec![0u8; 1400];
+    let mut w = Ack2Writer::new(&mut buf, &header, &[]).unwrap();
+    for i in [1, 2] {
+        w.push_delta(
+            addr(i),
+            Generation(GEN),
+            Claim::alive(0),
+            [DeltaItem::Heartbeat(Version(3))],
+        );
+    }
+    let n = w.finish();
+    a.handle_datagram(now, addr(1), &buf[..n]);
+    while a.poll_event().is_some() {}
+    a
+}
+
+/// A NEWS datagram from node 1 carrying `rumors`.
+fn news(rumors: &[Rumor]) -> Vec<u8> {
+    probe_from(1, rumors, Probe::News)
+}
+
+fn probe_from(i: usize, rumors: &[Rumor], probe: Probe) -> Vec<u8> {
+    let header = Header {
+        cluster: CLUSTER,
+        sender: addr(i),
+    };
+    let mut buf = vec![0u8; 1400];
+    let n = encode_probe(&mut buf, &header, rumors, &probe).unwrap();
+    buf.truncate(n);
+    buf
+}
+
+fn about(i: usize, claim: Claim) -> Rumor {
+    Rumor {
+        endpoint: addr(i),
+        generation: Generation(GEN),
+        claim,
+    }
+}
+
+fn events(node: &mut HeapNode) -> Vec<Ev> {
+    let mut out = Vec::new();
+    while let Some(e) = node.poll_event() {
+        out.push(Ev::from(e));
+    }
+    out
+}
+
+fn drain_all(node: &mut HeapNode, now: Instant) -> Vec<(SocketAddr, Vec<u8>)> {
+    let mut out = Vec::new();
+    while let Some(t) = poll(node, now) {
+        out.push(t);
+    }
+    out
+}
+
+#[test]
+fn a_stale_alive_rumor_does_not_bring_a_dead_member_back() {
+    let now = Instant::from_millis(1000);
+    let mut a = node_knowing_two(now);
+    a.handle_datagram(now, addr(1), &news(&[about(2, Claim::new(2, Status::Down))]));
+    let p = a.endpoint(&addr(2)).unwrap();
+    // A death at a later incarnation than ours is believed outright only
+    // when we doubted it: we had no doubt, so it is a suspicion here.
+    assert_eq!((p.liveness(), p.incarnation()), (Liveness::Suspect, 2));
+    // Our own probe failed meanwhile (as with a real crash): the death holds.
+    a.suspect(now, a.endpoint_slot(&addr(2)).unwrap() as u32);
+    a.handle_datagram(now, addr(1), &news(&[about(2, Claim::new(2, Status::Down))]));
+    assert_eq!(a.endpoint(&addr(2)).unwrap().liveness(), Liveness::Down);
+    // Old news of it alive, at its incarnation or before, changes nothing.
+    for i in [0, 1, 2] {
+        a.handle_datagram(now, addr(1), &news(&[about(2, Claim::alive(i))]));
+        assert_eq!(a.endpoint(&addr(2)).unwrap().liveness(), Liveness::Down);
+    }
+    assert!(!events(&mut a).contains(&Ev::Up(addr(2))));
+    // Its refutation (a newer incarnation) brings it back.
+    a.handle_datagram(now, addr(1), &news(&[about(2, Claim::alive(3))]));
+    assert_eq!(a.endpoint(&addr(2)).unwrap().liveness(), Liveness::Alive);
+    assert_eq!(events(&mut a), [Ev::Up(addr(2))]);
+}
+
+#[test]
+fn a_stale_suspicion_does_not_keep_a_refuted_member_down() {
+    let now = Instant::from_millis(1000);
+    let mut a = node_knowing_two(now);
+    a.handle_datagram(now, addr(1), &news(&[about(2, Claim::alive(3))]));
+    assert_eq!(a.endpoint(&addr(2)).unwrap().incarnation(), 3);
+    let stale = [
+        Claim::new(2, Status::Suspect),
+        Claim::new(2, Status::Down),
+        Claim {
+            confirmers: 0xff,
+            ..Claim::new(1, Status::Suspect)
+        },
+    ];
+    for claim in stale {
+        a.handle_datagram(now, addr(1), &news(&[about(2, claim)]));
+        assert_eq!(a.endpoint(&addr(2)).unwrap().liveness(), Liveness::Alive);
+    }
+    assert_eq!(events(&mut a), []);
+    // A suspicion at its current incarnation is news: suspected.
+    a.handle_datagram(now, addr(1), &news(&[about(2, Claim::new(3, Status::Suspect))]));
+    assert_eq!(a.endpoint(&addr(2)).unwrap().liveness(), Liveness::Suspect);
+    assert_eq!(events(&mut a), [Ev::Suspect(addr(2))]);
+    // Nothing more before the longest suspicion ends; then down.
+    let longest = a.suspicion_timeout(0);
+    a.handle_timeout(now + (longest - Duration::from_millis(1)));
+    assert_eq!(a.endpoint(&addr(2)).unwrap().liveness(), Liveness::Suspect);
+    a.handle_timeout(now + longest);
+    assert_eq!(a.endpoint(&addr(2)).unwrap().liveness(), Liveness::Down);
+    assert_eq!(events(&mut a), [Ev::Down(addr(2))]);
+    assert_eq!(a.stats().convictions, 1);
+}
+
+#[test]
+fn a_node_told_it_is_suspected_refutes_at_once() {
+    let now = Instant::from_millis(1000);
+    let mut a = node_knowing_two(now);
+    assert_eq!(a.incarnation(), 0);
+    // Node 1 pings us, with the news that we are suspected.
+    let ping = probe_from(1, &[about(0, Claim::new(0, Status::Suspect))], Probe::Ping { seq: 77 });
+    a.handle_datagram(now, addr(1), &ping);
+    assert_eq!(a.incarnation(), 1);
+    assert_eq!(a.stats().refutations, 1);
+    assert!(a.health() > 0);
+    // The answer carries the refutation: alive at incarnation 1.
+    let sent = drain_all(&mut a, now);
+    let (to, ack) = &sent[0];
+    assert_eq!(*to, addr(1));
+    let d = wire::decode(ack, CLUSTER).unwrap();
+    assert_eq!(d.message, Message::Probe(Probe::PingAck { seq: 77 }));
+    let rumors: Vec<Rumor> = d.rumors.collect();
+    assert!(rumors.contains(&about(0, Claim::alive(1))), "{rumors:?}");
+    // And it is pushed at once to others (hot news).
+    assert!(sent.iter().any(|(_, b)| {
+        matches!(wire::decode(b, CLUSTER).map(|d| d.message), Ok(Message::Probe(Probe::News)))
+    }));
+    // An older suspicion, or one of a generation not ours, is not refuted
+    // again.
+    a.handle_datagram(now, addr(1), &news(&[about(0, Claim::new(0, Status::Down))]));
+    let other_generation = Rumor {
+        generation: Generation(GEN + 1),
+        ..about(0, Claim::new(5, Status::Suspect))
+    };
+    a.handle_datagram(now, addr(1), &news(&[other_generation]));
+    assert_eq!(a.incarnation(), 1);
+    // A death at our incarnation is.
+    a.handle_datagram(now, addr(1), &news(&[about(0, Claim::new(1, Status::Down))]));
+    assert_eq!(a.incarnation(), 2);
+}
+
+#[test]
+fn a_ping_req_is_relayed_and_nacked_when_the_target_is_silent() {
+    let now = Instant::from_millis(1000);
+    let mut a = node_knowing_two(now);
+    // Node 1 asks us to ping node 2.
+    let req = probe_from(1, &[], Probe::PingReq { seq: 9, target: addr(2) });
+    a.handle_datagram(now, addr(1), &req);
+    let sent = drain_all(&mut a, now);
+    let pings: Vec<u32> = sent
+        .iter()
+        .filter(|(to, _)| *to == addr(2))
+        .filter_map(|(_, b)| match wire::decode(b, CLUSTER).unwrap().message {
+            Message::Probe(Probe::Ping { seq }) => Some(seq),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(pings.len(), 1);
+    // Node 2 answers: the answer is relayed with node 1's number.
+    a.handle_datagram(now, addr(2), &probe_from(2, &[], Probe::PingAck { seq: pings[0] }));
+    let relayed = drain_all(&mut a, now);
+    assert!(relayed.iter().any(|(to, b)| *to == addr(1)
+        && wire::decode(b, CLUSTER).unwrap().message == Message::Probe(Probe::PingAck { seq: 9 })));
+    // Asked again, node 2 stays silent: a NACK once the probe timeout passed.
+    a.handle_datagram(now, addr(1), &probe_from(1, &[], Probe::PingReq { seq: 10, target: addr(2) }));
+    drain_all(&mut a, now);
+    let timeout = a.config().probe_timeout();
+    assert!(a.poll_timeout().unwrap() <= now + timeout);
+    a.handle_timeout(now + timeout);
+    let later = drain_all(&mut a, now + timeout);
+    assert!(later.iter().any(|(to, b)| *to == addr(1)
+        && wire::decode(b, CLUSTER).unwrap().message == Message::Probe(Probe::Nack { seq: 10 })));
+    // Asked to ping ourselves: we answer ourselves.
+    a.handle_datagram(now, addr(1), &probe_from(1, &[], Probe::PingReq { seq: 11, target: addr(0) }));
+    let own = drain_all(&mut a, now);
+    assert!(own.iter().any(|(to, b)| *to == addr(1)
+        && wire::decode(b, CLUSTER).unwrap().message == Message::Probe(Probe::PingAck { seq: 11 })));
+}
+
+#[test]
+fn suspicions_shorten_with_confirmations_and_stretch_with_poor_health() {
+    let now = Instant::from_millis(1000);
+    let mut a = node_knowing_two(now);
+    // Three members: log10 is below 1, so the shortest suspicion is
+    // suspicion_mult rounds; the longest suspicion_max_mult times that.
+    let min = config().gossip_interval.mul_f64(config().suspicion_mult);
+    let max = min * config().suspicion_max_mult;
+    let close = |a: Duration, b: Duration| a.abs_diff(b) < Duration::from_millis(2);
+    assert!(close(a.suspicion_timeout(0), max));
+    assert!(close(a.suspicion_timeout(MAX_CONFIRMATIONS), min));
+    let mut last = a.suspicion_timeout(0);
+    for c in 1..=MAX_CONFIRMATIONS {
+        let t = a.suspicion_timeout(c);
+        assert!(t < last, "{c} confirmations: {t:?}");
+        last = t;
+    }
+    // A node in poor health waits longer, for probes and suspicions alike.
+    a.health_worse();
+    a.health_worse();
+    assert!(close(a.suspicion_timeout(0), max * 3));
+    assert_eq!(a.probe_timeout(), config().probe_timeout() * 3);
+}
+
+#[test]
+fn missed_nacks_worsen_local_health_and_answers_restore_it() {
+    // Node 0 probes while its own network is down: no answer, no NACK.
+    let mut net = net(5);
+    assert!(net.run_until(Duration::from_secs(30), |n| n.converged()));
+    assert_eq!(net.node(0).health(), 0);
+    net.muted[0] = true;
+    assert!(net.run_until(Duration::from_secs(20), |n| n.node(0).health() >= 2));
+    // Back: its probes are answered and its health recovers.
+    net.muted[0] = false;
+    assert!(net.run_until(Duration::from_secs(60), |n| n.node(0).health() == 0));
+}
+
+#[test]
+fn a_death_heard_of_a_member_we_do_not_doubt_is_a_suspicion_it_can_refute() {
+    // Node 2 is fine; someone says it is dead (say, from across a partition
+    // that healed since). Node 0 suspects it, probes it, it refutes: no
+    // down anywhere.
+    let mut net = net(4);
+    assert!(net.run_until(Duration::from_secs(30), |n| n.converged()));
+    net.run_for(Duration::from_secs(5));
+    let now = net.now;
+    net.node_mut(0)
+        .handle_datagram(now, addr(1), &news(&[about(2, Claim::new(0, Status::Down))]));
+    net.drain(0);
+    assert_eq!(
+        net.node(0).endpoint(&addr(2)).unwrap().liveness(),
+        Liveness::Suspect
+    );
+    assert!(net.run_until(Duration::from_secs(10), |n| n.node(2).incarnation() > 0));
+    net.run_for(Duration::from_secs(10));
+    for i in 0..4 {
+        assert_eq!(net.saw(i, &Ev::Down(addr(2))), None, "node {i}");
+    }
+    assert!(net.converged());
+}
