@@ -167,11 +167,18 @@ fn keyed_agents_shut_out_strangers_survive_hostile_datagrams_and_rotate_keys() {
         };
         let _ = attacker.send_to(&bytes, target);
     }
-    // A key holder's datagram, sent again and again: taken once, then
-    // counted as a replay every time. Sent in batches of 10 at each poll
-    // until 49 replays are counted: loopback drops what overflows A's
-    // socket buffer, as after the burst above on a busy machine.
-    let keyed = seal(&ack2(b, invented(9999), 5), &Key::new(k1), u64::MAX - 1);
+    // A key holder's datagram (a member announcing itself), sent again and
+    // again: taken once, then counted as a replay every time. Sent in
+    // batches of 10 at each poll until 49 replays are counted: loopback
+    // drops what overflows A's socket buffer, as after the burst above on a
+    // busy machine. (A key holder could also speak as B, with a sequence
+    // number far ahead of B's own, and A would then drop B's real datagrams
+    // as replays: a shared cluster key trusts every holder.)
+    let keyed = seal(
+        &ack2(invented(9999), invented(9999), 5),
+        &Key::new(k1),
+        u64::MAX - 1,
+    );
     wait("the replays counted", Duration::from_secs(10), || {
         for _ in 0..10 {
             let _ = attacker.send_to(&keyed, target);

@@ -1052,8 +1052,13 @@ impl<S: Storage, R: Rng> Node<S, R> {
             Status::Suspect => claim.confirmers,
             _ => 0,
         };
-        if liveness == Liveness::Suspect && before != Liveness::Suspect {
+        // A suspicion of a newer incarnation is a new suspicion: its clock
+        // and what we found of the old one start over.
+        let new_suspicion = liveness == Liveness::Suspect
+            && (before != Liveness::Suspect || claim.incarnation != ours.incarnation);
+        if new_suspicion {
             p.doubt = 0;
+            p.since = now;
         }
         self.set_liveness(idx, liveness, now);
         if liveness == Liveness::Suspect {
@@ -1062,7 +1067,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
             // for its confirmations, not a flood at every false alarm.
             let members = self.alive + self.unreachable;
             if heard
-                && before != Liveness::Suspect
+                && new_suspicion
                 && self.rng.next_u64() % (members as u64).max(1) < CONFIRMING_PROBERS
             {
                 self.start_probe(now, idx, probe::Cause::Extra);
@@ -1470,14 +1475,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
                 break;
             };
             match (p.slot, p.liveness) {
-                (Slot::Member, Liveness::Suspect) => {
-                    if self
-                        .suspicion_deadline(idx)
-                        .is_some_and(|t| now >= t && now >= self.pause_grace_until)
-                    {
-                        self.convict(now, idx);
-                    }
-                }
+                (Slot::Member, Liveness::Suspect) => self.sweep_suspect(now, idx),
                 (Slot::Member, Liveness::Down) => {
                     if now - p.since >= removal {
                         self.remove(idx, now);

@@ -31,6 +31,7 @@ fn every_scenario_reaches_its_goal_on_a_small_cluster() {
             }
             Scenario::Restart => assert!(f.restart_ms.is_some()),
             Scenario::Partition | Scenario::Churn => assert!(f.heal_ms.is_some()),
+            Scenario::Pause => assert!(f.resume_ms.is_some()),
         }
     }
 }
@@ -40,6 +41,31 @@ fn crash_with_loss_is_detected_without_false_downs() {
     let f = run(Scenario::Crash, 40, 3, 0.05);
     assert!(f.converged, "{f:?}");
     assert_eq!(f.false_downs, 0, "{f:?}");
+}
+
+#[test]
+fn a_pause_causes_no_down_and_is_seen_up_again() {
+    let mut cfg = ScenarioConfig::new(Scenario::Pause, 30);
+    cfg.seed = 2;
+    // Long enough that others mark the frozen node down first.
+    cfg.pause = std::time::Duration::from_secs(8);
+    let f = scenario::run(&cfg, Hooks::default()).unwrap();
+    assert!(f.converged, "{f:?}");
+    assert_eq!(f.false_downs, 0, "{f:?}");
+    // Seen up within a few rounds of its resume.
+    assert!(f.resume_ms.is_some_and(|ms| ms <= 3_000), "{f:?}");
+}
+
+#[test]
+fn crash_under_loss_and_jitter_has_no_false_down() {
+    let mut cfg = ScenarioConfig::new(Scenario::Crash, 40);
+    cfg.seed = 4;
+    cfg.loss = 0.1;
+    cfg.jitter = Some(std::time::Duration::from_millis(200));
+    let f = scenario::run(&cfg, Hooks::default()).unwrap();
+    assert!(f.converged, "{f:?}");
+    assert_eq!(f.false_downs, 0, "{f:?}");
+    assert_eq!(f.jitter_ms, 200);
 }
 
 #[test]

@@ -79,11 +79,40 @@ impl<S: Storage, R: Rng> Node<S, R> {
         Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
     }
 
-    /// When the suspicion of slot `idx` times out, if it is suspected.
+    /// Whether slot `idx` is suspected.
+    fn is_suspected(&self, idx: u32) -> bool {
+        self.peers
+            .as_slice()
+            .get(idx as usize)
+            .is_some_and(|p| p.is_member() && p.liveness == Liveness::Suspect)
+    }
+
+    /// When the suspicion of slot `idx` times out, if it is suspected and
+    /// not being probed by this node (then the probe decides).
     pub(super) fn suspicion_deadline(&self, idx: u32) -> Option<Instant> {
         let p = self.peers.as_slice().get(idx as usize)?;
-        (p.is_member() && p.liveness == Liveness::Suspect)
+        (p.is_member() && p.liveness == Liveness::Suspect && !self.prober.probing(idx))
             .then(|| p.since + self.suspicion_timeout(p.claim().confirmations()))
+    }
+
+    /// The suspicion of slot `idx` timed out here. DOWN if this node's own
+    /// probe failed during it; otherwise it probes first (one probe, its
+    /// failure a confirmation, its answer a new start), so that no node
+    /// convicts a member on others' word alone when the member might have
+    /// refuted to it. When no probe can start, DOWN.
+    fn suspicion_over(&mut self, now: Instant, idx: u32) {
+        let confirmed = self
+            .peers
+            .as_slice()
+            .get(idx as usize)
+            .is_some_and(|p| p.doubt & doubt::CONFIRMED != 0);
+        if !confirmed {
+            self.start_probe(now, idx, super::probe::Cause::Extra);
+            if self.prober.probing(idx) {
+                return;
+            }
+        }
+        self.convict(now, idx);
     }
 
     /// Raises or confirms the suspicion of slot `idx` after this node's own
@@ -101,39 +130,49 @@ impl<S: Storage, R: Rng> Node<S, R> {
             return;
         }
         let generation = p.state.generation();
-        if !matches!(p.liveness, Liveness::Alive | Liveness::Suspect)
-            || p.doubt & doubt::CONFIRMED != 0
-        {
-            return;
+        match p.liveness {
+            Liveness::Alive => {}
+            Liveness::Suspect if p.doubt & doubt::CONFIRMED == 0 => {}
+            _ => return,
         }
         let claim = Claim {
             confirmers: self.confirmer_bit,
             ..Claim::new(p.incarnation, Status::Suspect)
         };
-        p.doubt |= doubt::CONFIRMED;
         self.stats.suspicions_raised += 1;
         self.merge_claim(now, idx, generation, claim, super::Source::Own);
+        if let Some(p) = self.peers.as_mut_slice().get_mut(idx as usize) {
+            p.doubt |= doubt::CONFIRMED;
+        }
     }
 
-    /// Claims every suspect whose suspicion timed out DOWN (tracked ones;
-    /// the round's sweep takes the others), unless this node is recovering
-    /// from a pause of its own.
+    /// Ends every tracked suspicion that timed out (the round's sweep takes
+    /// the others), unless this node is recovering from a pause of its own:
+    /// see [`suspicion_over`](Self::suspicion_over).
     pub(super) fn expire_suspicions(&mut self, now: Instant) {
         if now < self.pause_grace_until {
             return;
         }
         let mut k = 0;
         while let Some(&idx) = self.suspects.get(k) {
-            match self.suspicion_deadline(idx) {
-                None => {
-                    self.suspects.swap_remove(k);
-                }
-                Some(deadline) if now >= deadline => {
-                    self.suspects.swap_remove(k);
-                    self.convict(now, idx);
-                }
-                Some(_) => k += 1,
+            if !self.is_suspected(idx) {
+                self.suspects.swap_remove(k);
+                continue;
             }
+            k += 1;
+            if self.suspicion_deadline(idx).is_some_and(|t| now >= t) {
+                self.suspicion_over(now, idx);
+            }
+        }
+    }
+
+    /// The round's sweep: a suspect not tracked to the instant whose
+    /// suspicion timed out.
+    pub(super) fn sweep_suspect(&mut self, now: Instant, idx: u32) {
+        if now >= self.pause_grace_until
+            && self.suspicion_deadline(idx).is_some_and(|t| now >= t)
+        {
+            self.suspicion_over(now, idx);
         }
     }
 
