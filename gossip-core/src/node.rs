@@ -99,6 +99,10 @@ pub struct Transmit {
 }
 
 /// A membership change, borrowed from the node until its next `&mut` call.
+///
+/// Followed from the node's creation, the events give its live set once
+/// they are all polled: `Up` puts an endpoint in; `Down`, `Restarted` and
+/// `Removed` take it out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event<'a> {
     /// A new endpoint entered the table.
@@ -106,7 +110,8 @@ pub enum Event<'a> {
         /// Its address.
         endpoint: SocketAddr,
     },
-    /// An endpoint is believed up: first proof of life, or back after down.
+    /// An endpoint is believed up: first proof of life, back after down, or
+    /// its new incarnation proven after [`Event::Restarted`].
     Up {
         /// Its address.
         endpoint: SocketAddr,
@@ -116,7 +121,11 @@ pub enum Event<'a> {
         /// Its address.
         endpoint: SocketAddr,
     },
-    /// An endpoint came back with a newer generation; its old state is gone.
+    /// An endpoint came back with a newer generation; its old state is gone,
+    /// and it is not believed up until an [`Event::Up`] follows (right after
+    /// it if the new incarnation is already proven alive, say it spoke to
+    /// this node). A follower of the events takes it out of its live set
+    /// here, as on [`Event::Down`].
     Restarted {
         /// Its address.
         endpoint: SocketAddr,
@@ -1065,6 +1074,10 @@ impl<S: Storage, R: Rng> Node<S, R> {
         } else if applied.replaced {
             peer.flags |= flags::EV_RESTARTED;
             peer.reported_version = Version(0);
+            // A new incarnation is not up until it is reported up: after
+            // `Restarted`, an `Up` follows once it is alive (at once if it
+            // spoke to us), so the events keep agreeing with `is_alive`.
+            peer.reported = Liveness::Unknown;
             peer.window.reset();
             peer.evidence = Version(0);
             dirty = true;
