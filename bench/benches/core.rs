@@ -46,7 +46,13 @@ fn full_ack(buf: &mut [u8]) -> usize {
         w.push_request(&digest(i));
     }
     let mut i = 100;
-    while w.push_delta(endpoint(i), GENERATION, Default::default(), cassandra_items()) == 3 {
+    while w.push_delta(
+        endpoint(i),
+        GENERATION,
+        Default::default(),
+        cassandra_items(),
+    ) == 3
+    {
         i += 1;
     }
     w.finish()

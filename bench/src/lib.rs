@@ -1,6 +1,7 @@
 //! Benchmarks of this project: `benches/core.rs` (criterion: the core's
 //! encoding, decoding, SYN handling and rounds) and the `compare` binary
-//! (this project's tokio binding, chitchat and foca side by side).
+//! (this project's tokio binding, chitchat, foca and memberlist side by
+//! side).
 //!
 //! This library holds what both use: a node that knows many endpoints.
 

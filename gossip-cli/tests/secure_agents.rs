@@ -78,7 +78,8 @@ fn ack2(sender: SocketAddr, about: SocketAddr, version: u64) -> Vec<u8> {
                 },
             ),
             DeltaItem::Heartbeat(Version(version + 1)),
-        ]);
+        ],
+    );
     let n = w.finish();
     buf.truncate(n);
     buf

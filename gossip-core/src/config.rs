@@ -171,9 +171,8 @@ impl Config {
         if !(1..=8).contains(&self.indirect_probes) {
             return Err(ConfigError::IndirectProbes);
         }
-        if !(self.suspicion_mult > 0.0 && self.suspicion_mult <= 100.0)
-            || !(1..=100).contains(&self.suspicion_max_mult)
-        {
+        let mult_ok = self.suspicion_mult > 0.0 && self.suspicion_mult <= 100.0;
+        if !mult_ok || !(1..=100).contains(&self.suspicion_max_mult) {
             return Err(ConfigError::Suspicion);
         }
         if !(1..=32).contains(&self.rumor_retransmit_mult) || self.push_fanout > 8 {
@@ -293,9 +292,9 @@ impl fmt::Display for ConfigError {
             ConfigError::Suspicion => f.write_str(
                 "suspicion multiplier must be above 0 and at most 100, its max multiple 1 to 100",
             ),
-            ConfigError::Rumors => f.write_str(
-                "rumor retransmit multiplier must be 1 to 32 and push fanout at most 8",
-            ),
+            ConfigError::Rumors => {
+                f.write_str("rumor retransmit multiplier must be 1 to 32 and push fanout at most 8")
+            }
             ConfigError::DatagramTooLarge => write!(
                 f,
                 "max datagram size must be at most {MAX_UDP_PAYLOAD} bytes"

@@ -13,7 +13,7 @@
 //! loop {
 //!     wait for the first of:
 //!         the deadline passed        => node.handle_timeout(now)
-//!         a command arrived          => set a state, take a snapshot, or shut down
+//!         a command arrived          => set a state, take a snapshot, subscribe, or shut down
 //!         a datagram arrived         => node.handle_datagram(now, from, datagram)
 //!     while let Some(t) = node.poll_transmit(now, &mut buf) { transport.send_to(..) }
 //!     deadline = node.poll_timeout();
@@ -157,6 +157,7 @@ enum Command {
         oneshot::Sender<Result<Version, MergeError>>,
     ),
     Snapshot(oneshot::Sender<Snapshot>),
+    Subscribe(oneshot::Sender<(Snapshot, broadcast::Receiver<MembershipEvent>)>),
     Keyring(Option<Keyring>, oneshot::Sender<()>),
     Shutdown(oneshot::Sender<()>),
 }
@@ -198,11 +199,44 @@ impl Handle {
         rx.await.map_err(|_| Error::Stopped)?.map_err(Error::State)
     }
 
-    /// A new subscription to membership events (from now on). A subscriber
-    /// that falls more than [`EVENT_BUFFER`] events behind is told how many
-    /// it missed (`RecvError::Lagged`) and goes on from the oldest kept.
+    /// A new subscription to membership events from now on. Nothing before
+    /// is replayed: the node's loop runs from the moment it is spawned, so
+    /// members it has already seen up are never announced to this
+    /// subscription. To follow the membership, start from
+    /// [`subscribe_with_snapshot`](Self::subscribe_with_snapshot) instead.
+    ///
+    /// A subscriber that falls more than [`EVENT_BUFFER`] events behind gets
+    /// `RecvError::Lagged(n)`, then the oldest event kept: the `n` missed
+    /// ones are gone (an `Up` among them is not sent again).
     pub fn subscribe(&self) -> broadcast::Receiver<MembershipEvent> {
         self.events.subscribe()
+    }
+
+    /// The node's view and a subscription that starts exactly there: both
+    /// taken by the loop between two steps, so the snapshot shows the effect
+    /// of every event sent before the subscription's first, and of none
+    /// after.
+    ///
+    /// To follow who is alive (and the states likewise):
+    ///
+    /// 1. start from the snapshot's endpoints with `alive`;
+    /// 2. apply each event in order: [`Up`](MembershipEvent::Up) puts an
+    ///    endpoint in; [`Down`](MembershipEvent::Down),
+    ///    [`Restarted`](MembershipEvent::Restarted) and
+    ///    [`Removed`](MembershipEvent::Removed) take it out (a restarted
+    ///    endpoint is announced `Up` again once proven, at once if it is);
+    /// 3. on `RecvError::Lagged`, drop the receiver and start over at 1 with
+    ///    a new call: the new snapshot replaces the whole view (what the
+    ///    missed events did is in it).
+    ///
+    /// Once the subscriber has received every event sent, its view is the
+    /// node's ([`Snapshot::endpoints`] with `alive`).
+    pub async fn subscribe_with_snapshot(
+        &self,
+    ) -> Result<(Snapshot, broadcast::Receiver<MembershipEvent>), Error> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Subscribe(tx)).await?;
+        rx.await.map_err(|_| Error::Stopped)
     }
 
     /// The node's view of the cluster now.
@@ -395,6 +429,11 @@ async fn run<T: Transport, R: Runtime>(
             }
             Wake::Command(Some(Command::Snapshot(reply))) => {
                 let _ = reply.send(Snapshot::of(&node, runtime.now()));
+            }
+            // Between two steps: the last drain sent every event so far, so
+            // the receiver's first event is the first after the snapshot.
+            Wake::Command(Some(Command::Subscribe(reply))) => {
+                let _ = reply.send((Snapshot::of(&node, runtime.now()), events.subscribe()));
             }
             Wake::Command(Some(Command::Keyring(ring, reply))) => {
                 node.set_keyring(ring);

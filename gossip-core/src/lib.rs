@@ -234,7 +234,9 @@ pub mod time;
 pub mod wire;
 
 pub use config::{Config, ConfigError};
-pub use node::{DropReason, Event, KINDS, MAX_HEALTH, MAX_SEEDS, Node, SHUTDOWN_STATUS, Stats, Transmit};
+pub use node::{
+    DropReason, Event, KINDS, MAX_HEALTH, MAX_SEEDS, Node, SHUTDOWN_STATUS, Stats, Transmit,
+};
 #[cfg(feature = "alloc")]
 pub use table::HeapStorage;
 pub use table::{FixedStorage, Liveness, Peer};

@@ -101,6 +101,10 @@ pub struct Transmit {
 }
 
 /// A membership change, borrowed from the node until its next `&mut` call.
+///
+/// Followed from the node's creation, the events give its live set once
+/// they are all polled: `Up` puts an endpoint in; `Down`, `Restarted` and
+/// `Removed` take it out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event<'a> {
     /// A new endpoint entered the table.
@@ -108,14 +112,16 @@ pub enum Event<'a> {
         /// Its address.
         endpoint: SocketAddr,
     },
-    /// An endpoint is believed up: newly known as alive, or back from a
-    /// suspicion (refuted) or from down.
+    /// An endpoint is believed up: newly known as alive, back from a
+    /// suspicion (refuted) or from down, or its new incarnation alive after
+    /// [`Event::Restarted`].
     Up {
         /// Its address.
         endpoint: SocketAddr,
     },
-    /// An endpoint is suspected: a probe of it failed. It is down unless it
-    /// refutes (then [`Event::Up`] follows) before the suspicion times out.
+    /// An endpoint is suspected: a probe of it failed. It is still up (an
+    /// [`Event::Up`] came before), and down unless it refutes (then
+    /// [`Event::Up`] follows) before the suspicion times out.
     Suspect {
         /// Its address.
         endpoint: SocketAddr,
@@ -126,7 +132,11 @@ pub enum Event<'a> {
         /// Its address.
         endpoint: SocketAddr,
     },
-    /// An endpoint came back with a newer generation; its old state is gone.
+    /// An endpoint came back with a newer generation; its old state is gone,
+    /// and it is not believed up until an [`Event::Up`] follows (right after
+    /// it if the new incarnation is already proven alive, say it spoke to
+    /// this node). A follower of the events takes it out of its live set
+    /// here, as on [`Event::Down`].
     Restarted {
         /// Its address.
         endpoint: SocketAddr,
@@ -1249,6 +1259,10 @@ impl<S: Storage, R: Rng> Node<S, R> {
             peer.flags |= flags::EV_RESTARTED;
             peer.doubt = 0;
             peer.reported_version = Version(0);
+            // A new incarnation is not up until it is reported up: after
+            // `Restarted`, an `Up` follows once it is alive, so the events
+            // keep agreeing with `is_alive`.
+            peer.reported = None;
             peer.window.reset();
             peer.evidence = Version(0);
             // A new incarnation of the endpoint: alive until claimed
@@ -2131,7 +2145,14 @@ fn take_event<B: StateBuf>(peer: &mut Peer<B>) -> Option<EventKind> {
             peer.reported = Some(now);
             match (before, now) {
                 (b, Liveness::Alive) if b != Some(Liveness::Alive) => Some(EventKind::Up),
-                (b, Liveness::Suspect) if b != Some(Liveness::Suspect) => Some(EventKind::Suspect),
+                (Some(Liveness::Alive), Liveness::Suspect) => Some(EventKind::Suspect),
+                // A suspect is up until it is down: one not reported up yet
+                // (new, restarted, or back from down) is reported up first,
+                // then suspected.
+                (b, Liveness::Suspect) if b != Some(Liveness::Suspect) => {
+                    peer.reported = Some(Liveness::Alive);
+                    Some(EventKind::Up)
+                }
                 (Some(Liveness::Alive | Liveness::Suspect), Liveness::Down | Liveness::Left) => {
                     Some(EventKind::Down)
                 }

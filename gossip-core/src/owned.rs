@@ -18,13 +18,14 @@ use crate::time::Instant;
 pub enum MembershipEvent {
     /// A new endpoint entered the table.
     Discovered(SocketAddr),
-    /// An endpoint is believed up.
+    /// An endpoint is believed up (again, after `Down` or `Restarted`).
     Up(SocketAddr),
     /// An endpoint is suspected (down unless it refutes in time).
     Suspect(SocketAddr),
     /// An endpoint that was up is believed down.
     Down(SocketAddr),
-    /// An endpoint came back with a newer generation.
+    /// An endpoint came back with a newer generation: not believed up until
+    /// an `Up` follows.
     Restarted {
         /// Its address.
         endpoint: SocketAddr,

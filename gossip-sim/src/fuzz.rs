@@ -23,10 +23,10 @@ use std::time::Duration;
 
 use arbitrary::{Arbitrary, Unstructured};
 use gossip_core::auth::{Key as ClusterKey, Keyring};
+use gossip_core::claim::{Claim, Status};
 use gossip_core::state::{
     ApplicationState, DeltaItem, Generation, StateKey, Version, VersionedValue,
 };
-use gossip_core::claim::{Claim, Status};
 use gossip_core::wire::{
     self, Ack2Writer, AckWriter, ClusterId, Datagram, GossipDigest, Header, Message, Probe,
     RingRange, Rumor, SynWriter,
@@ -220,8 +220,8 @@ pub struct FuzzClaim(pub u8, pub u8, pub u8);
 
 impl FuzzClaim {
     fn claim(self) -> Claim {
-        let status = [Status::Alive, Status::Suspect, Status::Down, Status::Left]
-            [usize::from(self.1 % 4)];
+        let status =
+            [Status::Alive, Status::Suspect, Status::Down, Status::Left][usize::from(self.1 % 4)];
         Claim {
             incarnation: u32::from(self.0 % 8),
             status,
@@ -286,7 +286,13 @@ pub enum Op {
     /// Any bytes from anyone.
     Raw(Who, Vec<u8>),
     /// A SYN with these rumors and digests.
-    Syn(Who, Vec<FuzzRumor>, Vec<(Who, Gen, Ver, FuzzClaim)>, u32, u32),
+    Syn(
+        Who,
+        Vec<FuzzRumor>,
+        Vec<(Who, Gen, Ver, FuzzClaim)>,
+        u32,
+        u32,
+    ),
     /// An ACK with these requests and deltas.
     Ack(Who, Vec<(Who, Gen, Ver, FuzzClaim)>, Vec<FuzzDelta>),
     /// An ACK2 with these rumors and deltas.
@@ -457,8 +463,7 @@ impl Harness {
                     3 => Probe::Nack { seq: *seq },
                     _ => Probe::News,
                 };
-                if let Ok(n) =
-                    wire::encode_probe(out, &Self::header(*from), &rumors(news), &probe)
+                if let Ok(n) = wire::encode_probe(out, &Self::header(*from), &rumors(news), &probe)
                 {
                     self.node.handle_datagram(self.now, from.addr(), &out[..n]);
                 }

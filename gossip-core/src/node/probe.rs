@@ -174,8 +174,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
             self.prober.cycled = 0;
         }
         let mut found = None;
-        for (steps, (position, i)) in self.index.ring().clockwise(self.prober.cursor).enumerate()
-        {
+        for (steps, (position, i)) in self.index.ring().clockwise(self.prober.cursor).enumerate() {
             if steps >= MAX_STEPS {
                 break;
             }
@@ -201,7 +200,10 @@ impl<S: Storage, R: Rng> Node<S, R> {
         let Some(p) = self.peers.as_slice().get(idx as usize) else {
             return;
         };
-        if !p.is_member() || p.has_left() || self.prober.probing(idx) || self.prober.probes.is_full()
+        if !p.is_member()
+            || p.has_left()
+            || self.prober.probing(idx)
+            || self.prober.probes.is_full()
         {
             return;
         }

@@ -70,12 +70,6 @@ impl Rumors {
     pub(super) fn forget(&mut self, who: u32) {
         self.queue.retain(|q| q.who != who);
     }
-
-    /// Rumors queued.
-    #[cfg(test)]
-    pub(super) fn len(&self) -> usize {
-        self.queue.len()
-    }
 }
 
 /// How many times a rumor is sent in a cluster of `members`: `mult *
@@ -208,8 +202,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
     /// A member to push hot news to now, if any push is due and the round
     /// allows it.
     pub(super) fn next_push(&mut self) -> Option<SocketAddr> {
-        if self.rumors.pushes == 0 || self.rumors.push_budget == 0 || self.rumors.queue.is_empty()
-        {
+        if self.rumors.pushes == 0 || self.rumors.push_budget == 0 || self.rumors.queue.is_empty() {
             return None;
         }
         self.rumors.pushes -= 1;

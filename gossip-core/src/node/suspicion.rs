@@ -169,9 +169,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
     /// The round's sweep: a suspect not tracked to the instant whose
     /// suspicion timed out.
     pub(super) fn sweep_suspect(&mut self, now: Instant, idx: u32) {
-        if now >= self.pause_grace_until
-            && self.suspicion_deadline(idx).is_some_and(|t| now >= t)
-        {
+        if now >= self.pause_grace_until && self.suspicion_deadline(idx).is_some_and(|t| now >= t) {
             self.suspicion_over(now, idx);
         }
     }
@@ -222,7 +220,9 @@ mod tests {
 
     #[test]
     fn log10_is_close() {
-        for n in [1usize, 2, 3, 7, 10, 99, 100, 1000, 1023, 1024, 10_000, 123_456] {
+        for n in [
+            1usize, 2, 3, 7, 10, 99, 100, 1000, 1023, 1024, 10_000, 123_456,
+        ] {
             let want = libm_log10(n as f64);
             let got = log10(n);
             assert!((got - want).abs() < 0.03, "log10({n}) = {got}, want {want}");

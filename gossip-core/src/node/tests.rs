@@ -442,8 +442,15 @@ fn a_silent_node_is_suspected_then_down_and_seen_up_when_it_speaks_again() {
             .min()
             .unwrap();
         assert!(suspected >= first_suspicion);
-        assert!(at - first_suspicion >= interval / 2, "node {i} convicted early");
-        assert!(at - muted_at <= 12 * interval, "node {i} late: {:?}", at - muted_at);
+        assert!(
+            at - first_suspicion >= interval / 2,
+            "node {i} convicted early"
+        );
+        assert!(
+            at - muted_at <= 12 * interval,
+            "node {i} late: {:?}",
+            at - muted_at
+        );
         let p = net.node(i).endpoint(&victim).unwrap();
         assert_eq!(p.liveness(), Liveness::Down);
         assert!(!p.is_alive());
@@ -544,6 +551,106 @@ fn restart_with_a_newer_generation_replaces_state() {
         assert!(p.state().get(&StateKey::parse("old")).is_none());
         assert_eq!(p.state().get(&StateKey::parse("new")).unwrap().value, b"2");
     }
+}
+
+/// Who a follower of node `i`'s events believes alive, by the rule
+/// [`Event`] documents: `Up` puts an endpoint in, `Down`, `Restarted` and
+/// `Removed` take it out (`Suspect` does not: a suspect is up until down).
+fn followed<S: Storage>(net: &Net<S>, i: usize) -> Vec<SocketAddr> {
+    let mut alive: Vec<SocketAddr> = Vec::new();
+    for (_, e) in &net.events[i] {
+        match e {
+            Ev::Up(a) if !alive.contains(a) => alive.push(*a),
+            Ev::Down(a) | Ev::Restarted { endpoint: a, .. } | Ev::Removed(a) => {
+                alive.retain(|x| x != a);
+            }
+            _ => {}
+        }
+    }
+    alive.sort();
+    alive
+}
+
+/// Node `i`'s own live set.
+fn alive_set<S: Storage>(net: &Net<S>, i: usize) -> Vec<SocketAddr> {
+    let mut alive: Vec<SocketAddr> = net
+        .node(i)
+        .endpoints()
+        .filter(|p| p.is_alive())
+        .map(|p| p.addr())
+        .collect();
+    alive.sort();
+    alive
+}
+
+/// Every running node's events, followed from its start, give its live set
+/// (between two steps, when every node has drained its events).
+fn assert_followers_agree<S: Storage>(net: &Net<S>, when: &str) {
+    for i in (0..net.nodes.len()).filter(|i| net.nodes[*i].is_some()) {
+        assert_eq!(
+            followed(net, i),
+            alive_set(net, i),
+            "node {i}'s events disagree with its live set {when} (at {:?})",
+            net.now
+        );
+    }
+}
+
+#[test]
+fn events_followed_from_the_start_give_the_live_set_through_restarts() {
+    let mut net = net(5);
+    let converged = net.run_until(Duration::from_secs(30), |n| {
+        assert_followers_agree(n, "while joining");
+        n.converged()
+    });
+    assert!(converged);
+    // Node 3 restarts before anyone convicts it: its seed hears the new
+    // generation from it first-hand (alive all along), the others second-
+    // or first-hand.
+    let r = 3;
+    net.nodes[r] = None;
+    net.run_for(Duration::from_millis(300));
+    assert!(net.node(0).endpoint(&addr(r)).unwrap().is_alive());
+    net.nodes[r] = Some(net.make(r, config(), GEN + 100, &[addr(0)]));
+    // A new node, followed from its start.
+    net.events[r].clear();
+    let restarted = Ev::Restarted {
+        endpoint: addr(r),
+        generation: GEN + 100,
+    };
+    let seen = net.run_until(Duration::from_secs(30), |n| {
+        assert_followers_agree(n, "during the restart");
+        (0..5).filter(|i| *i != r).all(|i| {
+            n.saw(i, &restarted).is_some()
+                && n.node(i).endpoint(&addr(r)).is_some_and(|p| {
+                    p.is_alive() && p.state().generation() == Generation(GEN + 100)
+                })
+        })
+    });
+    assert!(seen);
+    // It restarts again and dies before most have heard from it: whoever
+    // learned the new generation second-hand convicts an incarnation never
+    // proven.
+    net.nodes[r] = Some(net.make(r, config(), GEN + 200, &[addr(0)]));
+    net.events[r].clear();
+    let learned = net.run_until(Duration::from_secs(10), |n| {
+        n.node(0)
+            .endpoint(&addr(r))
+            .is_some_and(|p| p.state().generation() == Generation(GEN + 200))
+    });
+    assert!(learned);
+    net.nodes[r] = None;
+    let convicted = net.run_until(Duration::from_secs(120), |n| {
+        assert_followers_agree(n, "after the second restart");
+        (0..5).filter(|i| *i != r).all(|i| {
+            n.node(i)
+                .endpoint(&addr(r))
+                .is_none_or(|p| p.liveness() == Liveness::Down)
+        })
+    });
+    assert!(convicted);
+    net.run_for(Duration::from_secs(10));
+    assert_followers_agree(&net, "at the end");
 }
 
 #[test]
@@ -747,7 +854,14 @@ fn each_kind_of_defect_is_dropped_counted_and_changes_nothing() {
                 })
                 .chain([crate::state::DeltaItem::Heartbeat(Version(2_000_000))])
                 .collect();
-            assert!(w.push_delta(*endpoint, Generation(*generation), Default::default(), items) > 0);
+            assert!(
+                w.push_delta(
+                    *endpoint,
+                    Generation(*generation),
+                    Default::default(),
+                    items
+                ) > 0
+            );
         }
         let n = w.finish();
         buf.truncate(n);
@@ -926,7 +1040,8 @@ fn each_kind_of_defect_is_dropped_counted_and_changes_nothing() {
                 version: Version(5),
                 value: &big[..1100],
             },
-        )])
+        )],
+    )
     .unwrap();
     let before = snapshot(node);
     let dropped = node.stats().dropped(DropReason::ValueTooLong);
@@ -982,7 +1097,8 @@ fn removal_after_delay_then_quarantine_blocks_stale_gossip() {
             addr(gone),
             Generation(GEN),
             Default::default(),
-            [crate::state::DeltaItem::Heartbeat(Version(1 << 40))]);
+            [crate::state::DeltaItem::Heartbeat(Version(1 << 40))],
+        );
         let n = w.finish();
         buf.truncate(n);
         buf
@@ -1171,12 +1287,7 @@ fn second_hand_discoveries_take_the_liveness_gossip_carries() {
     let mut w = Ack2Writer::new(&mut buf, &header, &[]).unwrap();
     let items = [DeltaItem::Heartbeat(Version(5))];
     w.push_delta(addr(2), Generation(GEN), Claim::alive(2), items);
-    w.push_delta(
-        addr(3),
-        Generation(GEN),
-        Claim::new(1, Status::Down),
-        items,
-    );
+    w.push_delta(addr(3), Generation(GEN), Claim::new(1, Status::Down), items);
     let n = w.finish();
     b.handle_datagram(now, addr(0), &buf[..n]);
     let c = b.endpoint(&addr(2)).unwrap();
@@ -1209,7 +1320,9 @@ fn an_ack_sends_what_the_syn_stretch_left_out() {
     };
     let syn = |range: wire::RingRange| {
         let mut buf = vec![0u8; 1400];
-        let n = SynWriter::new(&mut buf, &header, &[]).unwrap().finish(range);
+        let n = SynWriter::new(&mut buf, &header, &[])
+            .unwrap()
+            .finish(range);
         buf.truncate(n);
         buf
     };
@@ -1283,7 +1396,8 @@ fn the_bogus_generation_limit_moves_with_time() {
         addr(1),
         restarted,
         Default::default(),
-        [crate::state::DeltaItem::Heartbeat(Version(1))]);
+        [crate::state::DeltaItem::Heartbeat(Version(1))],
+    );
     let n = w.finish();
     a.handle_datagram(now, addr(1), &buf[..n]);
     assert_eq!(a.stats().dropped(DropReason::BogusGeneration), 0);
@@ -1437,7 +1551,8 @@ mod hostile {
                         &header,
                         &[],
                         Generation(generation),
-                        [crate::state::DeltaItem::Heartbeat(Version::MAX)])
+                        [crate::state::DeltaItem::Heartbeat(Version::MAX)],
+                    )
                     .unwrap();
                     buf.truncate(n);
                     buf
@@ -1459,7 +1574,8 @@ mod hostile {
                             a,
                             Generation(GEN),
                             Default::default(),
-                            [crate::state::DeltaItem::Heartbeat(Version(1))]);
+                            [crate::state::DeltaItem::Heartbeat(Version(1))],
+                        );
                     }
                     let n = w.finish();
                     buf.truncate(n);
@@ -1605,7 +1721,8 @@ fn a_version_near_the_top_is_refused_and_a_flood_evicts_no_member() {
                 version: Version(u64::MAX - 1),
                 value: b"pinned",
             },
-        )]);
+        )],
+    );
     let n = w.finish();
     let now = net.now;
     let node = net.node_mut(0);
@@ -1624,7 +1741,8 @@ fn a_version_near_the_top_is_refused_and_a_flood_evicts_no_member() {
                 a,
                 Generation(GEN),
                 Default::default(),
-                [crate::state::DeltaItem::Heartbeat(Version(1))]);
+                [crate::state::DeltaItem::Heartbeat(Version(1))],
+            );
         }
         let n = w.finish();
         node.handle_datagram(now, other, &buf[..n]);

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use core::net::SocketAddr;
 
-use crate::state::{Generation, StateKey, Version, VersionedValue};
 use crate::claim::Claim;
+use crate::state::{Generation, StateKey, Version, VersionedValue};
 use crate::wire::{GossipDigest, Rumor};
 
 /// A write did not fit the space left.

@@ -86,11 +86,6 @@ enum OwnedMessage {
     Probe(Probe),
 }
 
-/// Encodes `msg` into `buf`, as many items as fit, without rumors.
-fn encode(header: &Header, msg: &OwnedMessage, buf: &mut [u8]) -> Result<usize, Error> {
-    encode_with(header, &[], msg, buf)
-}
-
 /// Encodes `rumors` and `msg` into `buf`, as many items as fit.
 fn encode_with(
     header: &Header,
@@ -563,7 +558,15 @@ fn heartbeat_before_the_cut_is_kept() {
     ];
     let mut buf = [0u8; 1400];
     let mut w = Ack2Writer::new(&mut buf, &h, &[]).unwrap();
-    assert_eq!(w.push_delta(addr("10.0.0.2:7000"), Generation(1), Default::default(), items), 3);
+    assert_eq!(
+        w.push_delta(
+            addr("10.0.0.2:7000"),
+            Generation(1),
+            Default::default(),
+            items
+        ),
+        3
+    );
     let len = w.finish();
     let OwnedMessage::Ack2(got) = to_owned(&decode(&buf[..len], CLUSTER).unwrap()) else {
         panic!()
@@ -586,12 +589,31 @@ fn deltas_that_do_not_fit_are_skipped_and_later_ones_tried() {
             value: &big,
         },
     )];
-    assert_eq!(w.push_delta(addr("10.0.0.2:7000"), Generation(1), Default::default(), huge), 0);
+    assert_eq!(
+        w.push_delta(
+            addr("10.0.0.2:7000"),
+            Generation(1),
+            Default::default(),
+            huge
+        ),
+        0
+    );
     // Requests are closed once deltas started.
     assert!(!w.push_request(&digest("10.0.0.8:7000", 1, 0)));
     let small = [DeltaItem::Heartbeat(Version(9))];
-    assert_eq!(w.push_delta(addr("10.0.0.3:7000"), Generation(1), Default::default(), small), 1);
-    assert_eq!(w.push_delta(addr("10.0.0.4:7000"), Generation(1), Default::default(), []), 0);
+    assert_eq!(
+        w.push_delta(
+            addr("10.0.0.3:7000"),
+            Generation(1),
+            Default::default(),
+            small
+        ),
+        1
+    );
+    assert_eq!(
+        w.push_delta(addr("10.0.0.4:7000"), Generation(1), Default::default(), []),
+        0
+    );
     assert_eq!((w.requests(), w.deltas()), (1, 1));
     let len = w.finish();
     let OwnedMessage::Ack(reqs, deltas) = to_owned(&decode(&buf[..len], CLUSTER).unwrap()) else {

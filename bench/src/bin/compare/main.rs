@@ -1,10 +1,12 @@
-//! This project's tokio binding, chitchat 0.13 and foca 2.0 side by side, in
-//! the layout `shared/notes/peers.md` measured them: N nodes in one process,
-//! one UDP socket each on 127.0.0.1, tokio with 2 workers, 100 ms rounds,
-//! node 0 the only seed, starts jittered over 100 ms.
+//! This project's tokio binding, chitchat 0.13, foca 2.0 and memberlist 0.8
+//! (the Rust port of HashiCorp's memberlist) side by side, in the layout
+//! `shared/notes/peers.md` measured them: N nodes in one process, one UDP
+//! socket each on 127.0.0.1 (memberlist: a UDP socket and a TCP listener),
+//! tokio with 2 workers, 100 ms rounds, node 0 the only seed, starts
+//! jittered over 100 ms.
 //!
 //! ```text
-//! cargo run --release -p gossip-bench --bin compare -- [--sizes 10,50,100] [--repeats 3] [--systems gossip,chitchat,foca,gossip-phi3.5]
+//! cargo run --release -p gossip-bench --bin compare -- [--sizes 10,50,100] [--repeats 3] [--systems gossip,chitchat,foca,memberlist,gossip-phi3.5]
 //! ```
 //!
 //! Each (system, N, repeat) runs in a child process of its own (so peak RSS
@@ -23,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 mod chit; // chitchat 0.13
 mod fo; // foca 2.0
+mod ml; // memberlist 0.8
 mod ours; // this project's tokio binding
 
 /// Bytes and datagrams sent by every node of a run, counted at the send call.
@@ -241,19 +244,23 @@ fn one(system: &str, n: usize) -> Run {
                 let c = fo::start(n, views.clone(), counters.clone()).await;
                 measure(c, n, views, counters, started).await
             }
+            "memberlist" => {
+                let c = ml::start(n, views.clone(), counters.clone()).await;
+                measure(c, n, views, counters, started).await
+            }
             // `main` checked the name.
             _ => Run::default(),
         }
     })
 }
 
-const SYSTEMS: [&str; 4] = ["gossip", "chitchat", "foca", "gossip-phi3.5"];
+const SYSTEMS: [&str; 5] = ["gossip", "chitchat", "foca", "memberlist", "gossip-phi3.5"];
 
 /// Sizes, repeats and systems from the command line.
 fn options(args: &[String]) -> Result<(Vec<usize>, usize, Vec<String>), String> {
     let mut sizes = vec![10, 50, 100, 200, 500, 1000];
     let mut repeats = 3;
-    let mut systems: Vec<String> = SYSTEMS.iter().take(3).map(|s| s.to_string()).collect();
+    let mut systems: Vec<String> = SYSTEMS.iter().take(4).map(|s| s.to_string()).collect();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let value = it.next().ok_or_else(|| format!("{a} needs a value"))?;
@@ -277,7 +284,7 @@ fn options(args: &[String]) -> Result<(Vec<usize>, usize, Vec<String>), String> 
                 systems = value.split(',').map(String::from).collect();
                 if let Some(s) = systems.iter().find(|s| !SYSTEMS.contains(&s.as_str())) {
                     return Err(format!(
-                        "--systems: unknown system '{s}' (gossip, chitchat, foca)"
+                        "--systems: unknown system '{s}' (gossip, chitchat, foca, memberlist, gossip-phi3.5)"
                     ));
                 }
             }
@@ -347,7 +354,9 @@ fn main() -> std::process::ExitCode {
         let system = args.get(1).map_or("", String::as_str);
         let n = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(0);
         if !SYSTEMS.contains(&system) || n < 3 {
-            eprintln!("usage: compare --one gossip|chitchat|foca|gossip-phi3.5 N (N >= 3)");
+            eprintln!(
+                "usage: compare --one gossip|chitchat|foca|memberlist|gossip-phi3.5 N (N >= 3)"
+            );
             return std::process::ExitCode::from(2);
         }
         println!("{}", serde_json::to_string(&one(system, n)).unwrap());
