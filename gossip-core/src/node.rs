@@ -395,6 +395,8 @@ pub struct Node<S: Storage, R> {
     /// The probe cycle, probes in flight, PING-REQs served, liveness
     /// messages to send.
     prober: probe::Prober,
+    /// Every slot of the table once, in this node's random probe order.
+    probe_order: S::Indices,
     /// Membership rumors to piggyback and push.
     rumors: rumors::Rumors,
     /// Suspects whose timeouts are tracked to the instant.
@@ -403,6 +405,8 @@ pub struct Node<S: Storage, R> {
     incarnation: u32,
     /// The bit this node sets in the suspicions it confirms.
     confirmer_bit: u8,
+    /// `suspicion_mult`, in thousandths.
+    suspicion_mult_milli: u64,
     /// Local health (Lifeguard): 0 is healthy, up to [`MAX_HEALTH`].
     health: u8,
     /// Phi-triggered probes this round may still start.
@@ -465,7 +469,9 @@ impl<S: Storage, R: Rng> Node<S, R> {
         }
         let mut index = S::Index::default();
         index.seed(rng.next_u64());
-        let prober = probe::Prober::new(rng.next_u32(), rng.next_u32());
+        let prober = probe::Prober::new(rng.next_u32());
+        // Validated: above 0 and at most 100.
+        let suspicion_mult_milli = (config.suspicion_mult * 1000.0) as u64;
         Ok(Self {
             config,
             local,
@@ -483,10 +489,12 @@ impl<S: Storage, R: Rng> Node<S, R> {
             targets: heapless::Vec::new(),
             ring_cursor: 0,
             prober,
+            probe_order: S::Indices::default(),
             rumors: rumors::Rumors::default(),
             suspects: heapless::Vec::new(),
             incarnation: 0,
             confirmer_bit: crate::claim::confirmer_bit(ring_position(&local)),
+            suspicion_mult_milli,
             health: 0,
             phi_probes: PHI_PROBES_PER_ROUND,
             recent: heapless::Deque::new(),
@@ -795,6 +803,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
             .saturating_sub(self.free.as_slice().len())
             .min(self.config.max_peers.saturating_sub(slots));
         self.peers.reserve(new_slots);
+        self.probe_order.reserve(new_slots);
         self.index.reserve(additional, self.peers.as_slice());
     }
 
@@ -1017,25 +1026,34 @@ impl<S: Storage, R: Rng> Node<S, R> {
         source: Source,
     ) -> bool {
         let heard = source == Source::Heard;
+        // The shortest suspicion here: a death heard sooner than that after
+        // its suspicion reached us is old news arriving in a burst.
+        let shortest = (heard && claim.status == Status::Down)
+            .then(|| self.suspicion_timeout(crate::claim::MAX_CONFIRMATIONS));
         let Some(p) = self.peers.as_mut_slice().get_mut(idx as usize) else {
             return false;
         };
         if !p.is_member() || p.state.generation() != generation {
             return false;
         }
-        // A death heard of a member we had no doubt about, or that answered
-        // our own probe during its suspicion (say, news from across a
-        // partition that healed since), is a fully confirmed suspicion here,
-        // not a death: we probe it ourselves, and it has the shortest
-        // suspicion to refute in. A real death was suspected here first (the
-        // suspicion spreads before the death does) and our probe failed, or
-        // our own short timeout confirms it soon after.
-        let doubtful = match p.liveness {
-            Liveness::Alive => true,
-            Liveness::Suspect => p.doubt & doubt::ANSWERED != 0,
-            Liveness::Down | Liveness::Left => false,
+        // A death heard of a member we had no doubt about, that answered our
+        // own probe during its suspicion, or whose suspicion reached us only
+        // just now (news from across a partition that healed since comes as
+        // a burst of old suspicions and deaths), is a fully confirmed
+        // suspicion here, not a death: we probe it ourselves before our
+        // shortest suspicion ends, and it can refute meanwhile. A real death
+        // was suspected here first, a suspicion's length before (the
+        // suspicion spreads as fast as the death does, and the death comes
+        // a timeout later), or our own probe failed.
+        let doubtful = match (p.liveness, shortest) {
+            (Liveness::Alive, _) => true,
+            (Liveness::Suspect, Some(shortest)) => {
+                p.doubt & doubt::ANSWERED != 0
+                    || (p.doubt & doubt::CONFIRMED == 0 && now - p.since < shortest)
+            }
+            _ => false,
         };
-        let claim = if heard && claim.status == Status::Down && doubtful {
+        let claim = if shortest.is_some() && doubtful {
             Claim {
                 confirmers: u8::MAX,
                 ..Claim::new(claim.incarnation, Status::Suspect)
@@ -1536,6 +1554,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
             None => {
                 let idx = u32::try_from(self.peers.as_slice().len()).ok()?;
                 self.peers.try_push(peer).ok()?;
+                self.add_to_probe_order(idx);
                 idx
             }
         };

@@ -7,11 +7,11 @@
 //! ([`suspicion`](super::suspicion)). A probe is over before the next
 //! round's starts, unless local health stretched its timeouts.
 //!
-//! The order is the ring order (every node's hash of the members'
-//! addresses) walked from a random place, which moves to a new random place
-//! after each full cycle: every member is probed by every node about once
-//! per N rounds, and with every node's place random, by some node about
-//! every round. A newcomer lands at a random place of the order.
+//! The order is this node's own random permutation of the table's slots,
+//! shuffled anew after each full cycle; a new slot goes in at a random place
+//! (memberlist's probe list). Every member is probed by every node once per
+//! cycle (about N rounds), and, every node's order being independent, by
+//! some node about every round.
 //!
 //! Besides the cycle's probe, a node probes at once (at most
 //! [`MAX_PROBES`] in flight): a member it hears suspected (each failure is
@@ -106,17 +106,14 @@ pub(super) struct Prober {
     relays: heapless::Vec<Relay, MAX_RELAYS>,
     outbox: heapless::Deque<Outgoing, OUTBOX>,
     next_seq: u32,
-    /// Where the cycle goes next on the ring, and members probed since it
-    /// last moved to a random place.
-    cursor: u32,
-    cycled: usize,
+    /// The next place in the node's probe order.
+    next: usize,
 }
 
 impl Prober {
-    /// Starts at a random place with random sequence numbers.
-    pub(super) fn new(cursor: u32, seq: u32) -> Self {
+    /// Starts with random sequence numbers.
+    pub(super) fn new(seq: u32) -> Self {
         Self {
-            cursor,
             next_seq: seq,
             ..Self::default()
         }
@@ -167,32 +164,47 @@ impl<S: Storage, R: Rng> Node<S, R> {
         if self.prober.probes.iter().any(|p| p.cause == Cause::Cycle) {
             return;
         }
-        let members = self.alive;
-        if self.prober.cycled >= members {
-            // A full cycle: go on from a random place.
-            self.prober.cursor = self.rng.next_u32();
-            self.prober.cycled = 0;
-        }
-        let mut found = None;
-        for (steps, (position, i)) in self.index.ring().clockwise(self.prober.cursor).enumerate() {
-            if steps >= MAX_STEPS {
-                break;
+        let len = self.probe_order.as_slice().len();
+        for _ in 0..len.min(MAX_STEPS) {
+            if self.prober.next >= len {
+                self.shuffle_probe_order();
+                self.prober.next = 0;
             }
-            let Some(p) = self.peers.as_slice().get(i as usize) else {
-                continue;
+            let Some(&idx) = self.probe_order.as_slice().get(self.prober.next) else {
+                return;
             };
-            if p.is_member() && p.is_alive() && !self.prober.probing(i) {
-                found = Some((position, i));
-                break;
+            self.prober.next += 1;
+            let probeable = self
+                .peers
+                .as_slice()
+                .get(idx as usize)
+                .is_some_and(|p| p.is_member() && p.is_alive());
+            if probeable && !self.prober.probing(idx) {
+                self.start_probe(now, idx, Cause::Cycle);
+                return;
             }
         }
-        let Some((position, idx)) = found else {
-            self.prober.cursor = self.rng.next_u32();
+    }
+
+    /// A new cycle: the probe order shuffled (Fisher-Yates).
+    fn shuffle_probe_order(&mut self) {
+        let order = self.probe_order.as_mut_slice();
+        for i in (1..order.len()).rev() {
+            let j = (self.rng.next_u64() % (i as u64 + 1)) as usize;
+            order.swap(i, j);
+        }
+    }
+
+    /// Slot `idx` was added to the table: it joins the probe order at a
+    /// random place.
+    pub(super) fn add_to_probe_order(&mut self, idx: u32) {
+        if self.probe_order.try_push(idx).is_err() {
             return;
-        };
-        self.prober.cursor = position.wrapping_add(1);
-        self.prober.cycled += 1;
-        self.start_probe(now, idx, Cause::Cycle);
+        }
+        let order = self.probe_order.as_mut_slice();
+        let last = order.len() - 1;
+        let j = (self.rng.next_u64() % order.len() as u64) as usize;
+        order.swap(j, last);
     }
 
     /// Probes slot `idx` now, if it is not being probed and there is room.

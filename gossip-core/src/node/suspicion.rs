@@ -45,38 +45,49 @@ pub const MAX_HEALTH: u8 = 8;
 /// the round's sweep instead.
 pub(super) const TRACKED_SUSPECTS: usize = 32;
 
-/// `ln(C + 1) / ln(K + 1)` for `C` = 0..=K, K = [`MAX_CONFIRMATIONS`] (3).
-const CONFIRMED_FRACTION: [f64; MAX_CONFIRMATIONS as usize + 1] =
-    [0.0, 0.5, 0.792_481_250_360_578_1, 1.0];
+/// `1000 · ln(C + 1) / ln(K + 1)` for `C` = 0..=K, K =
+/// [`MAX_CONFIRMATIONS`] (3).
+const CONFIRMED_PER_MILLE: [u64; MAX_CONFIRMATIONS as usize + 1] = [0, 500, 792, 1000];
 
-/// An estimate of `log10(n)` (within 0.03), without `std`.
-fn log10(n: usize) -> f64 {
+/// `1000 · log2(1 + k / 16)` for k = 0..16.
+const LOG2_MILLI: [u64; 16] = [
+    0, 87, 170, 248, 322, 392, 459, 524, 585, 644, 700, 755, 807, 858, 907, 954,
+];
+
+/// `1000 · log10(n)`, within 30, in integers: the bit length gives log2's
+/// integer part, the next four bits its fraction.
+fn log10_milli(n: usize) -> u64 {
     if n <= 1 {
-        return 0.0;
+        return 0;
     }
     let n = n as u64;
     let exponent = 63 - n.leading_zeros();
-    // The mantissa in [1, 2), and log2 of it by a quadratic fit.
-    let mantissa = n as f64 / (1u64 << exponent) as f64;
-    let m = mantissa - 1.0;
-    let log2 = f64::from(exponent) + m * (1.346_6 - 0.346_6 * m);
-    log2 * core::f64::consts::LOG10_2
+    let fraction = if exponent >= 4 {
+        (n >> (exponent - 4)) & 0xf
+    } else {
+        (n << (4 - exponent)) & 0xf
+    };
+    let log2 = u64::from(exponent) * 1000 + LOG2_MILLI.get(fraction as usize).copied().unwrap_or(0);
+    // log10(2) = 0.30103.
+    log2 * 30_103 / 100_000
 }
 
 impl<S: Storage, R: Rng> Node<S, R> {
     /// How long a suspicion with `confirmations` lasts here, local health
-    /// included.
+    /// included (integer arithmetic: it is computed for every tracked
+    /// suspect whenever the next deadline is asked for).
     pub(super) fn suspicion_timeout(&self, confirmations: u8) -> Duration {
         let members = self.endpoint_count() + 1;
-        let interval = self.config.gossip_interval.as_secs_f64();
-        let min = self.config.suspicion_mult * interval * log10(members).max(1.0);
-        let max = min * f64::from(self.config.suspicion_max_mult);
-        let fraction = CONFIRMED_FRACTION
+        let interval = u64::try_from(self.config.gossip_interval.as_micros()).unwrap_or(u64::MAX);
+        let decades = log10_milli(members).max(1000);
+        let min = interval.saturating_mul(self.suspicion_mult_milli) / 1000 * decades / 1000;
+        let max = min.saturating_mul(u64::from(self.config.suspicion_max_mult));
+        let fraction = CONFIRMED_PER_MILLE
             .get(usize::from(confirmations.min(MAX_CONFIRMATIONS)))
             .copied()
-            .unwrap_or(1.0);
-        let secs = (max - (max - min) * fraction) * f64::from(self.health + 1);
-        Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
+            .unwrap_or(1000);
+        let micros = max - (max - min) * fraction / 1000;
+        Duration::from_micros(micros.saturating_mul(u64::from(self.health) + 1))
     }
 
     /// Whether slot `idx` is suspected.
@@ -99,20 +110,26 @@ impl<S: Storage, R: Rng> Node<S, R> {
     /// probe failed during it; otherwise it probes first (one probe, its
     /// failure a confirmation, its answer a new start), so that no node
     /// convicts a member on others' word alone when the member might have
-    /// refuted to it. When no probe can start, DOWN.
+    /// refuted to it. When every probe slot is taken, the suspicion waits
+    /// the length of a probe and tries again. (Deaths heard from others are
+    /// taken as they come, so a real death spreads meanwhile.)
     fn suspicion_over(&mut self, now: Instant, idx: u32) {
         let confirmed = self
             .peers
             .as_slice()
             .get(idx as usize)
             .is_some_and(|p| p.doubt & doubt::CONFIRMED != 0);
-        if !confirmed {
-            self.start_probe(now, idx, super::probe::Cause::Extra);
-            if self.prober.probing(idx) {
-                return;
+        if confirmed {
+            self.convict(now, idx);
+            return;
+        }
+        self.start_probe(now, idx, super::probe::Cause::Extra);
+        if !self.prober.probing(idx) {
+            let wait = self.probe_timeout().saturating_mul(3);
+            if let Some(p) = self.peers.as_mut_slice().get_mut(idx as usize) {
+                p.since = p.since + wait;
             }
         }
-        self.convict(now, idx);
     }
 
     /// Raises or confirms the suspicion of slot `idx` after this node's own
@@ -216,47 +233,46 @@ impl<S: Storage, R: Rng> Node<S, R> {
 
 #[cfg(test)]
 mod tests {
-    use super::log10;
+    use super::log10_milli;
 
     #[test]
     fn log10_is_close() {
+        // log10 by bisection on 10^x (exp by its series), for reference.
+        fn reference(x: f64) -> f64 {
+            let pow10 = |x: f64| {
+                let y = x * core::f64::consts::LN_10;
+                let k = (y / 8.0) as i32 + 1;
+                let r = y / f64::from(1 << k);
+                let (mut term, mut sum) = (1.0, 1.0);
+                for i in 1..30 {
+                    term *= r / f64::from(i);
+                    sum += term;
+                }
+                for _ in 0..k {
+                    sum *= sum;
+                }
+                sum
+            };
+            let (mut lo, mut hi) = (0.0f64, 10.0f64);
+            for _ in 0..60 {
+                let mid = (lo + hi) / 2.0;
+                if pow10(mid) < x {
+                    lo = mid;
+                } else {
+                    hi = mid;
+                }
+            }
+            lo
+        }
         for n in [
             1usize, 2, 3, 7, 10, 99, 100, 1000, 1023, 1024, 10_000, 123_456,
         ] {
-            let want = libm_log10(n as f64);
-            let got = log10(n);
-            assert!((got - want).abs() < 0.03, "log10({n}) = {got}, want {want}");
+            let want = reference(n as f64) * 1000.0;
+            let got = log10_milli(n) as f64;
+            assert!(
+                (got - want).abs() <= 30.0,
+                "log10({n}) = {got}, want {want}"
+            );
         }
-    }
-
-    /// log10 by bisection on 10^x, good enough for a reference.
-    fn libm_log10(x: f64) -> f64 {
-        let (mut lo, mut hi) = (0.0f64, 10.0f64);
-        for _ in 0..60 {
-            let mid = (lo + hi) / 2.0;
-            if pow10(mid) < x {
-                lo = mid;
-            } else {
-                hi = mid;
-            }
-        }
-        lo
-    }
-
-    fn pow10(x: f64) -> f64 {
-        // 10^x = e^(x ln 10), by its series on a reduced argument.
-        let y = x * core::f64::consts::LN_10;
-        let k = (y / 8.0) as i32 + 1;
-        let r = y / f64::from(1 << k);
-        let mut term = 1.0;
-        let mut sum = 1.0;
-        for i in 1..30 {
-            term *= r / f64::from(i);
-            sum += term;
-        }
-        for _ in 0..k {
-            sum *= sum;
-        }
-        sum
     }
 }

@@ -6,7 +6,7 @@
 //! jittered over 100 ms.
 //!
 //! ```text
-//! cargo run --release -p gossip-bench --bin compare -- [--sizes 10,50,100] [--repeats 3] [--systems gossip,chitchat,foca,memberlist,gossip-phi3.5]
+//! cargo run --release -p gossip-bench --bin compare -- [--sizes 10,50,100] [--repeats 3] [--systems gossip,chitchat,foca,memberlist]
 //! ```
 //!
 //! Each (system, N, repeat) runs in a child process of its own (so peak RSS
@@ -231,9 +231,8 @@ fn one(system: &str, n: usize) -> Run {
         let counters = Arc::new(Counters::default());
         let started = Instant::now();
         match system {
-            "gossip" | "gossip-phi3.5" => {
-                let phi = if system == "gossip" { 8.0 } else { 3.5 };
-                let c = ours::start(n, views.clone(), counters.clone(), phi).await;
+            "gossip" => {
+                let c = ours::start(n, views.clone(), counters.clone()).await;
                 measure(c, n, views, counters, started).await
             }
             "chitchat" => {
@@ -254,7 +253,7 @@ fn one(system: &str, n: usize) -> Run {
     })
 }
 
-const SYSTEMS: [&str; 5] = ["gossip", "chitchat", "foca", "memberlist", "gossip-phi3.5"];
+const SYSTEMS: [&str; 4] = ["gossip", "chitchat", "foca", "memberlist"];
 
 /// Sizes, repeats and systems from the command line.
 fn options(args: &[String]) -> Result<(Vec<usize>, usize, Vec<String>), String> {
@@ -284,7 +283,7 @@ fn options(args: &[String]) -> Result<(Vec<usize>, usize, Vec<String>), String> 
                 systems = value.split(',').map(String::from).collect();
                 if let Some(s) = systems.iter().find(|s| !SYSTEMS.contains(&s.as_str())) {
                     return Err(format!(
-                        "--systems: unknown system '{s}' (gossip, chitchat, foca, memberlist, gossip-phi3.5)"
+                        "--systems: unknown system '{s}' (gossip, chitchat, foca, memberlist)"
                     ));
                 }
             }
@@ -354,9 +353,7 @@ fn main() -> std::process::ExitCode {
         let system = args.get(1).map_or("", String::as_str);
         let n = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(0);
         if !SYSTEMS.contains(&system) || n < 3 {
-            eprintln!(
-                "usage: compare --one gossip|chitchat|foca|memberlist|gossip-phi3.5 N (N >= 3)"
-            );
+            eprintln!("usage: compare --one gossip|chitchat|foca|memberlist N (N >= 3)");
             return std::process::ExitCode::from(2);
         }
         println!("{}", serde_json::to_string(&one(system, n)).unwrap());

@@ -45,12 +45,32 @@ impl Cluster for Ours {
     }
 }
 
-/// `phi`: the conviction threshold (8, Cassandra's default; 3.5 is
-/// chitchat's phi 8, whose formula lacks Cassandra's `1 / ln 10`).
-pub(super) async fn start(n: usize, views: Views, counters: Arc<Counters>, phi: f64) -> Ours {
+/// The node's view from a snapshot: who it believes alive (and who it had
+/// believed alive that is no longer: a down), and whether it has the key.
+fn apply(view: &Mutex<View>, s: &gossip_core::owned::Snapshot) {
+    let mut v = view.lock().unwrap();
+    for e in s.endpoints.iter().filter(|e| !e.alive) {
+        if v.alive.contains(&e.address) {
+            v.downed.insert(e.address);
+        }
+    }
+    v.alive = s
+        .endpoints
+        .iter()
+        .filter(|e| e.alive)
+        .map(|e| e.address)
+        .collect();
+    v.key |= s
+        .endpoints
+        .iter()
+        .any(|e| e.state(KEY).is_some_and(|st| st.value == VALUE.as_bytes()));
+}
+
+/// Defaults but the round, 100 ms; membership followed by the contract of
+/// `Handle::subscribe_with_snapshot`.
+pub(super) async fn start(n: usize, views: Views, counters: Arc<Counters>) -> Ours {
     let mut gossip = Config::new(ClusterId::from_name("compare"));
     gossip.gossip_interval = ROUND;
-    gossip.phi_threshold = phi;
     gossip.max_peers = n;
     let mut nodes = Vec::new();
     let mut addrs = Vec::new();
@@ -60,37 +80,25 @@ pub(super) async fn start(n: usize, views: Views, counters: Arc<Counters>, phi: 
         cfg.seeds.extend(addrs.first().copied());
         let r = spawn_on(cfg, Counted(socket, counters.clone())).unwrap();
         addrs.push(r.handle.local_addr());
-        let mut events = r.handle.subscribe();
         let views = views.clone();
         let handle = r.handle.clone();
         tokio::spawn(async move {
+            let Ok((s, mut events)) = handle.subscribe_with_snapshot().await else {
+                return;
+            };
+            apply(&views[i], &s);
             loop {
                 let e = match events.recv().await {
                     Ok(e) => e,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        // Fell behind (a busy join): take the node's view
-                        // from a snapshot instead of the missed events.
-                        // Events still queued are older than the snapshot
-                        // (an old Down replayed after it would hide a live
-                        // member): skip them, following only events from
-                        // before the snapshot on, which it agrees with.
-                        events = events.resubscribe();
-                        if let Ok(s) = handle.snapshot().await {
-                            let mut v = views[i].lock().unwrap();
-                            for e in s.endpoints.iter().filter(|e| !e.alive) {
-                                if v.alive.contains(&e.address) {
-                                    v.downed.insert(e.address);
-                                }
+                        // Fell behind (a busy join): a new subscription and
+                        // the snapshot taken with it replace the view.
+                        match handle.subscribe_with_snapshot().await {
+                            Ok((s, rx)) => {
+                                events = rx;
+                                apply(&views[i], &s);
                             }
-                            v.alive = s
-                                .endpoints
-                                .iter()
-                                .filter(|e| e.alive)
-                                .map(|e| e.address)
-                                .collect();
-                            v.key |= s.endpoints.iter().any(|e| {
-                                e.state(KEY).is_some_and(|st| st.value == VALUE.as_bytes())
-                            });
+                            Err(_) => return,
                         }
                         continue;
                     }
@@ -104,6 +112,10 @@ pub(super) async fn start(n: usize, views: Views, counters: Arc<Counters>, phi: 
                     MembershipEvent::Down(a) => {
                         v.alive.remove(&a);
                         v.downed.insert(a);
+                    }
+                    MembershipEvent::Restarted { endpoint: a, .. }
+                    | MembershipEvent::Removed(a) => {
+                        v.alive.remove(&a);
                     }
                     MembershipEvent::StateChanged { key, value, .. } => {
                         v.key |= key == KEY && value == VALUE.as_bytes();
