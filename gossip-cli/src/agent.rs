@@ -7,9 +7,9 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use gossip_core::Config;
 use gossip_core::auth::{Key, Keyring};
 use gossip_core::wire::ClusterId;
+use gossip_core::{Config, Liveness};
 use gossip_tokio::{Handle, NodeConfig, Snapshot, spawn_task};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -267,6 +267,7 @@ pub(crate) fn gossipinfo(s: &Snapshot) -> String {
         let _ = writeln!(out, "/{}", e.address);
         let _ = writeln!(out, "  generation:{}", e.generation);
         let _ = writeln!(out, "  heartbeat:{}", e.heartbeat);
+        let _ = writeln!(out, "  liveness:{}:{}", e.liveness, e.incarnation);
         for st in &e.states {
             let _ = writeln!(out, "  {}:{}:{}", st.key, st.version, st.value_text());
         }
@@ -290,6 +291,8 @@ fn endpoint_json(e: &gossip_tokio::EndpointSnapshot) -> serde_json::Value {
         "generation": e.generation,
         "heartbeat": e.heartbeat,
         "alive": e.alive,
+        "liveness": e.liveness.name(),
+        "incarnation": e.incarnation,
         "phi": if e.phi.is_finite() { e.phi } else { f64::MAX },
         "states": states,
     })
@@ -340,12 +343,56 @@ pub(crate) fn metrics(s: &Snapshot) -> String {
             "gossip_dropped_datagrams_total{{reason=\"{reason}\"}} {n}"
         );
     }
-    let alive = s.alive();
     let _ = writeln!(
         out,
-        "# HELP gossip_endpoints Endpoints known, by liveness (this node not counted).\n# TYPE gossip_endpoints gauge\ngossip_endpoints{{state=\"alive\"}} {alive}\ngossip_endpoints{{state=\"down\"}} {}",
-        s.endpoints.len() - alive
+        "# HELP gossip_endpoints Endpoints known, by liveness (this node not counted).\n# TYPE gossip_endpoints gauge"
     );
+    for l in [
+        Liveness::Alive,
+        Liveness::Suspect,
+        Liveness::Down,
+        Liveness::Left,
+    ] {
+        let _ = writeln!(out, "gossip_endpoints{{state=\"{l}\"}} {}", s.count(l));
+    }
+    for (name, help, n) in [
+        ("probes_sent", "Probes started.", st.probes_sent),
+        (
+            "probe_failures",
+            "Probes that failed, directly and through others.",
+            st.probe_failures,
+        ),
+        (
+            "ping_reqs_sent",
+            "Indirect probes asked of others.",
+            st.ping_reqs_sent,
+        ),
+        (
+            "suspicions_raised",
+            "Suspicions this node raised or confirmed.",
+            st.suspicions_raised,
+        ),
+        (
+            "convictions",
+            "Suspicions that timed out here (members claimed down).",
+            st.convictions,
+        ),
+        (
+            "refutations",
+            "Suspicions of this node that it refuted.",
+            st.refutations,
+        ),
+        (
+            "late_rounds",
+            "Rounds that started more than half an interval late.",
+            st.late_rounds,
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP gossip_{name}_total {help}\n# TYPE gossip_{name}_total counter\ngossip_{name}_total {n}"
+        );
+    }
     out
 }
 

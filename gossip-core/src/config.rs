@@ -7,7 +7,7 @@ use crate::state::Limits;
 use crate::wire::{COUNT_RESERVE_LEN, ClusterId, MAX_HEADER_LEN};
 
 /// How a [`Node`](crate::Node) gossips. Start from [`Config::new`] (Cassandra's
-/// defaults: one-second rounds, phi 8) or [`Config::lan`] (faster rounds for a
+/// defaults: one-second rounds, fanout 1) or [`Config::lan`] (faster rounds for a
 /// local network) and change fields; [`Node::new`](crate::Node::new) checks
 /// the result with [`Config::validate`].
 #[derive(Clone, Debug, PartialEq)]
@@ -51,8 +51,9 @@ pub struct Config {
     /// in the mean until the window has rotated it out). `None`: twice
     /// `gossip_interval`, as Cassandra.
     pub fd_initial_interval: Option<Duration>,
-    /// A local pause (no round for this long) suspends convictions for as long
-    /// again, so a node that was frozen does not convict everyone. `None`: five
+    /// A local pause (no round for this long) suspends suspicions for as
+    /// long again, so a node that was frozen does not suspect everyone.
+    /// `None`: five
     /// gossip intervals.
     pub max_local_pause: Option<Duration>,
     /// A peer down this long is removed from the table.

@@ -9,28 +9,24 @@
 //! phi(now) = (now - last_arrival) / mean_interval / ln(10)
 //! ```
 //!
-//! (the exponential-distribution form Cassandra uses) and the peer is
-//! convicted when phi exceeds the threshold (8 by default: about 18.4 mean
-//! intervals of silence). Intervals are kept in two bytes each, within
-//! 0.31 % (a unit chosen by size: 1 µs, 100 µs, 10 ms or 1 s), and the mean
-//! is updated at each arrival, so the periodic status check costs a
-//! multiplication per peer.
+//! (the exponential-distribution form Cassandra uses). Intervals are kept in
+//! two bytes each, within 0.31 % (a unit chosen by size: 1 µs, 100 µs,
+//! 10 ms or 1 s), and the mean is updated at each arrival, so testing a peer
+//! is a multiplication.
 //!
-//! The node adds guards around this window (see [`Node`](crate::Node)): no
-//! conviction for a silence shorter than `threshold * ln(10)` times four
-//! times the 25th percentile of its live peers' current silences (in a large
-//! or joining cluster news is bandwidth-bound, and a silence everyone shares
-//! says nothing about one peer), none while the node is still meeting new
-//! endpoints, and none before a direct probe of the suspect went unanswered
-//! for half a round.
+//! Phi is reported to users (snapshots, `gossip info`), and a member whose
+//! phi passes the threshold (8 by default: about 18.4 mean intervals of
+//! silence) is probed at once, an early warning; whether it is down is
+//! decided by probes and suspicion ([`Node`](crate::Node)), never by phi
+//! alone.
 //!
 //! One deliberate difference from Cassandra: it ignores intervals over two
 //! seconds, because its SYN carries every digest and each node hears every
 //! heartbeat about once a round. Here a SYN fits one datagram, so in a large
 //! cluster a node hears a given peer's heartbeat every few rounds, and
-//! dropping the long intervals would bias the mean low and convict live
-//! nodes. Every interval counts, except those spanning a local pause of this
-//! node (the caller says so), which are about us, not the peer.
+//! dropping the long intervals would bias the mean low. Every interval
+//! counts, except those spanning a local pause of this node (the caller says
+//! so), which are about us, not the peer.
 
 use core::time::Duration;
 
@@ -41,8 +37,8 @@ pub const WINDOW: usize = 8;
 
 /// A peer's recent heartbeat inter-arrival times.
 ///
-/// Laid out by hand (`repr(C)`): what a node's periodic status check reads
-/// for every peer (last arrival, mean, counts) leads, in its first 15 bytes.
+/// Laid out by hand (`repr(C)`): what a node's round sweep reads for every
+/// peer (last arrival, mean, counts) leads, in its first 15 bytes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct ArrivalWindow {

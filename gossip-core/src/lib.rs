@@ -114,19 +114,40 @@
 //! answers the requests. Whatever does not fit one datagram (1400 bytes by
 //! default) follows in later rounds.
 //!
-//! Liveness comes from a phi-accrual failure detector ([`fd`]) fed by every
-//! sign that a peer's version advanced (deltas, and digests in SYNs); above
-//! `phi_threshold` (8) a peer is suspected, but never for a silence that is
-//! ordinary for this node right now (a relative floor from its live peers'
-//! silences), and not while the node is still meeting new endpoints; a
-//! suspect is probed directly and convicted (marked down) only when half a
-//! round after the probe left nothing came from it (a probe more than 10
-//! rounds old, say lost in a partition healed since, no longer convicts:
-//! the suspect is probed again). A peer
-//! is believed alive when a datagram comes from it directly, or when its
-//! version is seen to advance again second-hand; a peer heard of only
-//! second-hand (it may be a dead node whose old state still circulates) is
-//! probed with a small direct SYN, as Cassandra's echo does. A graceful
+//! Whether a member is alive is decided by SWIM's mechanisms with
+//! Lifeguard's refinements, beside that anti-entropy (details in the
+//! `node::probe`, `node::suspicion` and `node::rumors` module docs):
+//!
+//! - **probes**: each round a node pings one member, in its own random
+//!   order, and checks that the member it gossiped to answered; no answer
+//!   within `probe_timeout` (a fifth of a round): `indirect_probes` (3) other
+//!   members ping it for it (PING-REQ) and relay the answer or a NACK;
+//! - **suspicion**: no answer at all makes the member SUSPECT at the
+//!   incarnation known, a [`claim::Claim`] that spreads as a rumor. Its
+//!   timeout runs from `suspicion_max_mult × min` down to `min =
+//!   suspicion_mult × gossip_interval × max(1, log10 N)` as other nodes'
+//!   own failed probes confirm it; then it is DOWN. A node convicts only
+//!   after its own probe failed (it probes first otherwise), and a death it
+//!   hears of a member it has no reason to doubt is a suspicion to it;
+//! - **refutation**: a member told it is suspected or down raises its own
+//!   incarnation at once; "alive at a newer incarnation" beats both, so a
+//!   member marked down that speaks again is seen up again, and no stale
+//!   rumor brings a dead member back or keeps a live one down;
+//! - **rumors**: every liveness change rides piggyback on every datagram
+//!   (fewest-sent first, about `rumor_retransmit_mult × log10 N` times) and
+//!   hot news is pushed at once to `push_fanout` members; every digest and
+//!   delta also carries the sender's claim, so a node that missed a rumor
+//!   still learns it;
+//! - **believe the cluster**: an endpoint learned through gossip takes the
+//!   liveness the gossip carries;
+//! - **local health**: a node whose probes miss the NACKs they were owed,
+//!   that must refute suspicions of itself or whose rounds run late
+//!   stretches its own probe and suspicion timeouts (up to 9 times), and
+//!   after a pause of its own raises no suspicion for as long again.
+//!
+//! The phi-accrual detector ([`fd`]) still runs on heartbeat arrivals and is
+//! reported ([`Peer::phi`]); a member past `phi_threshold` is probed at once.
+//! Nobody is marked down on phi alone. A graceful
 //! [`Node::shutdown`] publishes `STATUS = shutdown,true` and the highest
 //! heartbeat and tells every live peer, which marks the node down at once. A
 //! newer generation replaces an endpoint wholesale (a restart). A peer down

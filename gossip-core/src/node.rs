@@ -919,11 +919,11 @@ impl<S: Storage, R: Rng> Node<S, R> {
                 if !ack.requests.is_empty() {
                     self.queue_reply(from, StoredReply::Ack(ack.requests))?;
                 }
-                self.apply_deltas(now, sender, ack.deltas, &slots);
+                self.apply_deltas(now, ack.deltas, &slots);
             }
             Message::Ack2(ack2) => {
                 let slots = self.check_deltas(ack2.deltas)?;
-                self.apply_deltas(now, sender, ack2.deltas, &slots);
+                self.apply_deltas(now, ack2.deltas, &slots);
             }
             Message::Shutdown(notice) => {
                 let slot = self.check_delta(sender, &notice.delta)?;
@@ -936,7 +936,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
         // The datagram was accepted: an answer from its sender, and news.
         self.prober.heard_from(sender);
         for rumor in decoded.rumors {
-            self.hear_rumor(now, &rumor);
+            self.hear_rumor(now, sender, &rumor);
         }
         if let Some(c) = self
             .stats
@@ -968,11 +968,12 @@ impl<S: Storage, R: Rng> Node<S, R> {
         Generation(self.me.generation().0.saturating_add(running))
     }
 
-    /// A rumor arrived: merged into what we believe (about ourselves: a
-    /// suspicion or death is refuted). A rumor about a newer generation of a
-    /// known endpoint (a restart) sends it a SYN, whose answer brings the
-    /// new state.
-    fn hear_rumor(&mut self, now: Instant, r: &Rumor) {
+    /// A rumor arrived from `sender`: merged into what we believe (about
+    /// ourselves: a suspicion or death is refuted). A rumor about a newer
+    /// generation of a known endpoint (a restart) sends the sender a SYN: it
+    /// has the new state, and our digest of the old one asks for all of it
+    /// (the restarted endpoint itself would get a SYN from everyone at once).
+    fn hear_rumor(&mut self, now: Instant, sender: SocketAddr, r: &Rumor) {
         if r.endpoint == self.local {
             self.hear_about_self(r.generation, r.claim);
             return;
@@ -990,7 +991,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
         if r.generation == known {
             self.merge_claim(now, idx, r.generation, r.claim, Source::Heard);
         } else if r.generation > known && r.claim.status == Status::Alive {
-            self.add_target(r.endpoint);
+            self.add_target(sender);
         }
     }
 
@@ -1194,7 +1195,6 @@ impl<S: Storage, R: Rng> Node<S, R> {
     fn apply_deltas(
         &mut self,
         now: Instant,
-        sender: SocketAddr,
         deltas: wire::Deltas<'_>,
         slots: &S::Scratch<u32, FOUND_SCRATCH>,
     ) {
@@ -1204,7 +1204,6 @@ impl<S: Storage, R: Rng> Node<S, R> {
                 self.hear_about_self(d.delta.generation, d.claim);
                 continue;
             }
-            let _ = sender;
             self.apply_delta(now, d.endpoint, &d.delta, d.claim, slot);
         }
     }

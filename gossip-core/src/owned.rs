@@ -143,10 +143,13 @@ pub struct EndpointSnapshot {
     pub generation: u64,
     /// Its heartbeat version.
     pub heartbeat: u64,
-    /// Whether it is believed alive.
+    /// Whether it is believed up (alive or suspected).
     pub alive: bool,
-    /// What the node believes of it.
+    /// What the node believes of it: alive, suspect, down or left.
     pub liveness: Liveness,
+    /// Its incarnation within its generation, as the node knows it (raised
+    /// by the endpoint each time it refutes a suspicion of itself).
+    pub incarnation: u32,
     /// The failure detector's phi (0 for the node itself).
     pub phi: f64,
     /// Its application states, in version order.
@@ -161,6 +164,7 @@ impl EndpointSnapshot {
             heartbeat: state.heartbeat().version.0,
             alive: true,
             liveness: Liveness::Alive,
+            incarnation: 0,
             phi: 0.0,
             states: state
                 .entries()
@@ -173,6 +177,7 @@ impl EndpointSnapshot {
         Self {
             alive: peer.is_alive(),
             liveness: peer.liveness(),
+            incarnation: peer.incarnation(),
             phi: peer.phi(now),
             ..Self::of_state(peer.addr(), peer.state())
         }
@@ -204,15 +209,24 @@ impl Snapshot {
             .collect();
         endpoints.sort_by_key(|e| e.address);
         Self {
-            local: EndpointSnapshot::of_state(node.local_addr(), node.local_state()),
+            local: EndpointSnapshot {
+                incarnation: node.incarnation(),
+                ..EndpointSnapshot::of_state(node.local_addr(), node.local_state())
+            },
             endpoints,
             stats: node.stats().clone(),
         }
     }
 
-    /// Endpoints believed alive (the node itself not counted).
+    /// Endpoints believed up, alive or suspected (the node itself not
+    /// counted).
     pub fn alive(&self) -> usize {
         self.endpoints.iter().filter(|e| e.alive).count()
+    }
+
+    /// Endpoints with liveness `l` (the node itself not counted).
+    pub fn count(&self, l: Liveness) -> usize {
+        self.endpoints.iter().filter(|e| e.liveness == l).count()
     }
 
     /// The endpoint at `address`.

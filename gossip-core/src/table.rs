@@ -566,8 +566,6 @@ pub(crate) mod flags {
     pub(crate) const EV_RESTARTED: u8 = 1 << 4;
     pub(crate) const EV_SHUTDOWN: u8 = 1 << 5;
     pub(crate) const EV_REMOVED: u8 = 1 << 6;
-    /// Unused.
-    pub(crate) const _SPARE: u8 = 1 << 7;
 }
 
 /// A peer's address as the table keeps it: IP and port in 19 bytes (a
