@@ -382,14 +382,15 @@ fn print_markdown(f: &Figures) {
         _ => f.rounds.map_or_else(|| "-".into(), |r| format!("{r:.1}")),
     };
     println!(
-        "| scenario | nodes | loss | goal reached | rounds | measured (s) | false downs | datagrams/node/s | bytes/node/s | max datagram | bytes/known peer | wall (s) |"
+        "| scenario | nodes | loss | jitter (ms) | goal reached | rounds | measured (s) | false downs | datagrams/node/s | bytes/node/s | max datagram | bytes/known peer | wall (s) |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     println!(
-        "| {} | {} | {} | {} | {} | {} | {} | {:.1} | {:.0} | {} | {} | {:.1} |",
+        "| {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {:.0} | {} | {} | {:.1} |",
         f.scenario,
         f.nodes,
         f.loss,
+        f.jitter_ms,
         if f.converged { "yes" } else { "**no**" },
         f.rounds.map_or_else(|| "-".into(), |r| format!("{r:.1}")),
         goal,

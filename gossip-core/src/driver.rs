@@ -224,7 +224,9 @@ impl Handle {
     ///    endpoint in; [`Down`](MembershipEvent::Down),
     ///    [`Restarted`](MembershipEvent::Restarted) and
     ///    [`Removed`](MembershipEvent::Removed) take it out (a restarted
-    ///    endpoint is announced `Up` again once proven, at once if it is);
+    ///    endpoint is announced `Up` again once alive);
+    ///    [`Suspect`](MembershipEvent::Suspect) changes nothing (a suspect is
+    ///    up until it is down);
     /// 3. on `RecvError::Lagged`, drop the receiver and start over at 1 with
     ///    a new call: the new snapshot replaces the whole view (what the
     ///    missed events did is in it).

@@ -99,9 +99,10 @@
 //! Every `gossip_interval` (1 s by default, jittered ±10%) a node bumps its
 //! heartbeat, picks targets as Cassandra does (`fanout` random live peers; an
 //! unreachable one with probability `unreachable / (live + 1)`; a seed when
-//! no live target was one or fewer peers are live than there are seeds; and,
-//! for two rounds after application news, one more live peer) and sends each
-//! a SYN with digests `(endpoint, generation, max_version)`: its own, those
+//! no live target was one or fewer peers are live than there are seeds; for
+//! two rounds after application news, one more live peer; for two rounds
+//! after meeting a new endpoint or generation, three more) and sends each a
+//! SYN with digests `(endpoint, generation, max_version, claim)`: its own, those
 //! of the endpoints whose application news reached it last (so news spreads
 //! as a rumor), and every endpoint it knows on the next stretch of a shared
 //! hash ring ([`wire::ring_position`]), as far as one datagram holds. The

@@ -33,9 +33,9 @@ pub use suspicion::MAX_HEALTH;
 /// The most seeds a node keeps.
 pub const MAX_SEEDS: usize = 16;
 
-/// SYN targets in one round: `fanout` live peers, one more with news, one
-/// unreachable, one seed.
-const MAX_TARGETS: usize = 6;
+/// SYN targets in one round: `fanout` live peers, one more with news,
+/// three more during a join, one unreachable, one seed.
+const MAX_TARGETS: usize = 9;
 
 /// Deltas ranked by version gap per reply; the rest follow unranked.
 const RANKED_DELTAS: usize = 32;
@@ -134,9 +134,9 @@ pub enum Event<'a> {
     },
     /// An endpoint came back with a newer generation; its old state is gone,
     /// and it is not believed up until an [`Event::Up`] follows (right after
-    /// it if the new incarnation is already proven alive, say it spoke to
-    /// this node). A follower of the events takes it out of its live set
-    /// here, as on [`Event::Down`].
+    /// it, unless the cluster already says the new incarnation is down). A
+    /// follower of the events takes it out of its live set here, as on
+    /// [`Event::Down`].
     Restarted {
         /// Its address.
         endpoint: SocketAddr,
@@ -418,6 +418,10 @@ pub struct Node<S: Storage, R> {
     stamp: u32,
     /// Rounds left that push application news to one more peer.
     news: u8,
+    /// Rounds left that gossip to three more peers: new endpoints or
+    /// generations came in lately (a join is going on, and the joiners'
+    /// states and ours spread faster for it).
+    joining: u8,
     rng: R,
     next_round: Instant,
     last_round: Option<Instant>,
@@ -500,6 +504,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
             recent: heapless::Deque::new(),
             stamp: 0,
             news: 0,
+            joining: 0,
             rng,
             next_round: now,
             last_round: None,
@@ -1295,6 +1300,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
             peer.evidence = peer.evidence.max(peer.state.max_version());
             peer.window
                 .record(now, initial, min_interval, now >= pause_grace_until);
+            peer.flags &= !flags::PHI_PROBED;
         }
         let left = if status_changed || applied.replaced {
             peer.status_says_shutdown()
@@ -1315,6 +1321,9 @@ impl<S: Storage, R: Rng> Node<S, R> {
         if applied.changed > 0 || is_new || applied.replaced {
             // Application news (not a mere heartbeat): spread it like a rumor.
             self.refreshed(idx);
+        }
+        if is_new || applied.replaced {
+            self.joining = NEWS_ROUNDS;
         }
         if left {
             self.set_liveness(idx, Liveness::Down, now);
@@ -1357,6 +1366,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
             peer.evidence = d.max_version;
             peer.window
                 .record(now, initial, min_interval, count_interval);
+            peer.flags &= !flags::PHI_PROBED;
         }
         // Anti-entropy for liveness: the digest carries the sender's claim.
         self.merge_claim(now, idx, d.generation, d.claim, Source::Heard);
@@ -1429,10 +1439,15 @@ impl<S: Storage, R: Rng> Node<S, R> {
         self.targets.clear();
         let mut gossiped_to_seed = false;
         // Fresh application news goes to one more live peer (rumor
-        // mongering): push-pull spreads it in about log3(N) rounds.
+        // mongering): push-pull spreads it in about log3(N) rounds. While
+        // endpoints are joining, three more exchanges a round carry their
+        // states (a cluster's first convergence is bandwidth-bound).
         let news = self.news > 0;
         self.news = self.news.saturating_sub(1);
-        let wanted = usize::from(self.config.fanout + u8::from(news)).min(self.alive);
+        let joining = self.joining > 0;
+        self.joining = self.joining.saturating_sub(1);
+        let extra = u8::from(news) + 3 * u8::from(joining);
+        let wanted = usize::from(self.config.fanout + extra).min(self.alive);
         // Distinct peers: a few draws each, as the live ones may be few.
         for _ in 0..wanted * 4 {
             if self.targets.len() >= wanted {
@@ -1513,12 +1528,18 @@ impl<S: Storage, R: Rng> Node<S, R> {
                     }
                 }
                 (Slot::Member, _) => {
+                    // Once per silence: probed when phi passes the
+                    // threshold, again only after a heartbeat came.
                     if self.phi_probes > 0
+                        && p.flags & flags::PHI_PROBED == 0
                         && !p.has_left()
                         && now >= p.window.convict_at(threshold)
                         && !self.prober.probing(idx)
                     {
                         self.phi_probes -= 1;
+                        if let Some(p) = self.peers.as_mut_slice().get_mut(i) {
+                            p.flags |= flags::PHI_PROBED;
+                        }
                         self.start_probe(now, idx, probe::Cause::Extra);
                     }
                 }

@@ -566,6 +566,9 @@ pub(crate) mod flags {
     pub(crate) const EV_RESTARTED: u8 = 1 << 4;
     pub(crate) const EV_SHUTDOWN: u8 = 1 << 5;
     pub(crate) const EV_REMOVED: u8 = 1 << 6;
+    /// Probed because its phi passed the threshold, since its last
+    /// heartbeat.
+    pub(crate) const PHI_PROBED: u8 = 1 << 7;
 }
 
 /// A peer's address as the table keeps it: IP and port in 19 bytes (a

@@ -629,8 +629,8 @@ fn events_followed_from_the_start_give_the_live_set_through_restarts() {
     });
     assert!(seen);
     // It restarts again and dies before most have heard from it: whoever
-    // learned the new generation second-hand convicts an incarnation never
-    // proven.
+    // learned the new generation second-hand marks that incarnation down
+    // too.
     net.nodes[r] = Some(net.make(r, config(), GEN + 200, &[addr(0)]));
     net.events[r].clear();
     let learned = net.run_until(Duration::from_secs(10), |n| {
