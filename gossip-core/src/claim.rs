@@ -7,9 +7,11 @@
 //! itself (SWIM's refutation). Others claim it [`Suspect`](Status::Suspect)
 //! or [`Down`](Status::Down) *at* the incarnation they knew.
 //!
-//! Claims are ordered by `(generation, incarnation, status)`, status ranked
-//! `Alive < Suspect < Down < Left`, and merging keeps the larger; two
-//! suspicions at one incarnation merge into one with the confirmers of both.
+//! Claims about one generation are ordered by `(incarnation, status)`,
+//! status ranked `Alive < Suspect < Down < Left`, and merging keeps the
+//! larger; two suspicions at one incarnation merge into one with the
+//! confirmers of both. (A newer generation is a restart: its state replaces
+//! the old one, claims included.)
 //! The merge is commutative, associative and idempotent, so any order of
 //! arrival ends in the same view. This gives SWIM's rules:
 //!
@@ -20,11 +22,14 @@
 //!   sets its bit (one of eight, by a hash of its address), so confirmations
 //!   made at the same moment by different nodes add up instead of hiding
 //!   each other, and their count shortens everyone's suspicion timeout
-//!   (Lifeguard).
+//!   (Lifeguard). A node that hears of a death it doubts holds it as a
+//!   suspicion with every bit set: the shortest one, long enough for the
+//!   member to refute to the node's own probe.
 //!
 //! A stale rumor (an older incarnation's suspicion, an old "alive") never
 //! wins over what a node knows, so it can neither bring a dead member back
-//! nor keep a refuted one down.
+//! nor keep a refuted one down. A member that left gracefully stays left for
+//! its generation whatever claim comes later.
 //!
 //! On the wire a claim is one varint, its [`key`](Claim::key):
 //! `incarnation << 10 | status << 8 | confirmers`.

@@ -45,7 +45,8 @@ pub struct Config {
     /// decade of cluster size (`λ · log10(N)`), 1 to 32.
     pub rumor_retransmit_mult: u8,
     /// Members hot news (a suspicion, a death, a refutation, a restart) is
-    /// pushed to at once, 0 to 8.
+    /// pushed to at once, 0 to 8 (at most 6 pushes a round; the rest of the
+    /// news rides piggyback).
     pub push_fanout: u8,
     /// The interval a peer's first heartbeat is assumed to follow (it counts
     /// in the mean until the window has rotated it out). `None`: twice

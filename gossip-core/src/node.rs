@@ -67,6 +67,10 @@ const NO_SLOT: u32 = u32::MAX;
 /// Rounds after application news during which one more peer is gossiped to.
 const NEWS_ROUNDS: u8 = 2;
 
+/// How far past the incarnation known a claim may go (a member raises its
+/// own by one per refutation); beyond, it is ignored as hostile.
+const MAX_INCARNATION_JUMP: u32 = 1024;
+
 /// Members that probe a suspect they hear of, on average (each one whose
 /// probe fails confirms the suspicion; Lifeguard counts up to 3).
 const CONFIRMING_PROBERS: u64 = 8;
@@ -473,7 +477,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
         }
         let mut index = S::Index::default();
         index.seed(rng.next_u64());
-        let prober = probe::Prober::new(rng.next_u32());
+        let prober = probe::Prober::new();
         // Validated: above 0 and at most 100.
         let suspicion_mult_milli = (config.suspicion_mult * 1000.0) as u64;
         Ok(Self {
@@ -532,6 +536,9 @@ impl<S: Storage, R: Rng> Node<S, R> {
     /// unchanged. Every delta of a datagram is checked before any is applied.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
         self.last_now = self.last_now.max(now);
+        if self.phase == Phase::Running {
+            self.note_pause(now);
+        }
         self.stats.datagrams_in += 1;
         self.stats.bytes_in += datagram.len() as u64;
         if let Err(reason) = self.try_handle(now, from, datagram) {
@@ -546,6 +553,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
         if self.phase != Phase::Running {
             return;
         }
+        self.note_pause(now);
         self.probe_deadlines(now);
         self.expire_suspicions(now);
         if now >= self.next_round {
@@ -936,12 +944,12 @@ impl<S: Storage, R: Rng> Node<S, R> {
                 self.apply_delta(now, sender, &notice.delta, claim, Some(slot));
                 self.mark_shut_down(now, sender, notice.delta.generation);
             }
-            Message::Probe(probe) => self.handle_probe(now, from, probe),
+            Message::Probe(probe) => self.handle_probe(now, sender, from, probe),
         }
         // The datagram was accepted: an answer from its sender, and news.
         self.prober.heard_from(sender);
         for rumor in decoded.rumors {
-            self.hear_rumor(now, sender, &rumor);
+            self.hear_rumor(now, from, &rumor);
         }
         if let Some(c) = self
             .stats
@@ -973,12 +981,13 @@ impl<S: Storage, R: Rng> Node<S, R> {
         Generation(self.me.generation().0.saturating_add(running))
     }
 
-    /// A rumor arrived from `sender`: merged into what we believe (about
-    /// ourselves: a suspicion or death is refuted). A rumor about a newer
-    /// generation of a known endpoint (a restart) sends the sender a SYN: it
-    /// has the new state, and our digest of the old one asks for all of it
-    /// (the restarted endpoint itself would get a SYN from everyone at once).
-    fn hear_rumor(&mut self, now: Instant, sender: SocketAddr, r: &Rumor) {
+    /// A rumor arrived from `from` (the datagram's source): merged into what
+    /// we believe (about ourselves: a suspicion or death is refuted). A rumor
+    /// about a newer generation of a known endpoint (a restart) sends `from`
+    /// a SYN: it has the new state, and our digest of the old one asks for
+    /// all of it (the restarted endpoint itself would get a SYN from everyone
+    /// at once). Only a member's datagram does that.
+    fn hear_rumor(&mut self, now: Instant, from: SocketAddr, r: &Rumor) {
         if r.endpoint == self.local {
             self.hear_about_self(r.generation, r.claim);
             return;
@@ -995,8 +1004,11 @@ impl<S: Storage, R: Rng> Node<S, R> {
         let known = p.state.generation();
         if r.generation == known {
             self.merge_claim(now, idx, r.generation, r.claim, Source::Heard);
-        } else if r.generation > known && r.claim.status == Status::Alive {
-            self.add_target(sender);
+        } else if r.generation > known
+            && r.claim.status == Status::Alive
+            && self.endpoint(&from).is_some()
+        {
+            self.add_target(from);
         }
     }
 
@@ -1004,7 +1016,10 @@ impl<S: Storage, R: Rng> Node<S, R> {
     /// death at our incarnation (or a later one) is refuted at once with a
     /// newer incarnation, pushed as hot news.
     fn hear_about_self(&mut self, generation: Generation, claim: Claim) {
-        if generation != self.me.generation() || self.phase != Phase::Running {
+        if generation != self.me.generation()
+            || self.phase != Phase::Running
+            || claim.incarnation > self.incarnation.saturating_add(MAX_INCARNATION_JUMP)
+        {
             return;
         }
         if claim.status != Status::Alive && claim.incarnation >= self.incarnation {
@@ -1034,12 +1049,19 @@ impl<S: Storage, R: Rng> Node<S, R> {
         let heard = source == Source::Heard;
         // The shortest suspicion here: a death heard sooner than that after
         // its suspicion reached us is old news arriving in a burst.
-        let shortest = (heard && claim.status == Status::Down)
+        let shortest = (heard && claim.is_gone())
             .then(|| self.suspicion_timeout(crate::claim::MAX_CONFIRMATIONS));
         let Some(p) = self.peers.as_mut_slice().get_mut(idx as usize) else {
             return false;
         };
-        if !p.is_member() || p.state.generation() != generation {
+        // Leaving is final within a generation (a restart is a new one), and
+        // a member raises its incarnation a step at a time: a claim far
+        // beyond the one known is hostile.
+        if !p.is_member()
+            || p.state.generation() != generation
+            || p.has_left()
+            || claim.incarnation > p.incarnation.saturating_add(MAX_INCARNATION_JUMP)
+        {
             return false;
         }
         // A death heard of a member we had no doubt about, that answered our
@@ -1396,15 +1418,21 @@ impl<S: Storage, R: Rng> Node<S, R> {
 
     // ---- private: the round ---------------------------------------------
 
-    fn round(&mut self, now: Instant) {
+    /// No round for longer than `max_local_pause`: this node was frozen,
+    /// and its peers' silence (its probes' failures, its suspicions' ends)
+    /// says nothing about them. No suspicion is raised or ended for as long
+    /// again. Checked before anything else a timeout or datagram does.
+    fn note_pause(&mut self, now: Instant) {
         let pause = self.config.max_local_pause();
         if let Some(last) = self.last_round
             && now - last > pause
+            && now >= self.pause_grace_until
         {
-            // We were frozen: peers' silence is ours. Do not suspect for a
-            // while.
             self.pause_grace_until = now + pause;
         }
+    }
+
+    fn round(&mut self, now: Instant) {
         if self.last_round.is_some() && now - self.next_round > self.config.gossip_interval / 2 {
             self.stats.late_rounds += 1;
             self.health_worse();
@@ -1671,6 +1699,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
         p.flags &= flags::QUEUED;
         self.occupied -= 1;
         self.rumors.forget(idx);
+        self.prober.forget(idx);
         // The free list has room for every slot.
         let _ = self.free.try_push(idx);
     }

@@ -630,7 +630,7 @@ impl PeerAddr {
 pub struct Peer<B> {
     pub(crate) slot: Slot,
     /// Alive, Suspect or Down (a peer that left is Down with
-    /// [`flags::LEFT`]).
+    /// [`flags::LEFT`], for good in its generation).
     pub(crate) liveness: Liveness,
     /// The liveness last reported in an event.
     pub(crate) reported: Option<Liveness>,

@@ -4,8 +4,9 @@
 //! members are asked to ping it (PING-REQ) and relay its answer, or a NACK
 //! when they get none. No answer within two more probe timeouts either (a
 //! late direct answer still counts): the member is suspected
-//! ([`suspicion`](super::suspicion)). A probe is over before the next
-//! round's starts, unless local health stretched its timeouts.
+//! ([`suspicion`](super::suspicion)). With the default probe timeout (a
+//! fifth of a round) a probe is over before the next round's starts; the
+//! next cycle probe waits for the last one to end.
 //!
 //! The order is this node's own random permutation of the table's slots,
 //! shuffled anew after each full cycle; a new slot goes in at a random place
@@ -24,7 +25,7 @@
 //! Helping others: a PING-REQ's target is pinged with a sequence number of
 //! this node's; its answer is relayed as a PING-ACK with the requester's
 //! number, and if none comes within this node's probe timeout, a NACK is
-//! (Lifeguard: a requester missing NACKs learns that its own network or
+//! sent (Lifeguard: a requester missing NACKs learns that its own network or
 //! process is the problem, not the target).
 
 use core::net::SocketAddr;
@@ -105,18 +106,14 @@ pub(super) struct Prober {
     watch: Option<Watch>,
     relays: heapless::Vec<Relay, MAX_RELAYS>,
     outbox: heapless::Deque<Outgoing, OUTBOX>,
-    next_seq: u32,
     /// The next place in the node's probe order.
     next: usize,
 }
 
 impl Prober {
-    /// Starts with random sequence numbers.
-    pub(super) fn new(seq: u32) -> Self {
-        Self {
-            next_seq: seq,
-            ..Self::default()
-        }
+    /// An idle prober.
+    pub(super) fn new() -> Self {
+        Self::default()
     }
 
     /// The next liveness message to send.
@@ -144,9 +141,13 @@ impl Prober {
         }
     }
 
-    fn seq(&mut self) -> u32 {
-        self.next_seq = self.next_seq.wrapping_add(1);
-        self.next_seq
+    /// Forgets the probes of slot `idx` (vacated: it may hold another
+    /// endpoint next).
+    pub(super) fn forget(&mut self, idx: u32) {
+        self.probes.retain(|p| p.slot != idx);
+        if self.watch.is_some_and(|w| w.slot == idx) {
+            self.watch = None;
+        }
     }
 }
 
@@ -220,7 +221,8 @@ impl<S: Storage, R: Rng> Node<S, R> {
             return;
         }
         let target = p.addr();
-        let seq = self.prober.seq();
+        // Random: a stranger cannot guess it to forge an answer.
+        let seq = self.rng.next_u32();
         let probe = Probe {
             slot: idx,
             target,
@@ -231,9 +233,11 @@ impl<S: Storage, R: Rng> Node<S, R> {
             indirect: false,
             cause,
         };
-        if self.prober.probes.push(probe).is_ok() {
+        // Not started when the PING cannot be queued (it would fail, and
+        // suspect a member no network lost a datagram of).
+        if !self.prober.probes.is_full() && self.send_liveness(target, Msg::Ping { seq }) {
+            let _ = self.prober.probes.push(probe);
             self.stats.probes_sent += 1;
-            self.send_liveness(target, Msg::Ping { seq });
         }
     }
 
@@ -261,37 +265,55 @@ impl<S: Storage, R: Rng> Node<S, R> {
         }
     }
 
-    /// Queues a liveness message.
-    pub(super) fn send_liveness(&mut self, to: SocketAddr, msg: Msg) {
+    /// Queues a liveness message; false (counted) when too many wait.
+    pub(super) fn send_liveness(&mut self, to: SocketAddr, msg: Msg) -> bool {
         if self.prober.outbox.push_back(Outgoing { to, msg }).is_err() {
             self.stats.outbox_full += 1;
+            return false;
         }
+        true
     }
 
-    /// A PING, PING-REQ, PING-ACK or NACK from `from` (NEWS has no body).
-    pub(super) fn handle_probe(&mut self, now: Instant, from: SocketAddr, msg: Msg) {
+    /// A PING, PING-REQ, PING-ACK or NACK from `sender` (its identity),
+    /// which came from `from` (where answers go). NEWS has no body.
+    pub(super) fn handle_probe(
+        &mut self,
+        now: Instant,
+        sender: SocketAddr,
+        from: SocketAddr,
+        msg: Msg,
+    ) {
         match msg {
-            Msg::Ping { seq } => self.send_liveness(from, Msg::PingAck { seq }),
+            Msg::Ping { seq } => {
+                self.send_liveness(from, Msg::PingAck { seq });
+            }
             Msg::PingReq { seq, target } => {
+                // Served for members only, about members only: a stranger
+                // cannot aim our PINGs at a third party.
+                if self.endpoint(&sender).is_none() {
+                    return;
+                }
                 if target == self.local {
                     // Asked to ping ourselves: we are alive.
                     self.send_liveness(from, Msg::PingAck { seq });
                     return;
                 }
-                if self.prober.relays.is_full() {
+                if self.endpoint(&target).is_none() || self.prober.relays.is_full() {
                     return;
                 }
-                let own = self.prober.seq();
+                let own = self.rng.next_u32();
                 let relay = Relay {
                     requester: from,
                     requester_seq: seq,
                     seq: own,
                     deadline: now + self.probe_timeout(),
                 };
-                if self.prober.relays.push(relay).is_ok() {
-                    self.send_liveness(target, Msg::Ping { seq: own });
+                if self.send_liveness(target, Msg::Ping { seq: own }) {
+                    let _ = self.prober.relays.push(relay);
                 }
             }
+            // Answers count from members only (the target, or a helper).
+            Msg::PingAck { .. } | Msg::Nack { .. } if self.endpoint(&sender).is_none() => {}
             Msg::PingAck { seq } => {
                 if let Some(k) = self.prober.probes.iter().position(|p| p.seq == seq) {
                     let probe = self.prober.probes.swap_remove(k);
@@ -411,10 +433,13 @@ impl<S: Storage, R: Rng> Node<S, R> {
             }
             let _ = asked.push(helper);
         }
+        let mut sent = 0;
         for helper in &asked {
-            self.stats.ping_reqs_sent += 1;
-            self.send_liveness(*helper, Msg::PingReq { seq, target });
+            if self.send_liveness(*helper, Msg::PingReq { seq, target }) {
+                self.stats.ping_reqs_sent += 1;
+                sent += 1;
+            }
         }
-        asked.len() as u8
+        sent
     }
 }

@@ -1,6 +1,6 @@
 //! Membership rumors: every liveness change a node learns (suspect, down,
 //! left, a refutation, a restart) rides piggyback on every datagram it
-//! sends, fewest-sent first, until it has been sent about `λ · log10(N)`
+//! sends to a member (but SHUTDOWN notices), fewest-sent first, until it has been sent about `λ · log10(N)`
 //! times; hot news is also pushed at once, in NEWS datagrams, to a few random
 //! members (rumor mongering), instead of waiting for the next round.
 //!
@@ -123,8 +123,8 @@ impl<S: Storage, R: Rng> Node<S, R> {
 
     /// The rumors for a datagram to `to`: first what we believe of `to`
     /// itself when that is not "alive" (so it can refute at once), then
-    /// `extra`, then the queued rumors sent least so far, within a quarter
-    /// of the datagram. Counts the queued ones as sent.
+    /// `extra`, then, to a member, the queued rumors sent least so far,
+    /// within a quarter of the datagram. Counts the queued ones as sent.
     pub(super) fn piggyback(&mut self, to: SocketAddr, extra: &[Rumor]) -> Piggyback {
         let mut out = Piggyback::new();
         let budget = self.config.max_datagram_size / 4;
@@ -141,7 +141,9 @@ impl<S: Storage, R: Rng> Node<S, R> {
                 false
             }
         };
-        if let Some(p) = self.endpoint(&to) {
+        let member = self.endpoint(&to);
+        let is_member = member.is_some();
+        if let Some(p) = member {
             let claim = p.claim();
             if claim.status != Status::Alive {
                 add(
@@ -156,6 +158,11 @@ impl<S: Storage, R: Rng> Node<S, R> {
         }
         for r in extra {
             add(&mut out, *r);
+        }
+        // Queued rumors go to members only: a stranger's datagram (forged
+        // sources included) neither uses up their sends nor gets them.
+        if !is_member {
+            return out;
         }
         let limit = retransmit_limit(self.config.rumor_retransmit_mult, self.endpoint_count());
         // Fewest sends first: a pass per pick over a small queue.

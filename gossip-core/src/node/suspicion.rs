@@ -80,13 +80,15 @@ impl<S: Storage, R: Rng> Node<S, R> {
         let members = self.endpoint_count() + 1;
         let interval = u64::try_from(self.config.gossip_interval.as_micros()).unwrap_or(u64::MAX);
         let decades = log10_milli(members).max(1000);
-        let min = interval.saturating_mul(self.suspicion_mult_milli) / 1000 * decades / 1000;
+        let min = (interval.saturating_mul(self.suspicion_mult_milli) / 1000)
+            .saturating_mul(decades)
+            / 1000;
         let max = min.saturating_mul(u64::from(self.config.suspicion_max_mult));
         let fraction = CONFIRMED_PER_MILLE
             .get(usize::from(confirmations.min(MAX_CONFIRMATIONS)))
             .copied()
             .unwrap_or(1000);
-        let micros = max - (max - min) * fraction / 1000;
+        let micros = max - ((max - min) / 1000).saturating_mul(fraction);
         Duration::from_micros(micros.saturating_mul(u64::from(self.health) + 1))
     }
 
@@ -125,9 +127,13 @@ impl<S: Storage, R: Rng> Node<S, R> {
         }
         self.start_probe(now, idx, super::probe::Cause::Extra);
         if !self.prober.probing(idx) {
+            // Its deadline moves to a probe's length from now.
             let wait = self.probe_timeout().saturating_mul(3);
+            let late = self
+                .suspicion_deadline(idx)
+                .map_or(Duration::ZERO, |t| now - t);
             if let Some(p) = self.peers.as_mut_slice().get_mut(idx as usize) {
-                p.since = p.since + wait;
+                p.since = p.since + late + wait;
             }
         }
     }

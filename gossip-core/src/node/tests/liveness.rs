@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::claim::MAX_CONFIRMATIONS;
+use crate::state::ApplicationState;
 use crate::wire::{Probe, encode_probe};
 
 /// Node 0, knowing node 1 and node 2 (alive at incarnation 0) from an ACK2
@@ -355,4 +356,84 @@ fn a_death_heard_of_a_member_we_do_not_doubt_is_a_suspicion_it_can_refute() {
         assert_eq!(net.saw(i, &Ev::Down(addr(2))), None, "node {i}");
     }
     assert!(net.converged());
+}
+
+#[test]
+fn a_member_that_left_stays_left_whatever_comes_later() {
+    let now = Instant::from_millis(1000);
+    let mut a = node_knowing_two(now);
+    // Node 2 leaves: its SHUTDOWN notice.
+    let header = Header {
+        cluster: CLUSTER,
+        sender: addr(2),
+    };
+    let mut buf = vec![0u8; 1400];
+    let items = [
+        DeltaItem::State(
+            StateKey::Known(ApplicationState::Status),
+            VersionedValue {
+                version: Version(4),
+                value: SHUTDOWN_STATUS,
+            },
+        ),
+        DeltaItem::Heartbeat(Version::MAX),
+    ];
+    let n = encode_shutdown(&mut buf, &header, &[], Generation(GEN), items).unwrap();
+    a.handle_datagram(now, addr(2), &buf[..n]);
+    assert_eq!(a.endpoint(&addr(2)).unwrap().liveness(), Liveness::Left);
+    // Later news of it alive (a refutation it made before leaving, relayed
+    // late) or suspected changes nothing.
+    for claim in [Claim::alive(5), Claim::new(6, Status::Suspect)] {
+        a.handle_datagram(now, addr(1), &news(&[about(2, claim)]));
+        let p = a.endpoint(&addr(2)).unwrap();
+        assert_eq!(p.liveness(), Liveness::Left);
+        assert!(!p.is_alive());
+    }
+    assert_eq!(a.live_count(), 1);
+}
+
+#[test]
+fn an_incarnation_far_ahead_is_ignored_as_hostile() {
+    let now = Instant::from_millis(1000);
+    let mut a = node_knowing_two(now);
+    // "Alive at 1,000,000" would leave node 2 unable to refute ever after.
+    a.handle_datagram(now, addr(1), &news(&[about(2, Claim::alive(1_000_000))]));
+    assert_eq!(a.endpoint(&addr(2)).unwrap().incarnation(), 0);
+    // Nor does a suspicion of us that far ahead move our own incarnation.
+    a.handle_datagram(
+        now,
+        addr(1),
+        &news(&[about(0, Claim::new(u32::MAX, Status::Suspect))]),
+    );
+    assert_eq!(a.incarnation(), 0);
+    // A step ahead is news.
+    a.handle_datagram(now, addr(1), &news(&[about(2, Claim::alive(3))]));
+    assert_eq!(a.endpoint(&addr(2)).unwrap().incarnation(), 3);
+}
+
+#[test]
+fn a_stranger_cannot_aim_pings_at_a_third_party() {
+    let now = Instant::from_millis(1000);
+    let mut a = node_knowing_two(now);
+    // Node 9 is no member: its PING-REQ about member 2 is ignored, and a
+    // member's PING-REQ about a non-member too.
+    let req = probe_from(
+        9,
+        &[],
+        Probe::PingReq {
+            seq: 1,
+            target: addr(2),
+        },
+    );
+    a.handle_datagram(now, addr(9), &req);
+    let req = probe_from(
+        1,
+        &[],
+        Probe::PingReq {
+            seq: 2,
+            target: addr(9),
+        },
+    );
+    a.handle_datagram(now, addr(1), &req);
+    assert!(drain_all(&mut a, now).is_empty());
 }
