@@ -72,6 +72,8 @@ pub(super) struct Probe {
     asked: u8,
     nacks: u8,
     indirect: bool,
+    /// It was given one more timeout because this node ran late.
+    late: bool,
     cause: Cause,
 }
 
@@ -231,6 +233,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
             asked: 0,
             nacks: 0,
             indirect: false,
+            late: false,
             cause,
         };
         // Not started when the PING cannot be queued (it would fail, and
@@ -379,9 +382,23 @@ impl<S: Storage, R: Rng> Node<S, R> {
                 k += 1;
             }
         }
+        let timeout = self.probe_timeout();
         let mut k = 0;
         while let Some(p) = self.prober.probes.get(k).copied() {
             if now < p.deadline {
+                k += 1;
+                continue;
+            }
+            if now - p.deadline > timeout && !p.late {
+                // This node is running late (overloaded, or its task was
+                // starved): the answer may be waiting, unread, in its own
+                // socket. Its health worsens, and the probe gets one more
+                // timeout, from now, before it counts as unanswered.
+                self.health_worse();
+                if let Some(q) = self.prober.probes.get_mut(k) {
+                    q.late = true;
+                    q.deadline = now + timeout;
+                }
                 k += 1;
                 continue;
             }
