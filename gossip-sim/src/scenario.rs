@@ -692,7 +692,6 @@ impl Run<'_, '_> {
     }
 
     fn restart(&mut self, sim: &mut Sim, fig: &mut Figures) -> bool {
-        let n = self.cfg.nodes;
         let v = self.victim();
         self.tracker.absent[v] = true;
         sim.crash(v);
@@ -702,9 +701,26 @@ impl Run<'_, '_> {
         sim.restart(v, &mut self.tracker);
         publish(sim, v, &mut self.tracker);
         let generation = Generation(sim.generation(v));
-        let victim = node_addr(v);
         self.tracker.hit(v, sim.now());
-        let took = self.until(
+        let took = self.until_all_see(sim, v, |p| {
+            p.is_alive() && p.state().generation() == generation
+        });
+        fig.restart_ms = took.map(ms);
+        fig.rounds = took.map(|d| rounds(d, self.cfg.interval));
+        took.is_some()
+    }
+
+    /// Runs until every node sees node `v` as `seen` says, checking the
+    /// nodes with news of it (the tracker watches `Touch(v)`).
+    fn until_all_see(
+        &mut self,
+        sim: &mut Sim,
+        v: usize,
+        seen: impl Fn(&gossip_core::Peer<Box<[u8]>>) -> bool,
+    ) -> Option<Duration> {
+        let n = self.cfg.nodes;
+        let victim = node_addr(v);
+        self.until(
             sim,
             |sim, t| {
                 let now = sim.now();
@@ -714,7 +730,7 @@ impl Run<'_, '_> {
                     let up = sim
                         .node(i)
                         .and_then(|node| node.endpoint(&victim))
-                        .is_some_and(|p| p.is_alive() && p.state().generation() == generation);
+                        .is_some_and(&seen);
                     if up {
                         t.hit(i, now);
                     }
@@ -722,10 +738,7 @@ impl Run<'_, '_> {
                 t.hit_count == t.n
             },
             |_, t| t.hit_count as f64 / n as f64,
-        );
-        fig.restart_ms = took.map(ms);
-        fig.rounds = took.map(|d| rounds(d, self.cfg.interval));
-        took.is_some()
+        )
     }
 
     /// Runs until every running node's view agrees (checked once a round).
@@ -760,30 +773,11 @@ impl Run<'_, '_> {
         sim.pause(v, self.cfg.pause);
         let resume = sim.now() + self.cfg.pause;
         sim.run_until(resume, &mut self.tracker);
-        let victim = node_addr(v);
         self.tracker.watch(Watch::Touch(v));
         // Everyone is checked once at the resume; then those with news of it.
         self.tracker.touched = (0..n as u32).collect();
-        let took = self.until(
-            sim,
-            |sim, t| {
-                let now = sim.now();
-                let touched = std::mem::take(&mut t.touched);
-                for i in touched {
-                    let i = i as usize;
-                    let up = i == v
-                        || sim
-                            .node(i)
-                            .and_then(|node| node.endpoint(&victim))
-                            .is_some_and(|p| p.is_alive());
-                    if up {
-                        t.hit(i, now);
-                    }
-                }
-                t.hit_count == t.n
-            },
-            |_, t| t.hit_count as f64 / n as f64,
-        );
+        self.tracker.hit(v, sim.now());
+        let took = self.until_all_see(sim, v, |p| p.is_alive());
         fig.resume_ms = took.map(ms);
         fig.rounds = took.map(|d| rounds(d, self.cfg.interval));
         took.is_some()

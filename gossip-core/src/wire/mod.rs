@@ -382,195 +382,71 @@ pub struct EndpointDelta<'a> {
     pub delta: Delta<'a>,
 }
 
-/// A validated list of digests: an iterator over [`GossipDigest`].
-#[derive(Clone, Copy)]
-pub struct Digests<'a> {
-    bytes: &'a [u8],
-    remaining: u32,
-}
-
-impl<'a> Digests<'a> {
-    fn parse(rd: &mut Reader<'a>) -> Result<Self, Error> {
-        let count = rd.count(1)?;
-        let start = rd.rest();
-        for _ in 0..count {
-            rd.digest()?;
+/// A validated counted list, as decoded from a datagram: an iterator over
+/// its items that reads each one again (validated once, by `parse`), with
+/// the count left, `Debug` and equality by items.
+macro_rules! list_view {
+    ($(#[$doc:meta])* $ty:ident, $item:ty, |$rd:ident| $read:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Default)]
+        pub struct $ty<'a> {
+            bytes: &'a [u8],
+            remaining: u32,
         }
-        let used = start.len() - rd.rest().len();
-        Ok(Self {
-            bytes: start.get(..used).ok_or(Error::Malformed)?,
-            remaining: count,
-        })
-    }
 
-    /// A list already validated: `count` digests encoded in `bytes`.
-    pub(crate) fn from_validated(bytes: &'a [u8], count: u32) -> Self {
-        Self {
-            bytes,
-            remaining: count,
-        }
-    }
-
-    /// The encoded digests left (validated).
-    pub(crate) fn as_bytes(&self) -> &'a [u8] {
-        self.bytes
-    }
-
-    /// Digests left.
-    pub fn len(&self) -> usize {
-        self.remaining as usize
-    }
-
-    /// Whether none are left.
-    pub fn is_empty(&self) -> bool {
-        self.remaining == 0
-    }
-}
-
-impl Iterator for Digests<'_> {
-    type Item = GossipDigest;
-
-    fn next(&mut self) -> Option<GossipDigest> {
-        if self.remaining == 0 {
-            return None;
-        }
-        let mut rd = Reader::new(self.bytes);
-        match rd.digest() {
-            Ok(d) => {
-                self.bytes = rd.rest();
-                self.remaining -= 1;
-                Some(d)
+        impl<'a> $ty<'a> {
+            fn parse(rd: &mut Reader<'a>) -> Result<Self, Error> {
+                let count = rd.count(1)?;
+                let start = rd.rest();
+                for _ in 0..count {
+                    let $rd = &mut *rd;
+                    $read?;
+                }
+                let used = start.len() - rd.rest().len();
+                Ok(Self {
+                    bytes: start.get(..used).ok_or(Error::Malformed)?,
+                    remaining: count,
+                })
             }
-            Err(_) => {
-                self.remaining = 0;
-                None
+
+            /// Items left.
+            pub fn len(&self) -> usize {
+                self.remaining as usize
+            }
+
+            /// Whether none are left.
+            pub fn is_empty(&self) -> bool {
+                self.remaining == 0
             }
         }
-    }
 
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        (0, Some(self.remaining as usize))
-    }
-}
+        impl<'a> Iterator for $ty<'a> {
+            type Item = $item;
 
-/// A validated list of rumors: an iterator over [`Rumor`].
-#[derive(Clone, Copy, Default)]
-pub struct Rumors<'a> {
-    bytes: &'a [u8],
-    remaining: u32,
-}
-
-impl<'a> Rumors<'a> {
-    fn parse(rd: &mut Reader<'a>) -> Result<Self, Error> {
-        let count = rd.count(1)?;
-        let start = rd.rest();
-        for _ in 0..count {
-            rd.rumor()?;
-        }
-        let used = start.len() - rd.rest().len();
-        Ok(Self {
-            bytes: start.get(..used).ok_or(Error::Malformed)?,
-            remaining: count,
-        })
-    }
-
-    /// Rumors left.
-    pub fn len(&self) -> usize {
-        self.remaining as usize
-    }
-
-    /// Whether none are left.
-    pub fn is_empty(&self) -> bool {
-        self.remaining == 0
-    }
-}
-
-impl Iterator for Rumors<'_> {
-    type Item = Rumor;
-
-    fn next(&mut self) -> Option<Rumor> {
-        if self.remaining == 0 {
-            return None;
-        }
-        let mut rd = Reader::new(self.bytes);
-        match rd.rumor() {
-            Ok(r) => {
-                self.bytes = rd.rest();
-                self.remaining -= 1;
-                Some(r)
+            fn next(&mut self) -> Option<$item> {
+                if self.remaining == 0 {
+                    return None;
+                }
+                let mut reader = Reader::new(self.bytes);
+                let $rd = &mut reader;
+                match $read {
+                    Ok(item) => {
+                        self.bytes = reader.rest();
+                        self.remaining -= 1;
+                        Some(item)
+                    }
+                    Err(_) => {
+                        self.remaining = 0;
+                        None
+                    }
+                }
             }
-            Err(_) => {
-                self.remaining = 0;
-                None
+
+            fn size_hint(&self) -> (usize, Option<usize>) {
+                (0, Some(self.remaining as usize))
             }
         }
-    }
 
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        (0, Some(self.remaining as usize))
-    }
-}
-
-/// A validated list of endpoint deltas: an iterator over [`EndpointDelta`].
-#[derive(Clone, Copy)]
-pub struct Deltas<'a> {
-    bytes: &'a [u8],
-    remaining: u32,
-}
-
-impl<'a> Deltas<'a> {
-    fn parse(rd: &mut Reader<'a>) -> Result<Self, Error> {
-        let count = rd.count(1)?;
-        let start = rd.rest();
-        for _ in 0..count {
-            take_endpoint_delta(rd)?;
-        }
-        let used = start.len() - rd.rest().len();
-        Ok(Self {
-            bytes: start.get(..used).ok_or(Error::Malformed)?,
-            remaining: count,
-        })
-    }
-
-    /// Deltas left.
-    pub fn len(&self) -> usize {
-        self.remaining as usize
-    }
-
-    /// Whether none are left.
-    pub fn is_empty(&self) -> bool {
-        self.remaining == 0
-    }
-}
-
-impl<'a> Iterator for Deltas<'a> {
-    type Item = EndpointDelta<'a>;
-
-    fn next(&mut self) -> Option<EndpointDelta<'a>> {
-        if self.remaining == 0 {
-            return None;
-        }
-        let mut rd = Reader::new(self.bytes);
-        match take_endpoint_delta(&mut rd) {
-            Ok(d) => {
-                self.bytes = rd.rest();
-                self.remaining -= 1;
-                Some(d)
-            }
-            Err(_) => {
-                self.remaining = 0;
-                None
-            }
-        }
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        (0, Some(self.remaining as usize))
-    }
-}
-
-macro_rules! list_view_traits {
-    ($ty:ident) => {
         impl fmt::Debug for $ty<'_> {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.debug_list().entries(*self).finish()
@@ -587,9 +463,42 @@ macro_rules! list_view_traits {
     };
 }
 
-list_view_traits!(Digests);
-list_view_traits!(Deltas);
-list_view_traits!(Rumors);
+list_view!(
+    /// A validated list of digests: an iterator over [`GossipDigest`].
+    Digests,
+    GossipDigest,
+    |rd| rd.digest().map_err(Error::from)
+);
+
+list_view!(
+    /// A validated list of rumors: an iterator over [`Rumor`].
+    Rumors,
+    Rumor,
+    |rd| rd.rumor().map_err(Error::from)
+);
+
+list_view!(
+    /// A validated list of endpoint deltas: an iterator over
+    /// [`EndpointDelta`].
+    Deltas,
+    EndpointDelta<'a>,
+    |rd| take_endpoint_delta(rd)
+);
+
+impl<'a> Digests<'a> {
+    /// A list already validated: `count` digests encoded in `bytes`.
+    pub(crate) fn from_validated(bytes: &'a [u8], count: u32) -> Self {
+        Self {
+            bytes,
+            remaining: count,
+        }
+    }
+
+    /// The encoded digests left (validated).
+    pub(crate) fn as_bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+}
 
 /// Why a datagram was not decoded (or a message not encoded). Decoding is pure:
 /// in every case no state anywhere changed.
