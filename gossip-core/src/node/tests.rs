@@ -720,31 +720,6 @@ fn fixed_storage_with_more_endpoints_in_a_syn_than_its_scratch_holds() {
 }
 
 #[test]
-fn top_k_keeps_the_largest_keys_largest_first() {
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(7);
-    for n in 0..40usize {
-        let keys: Vec<u64> = (0..n).map(|_| rng.next_u64() % 16).collect();
-        let mut top: TopK<usize, heapless::Vec<(u64, usize), 8>> = TopK::new();
-        for (i, k) in keys.iter().enumerate() {
-            top.offer(*k, i);
-        }
-        assert_eq!(top.offered, n);
-        assert_eq!(top.capacity(), 8);
-        let mut expected = keys.clone();
-        expected.sort_unstable_by(|a, b| b.cmp(a));
-        expected.truncate(8);
-        let got = top.sorted();
-        assert_eq!(got.iter().map(|x| x.0).collect::<Vec<_>>(), expected);
-        // Each item is the one offered with its key, and none twice.
-        let mut items: Vec<usize> = got.iter().map(|x| x.1).collect();
-        assert!(got.iter().all(|&(k, i)| keys[i] == k));
-        items.sort_unstable();
-        items.dedup();
-        assert_eq!(items.len(), got.len());
-    }
-}
-
-#[test]
 fn storage_too_small_for_the_configuration_is_refused() {
     let rng = || Xoshiro256PlusPlus::seed_from_u64(1);
     let now = Instant::ZERO;
