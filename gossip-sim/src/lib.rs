@@ -28,7 +28,7 @@ use std::collections::{BinaryHeap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use gossip_core::state::{ApplicationState, Generation, StateKey, Version, VersionedValue};
+use gossip_core::state::{Generation, StateKey, Version};
 use gossip_core::wire::{self, Message};
 use gossip_core::{Config, ConfigError, Event, HeapStorage, Instant, Node};
 use rand_core::{Rng, SeedableRng};
@@ -36,7 +36,10 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 
 pub mod faults;
 pub mod fuzz;
+mod observed;
 pub mod scenario;
+
+use observed::Observed;
 
 pub use scenario::{Figures, Scenario, ScenarioConfig};
 
@@ -1104,104 +1107,4 @@ thread_local! {
 
 fn chance(rng: &mut Xoshiro256PlusPlus, p: f64) -> bool {
     p > 0.0 && (rng.next_u64() as f64 / u64::MAX as f64) < p
-}
-
-/// A node's event, owned, until the merge hands it to the observer.
-enum Observed {
-    Discovered(SocketAddr),
-    Up(SocketAddr),
-    Suspect(SocketAddr),
-    Down(SocketAddr),
-    Restarted(SocketAddr, Generation),
-    ShutDown(SocketAddr),
-    Removed(SocketAddr),
-    StateChanged {
-        endpoint: SocketAddr,
-        key: OwnedKey,
-        version: Version,
-        value: Vec<u8>,
-    },
-}
-
-enum OwnedKey {
-    Known(ApplicationState),
-    User(String),
-    Unknown(u16),
-}
-
-impl Observed {
-    fn of(e: &Event<'_>) -> Self {
-        match *e {
-            Event::Discovered { endpoint } => Observed::Discovered(endpoint),
-            Event::Up { endpoint } => Observed::Up(endpoint),
-            Event::Suspect { endpoint } => Observed::Suspect(endpoint),
-            Event::Down { endpoint } => Observed::Down(endpoint),
-            Event::Restarted {
-                endpoint,
-                generation,
-            } => Observed::Restarted(endpoint, generation),
-            Event::ShutDown { endpoint } => Observed::ShutDown(endpoint),
-            Event::Removed { endpoint } => Observed::Removed(endpoint),
-            Event::StateChanged {
-                endpoint,
-                key,
-                value,
-            } => Observed::StateChanged {
-                endpoint,
-                key: match key {
-                    StateKey::Known(k) => OwnedKey::Known(k),
-                    StateKey::User(name) => OwnedKey::User(name.to_string()),
-                    StateKey::Unknown(code) => OwnedKey::Unknown(code),
-                },
-                version: value.version,
-                value: value.value.to_vec(),
-            },
-        }
-    }
-
-    /// Calls `f` with the event as the node reported it.
-    fn with(&self, f: impl FnOnce(&Event<'_>)) {
-        let event = match self {
-            Observed::Discovered(endpoint) => Event::Discovered {
-                endpoint: *endpoint,
-            },
-            Observed::Up(endpoint) => Event::Up {
-                endpoint: *endpoint,
-            },
-            Observed::Suspect(endpoint) => Event::Suspect {
-                endpoint: *endpoint,
-            },
-            Observed::Down(endpoint) => Event::Down {
-                endpoint: *endpoint,
-            },
-            Observed::Restarted(endpoint, generation) => Event::Restarted {
-                endpoint: *endpoint,
-                generation: *generation,
-            },
-            Observed::ShutDown(endpoint) => Event::ShutDown {
-                endpoint: *endpoint,
-            },
-            Observed::Removed(endpoint) => Event::Removed {
-                endpoint: *endpoint,
-            },
-            Observed::StateChanged {
-                endpoint,
-                key,
-                version,
-                value,
-            } => Event::StateChanged {
-                endpoint: *endpoint,
-                key: match key {
-                    OwnedKey::Known(k) => StateKey::Known(*k),
-                    OwnedKey::User(name) => StateKey::User(name),
-                    OwnedKey::Unknown(code) => StateKey::Unknown(*code),
-                },
-                value: VersionedValue {
-                    version: *version,
-                    value,
-                },
-            },
-        };
-        f(&event);
-    }
 }
