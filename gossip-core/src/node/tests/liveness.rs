@@ -46,6 +46,25 @@ fn probe_from(i: usize, rumors: &[Rumor], probe: Probe) -> Vec<u8> {
     buf
 }
 
+/// A PING-REQ from node `from` asking to ping node `target`.
+fn ping_req(from: usize, seq: u32, target: usize) -> Vec<u8> {
+    probe_from(
+        from,
+        &[],
+        Probe::PingReq {
+            seq,
+            target: addr(target),
+        },
+    )
+}
+
+/// Whether `sent` holds `probe` to node `to`.
+fn sent_to(sent: &[(SocketAddr, Vec<u8>)], to: usize, probe: Probe) -> bool {
+    sent.iter().any(|(dest, b)| {
+        *dest == addr(to) && wire::decode(b, CLUSTER).unwrap().message == Message::Probe(probe)
+    })
+}
+
 fn about(i: usize, claim: Claim) -> Rumor {
     Rumor {
         endpoint: addr(i),
@@ -227,14 +246,7 @@ fn a_ping_req_is_relayed_and_nacked_when_the_target_is_silent() {
     let now = Instant::from_millis(1000);
     let mut a = node_knowing_two(now);
     // Node 1 asks us to ping node 2.
-    let req = probe_from(
-        1,
-        &[],
-        Probe::PingReq {
-            seq: 9,
-            target: addr(2),
-        },
-    );
+    let req = ping_req(1, 9, 2);
     a.handle_datagram(now, addr(1), &req);
     let sent = drain_all(&mut a, now);
     let pings: Vec<u32> = sent
@@ -253,45 +265,19 @@ fn a_ping_req_is_relayed_and_nacked_when_the_target_is_silent() {
         &probe_from(2, &[], Probe::PingAck { seq: pings[0] }),
     );
     let relayed = drain_all(&mut a, now);
-    assert!(relayed.iter().any(|(to, b)| *to == addr(1)
-        && wire::decode(b, CLUSTER).unwrap().message == Message::Probe(Probe::PingAck { seq: 9 })));
+    assert!(sent_to(&relayed, 1, Probe::PingAck { seq: 9 }));
     // Asked again, node 2 stays silent: a NACK once the probe timeout passed.
-    a.handle_datagram(
-        now,
-        addr(1),
-        &probe_from(
-            1,
-            &[],
-            Probe::PingReq {
-                seq: 10,
-                target: addr(2),
-            },
-        ),
-    );
+    a.handle_datagram(now, addr(1), &ping_req(1, 10, 2));
     drain_all(&mut a, now);
     let timeout = a.config().probe_timeout();
     assert!(a.poll_timeout().unwrap() <= now + timeout);
     a.handle_timeout(now + timeout);
     let later = drain_all(&mut a, now + timeout);
-    assert!(later.iter().any(|(to, b)| *to == addr(1)
-        && wire::decode(b, CLUSTER).unwrap().message == Message::Probe(Probe::Nack { seq: 10 })));
+    assert!(sent_to(&later, 1, Probe::Nack { seq: 10 }));
     // Asked to ping ourselves: we answer ourselves.
-    a.handle_datagram(
-        now,
-        addr(1),
-        &probe_from(
-            1,
-            &[],
-            Probe::PingReq {
-                seq: 11,
-                target: addr(0),
-            },
-        ),
-    );
+    a.handle_datagram(now, addr(1), &ping_req(1, 11, 0));
     let own = drain_all(&mut a, now);
-    assert!(own.iter().any(|(to, b)| *to == addr(1)
-        && wire::decode(b, CLUSTER).unwrap().message
-            == Message::Probe(Probe::PingAck { seq: 11 })));
+    assert!(sent_to(&own, 1, Probe::PingAck { seq: 11 }));
 }
 
 #[test]
@@ -417,23 +403,9 @@ fn a_stranger_cannot_aim_pings_at_a_third_party() {
     let mut a = node_knowing_two(now);
     // Node 9 is no member: its PING-REQ about member 2 is ignored, and a
     // member's PING-REQ about a non-member too.
-    let req = probe_from(
-        9,
-        &[],
-        Probe::PingReq {
-            seq: 1,
-            target: addr(2),
-        },
-    );
+    let req = ping_req(9, 1, 2);
     a.handle_datagram(now, addr(9), &req);
-    let req = probe_from(
-        1,
-        &[],
-        Probe::PingReq {
-            seq: 2,
-            target: addr(9),
-        },
-    );
+    let req = ping_req(1, 2, 9);
     a.handle_datagram(now, addr(1), &req);
     assert!(drain_all(&mut a, now).is_empty());
 }
