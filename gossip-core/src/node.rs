@@ -233,7 +233,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
         }
         let mut index = S::Index::default();
         index.seed(rng.next_u64());
-        let prober = probe::Prober::new();
+        let prober = probe::Prober::default();
         // Validated: above 0 and at most 100.
         let suspicion_mult_milli = (config.suspicion_mult * 1000.0) as u64;
         Ok(Self {

@@ -748,7 +748,9 @@ impl<B: StateBuf> Peer<B> {
         (self.liveness == Liveness::Down).then_some(self.since)
     }
 
-    /// Since when this node has suspected it, if it does.
+    /// Where this node's clock for its suspicion starts, if it suspects it:
+    /// when the suspicion reached it, moved on when the peer answered this
+    /// node's own probe, or while a probe waited for a free slot.
     pub fn suspected_since(&self) -> Option<Instant> {
         (self.liveness == Liveness::Suspect && !self.has_left()).then_some(self.since)
     }

@@ -144,7 +144,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
             self.track_suspect(idx);
             // A few of those who hear a suspicion probe the suspect: enough
             // for its confirmations, not a flood at every false alarm.
-            let members = self.alive + self.unreachable;
+            let members = self.endpoint_count();
             if heard
                 && new_suspicion
                 && self.rng.next_u64() % (members as u64).max(1) < CONFIRMING_PROBERS

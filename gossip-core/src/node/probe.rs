@@ -113,11 +113,6 @@ pub(super) struct Prober {
 }
 
 impl Prober {
-    /// An idle prober.
-    pub(super) fn new() -> Self {
-        Self::default()
-    }
-
     /// The next liveness message to send.
     pub(super) fn next_outgoing(&mut self) -> Option<Outgoing> {
         self.outbox.pop_front()

@@ -80,7 +80,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
         }
         let seeds = self.seeds.len();
         if seeds > 0 && (!gossiped_to_seed || self.alive < seeds) {
-            let known = (self.alive + self.unreachable) as u64;
+            let known = self.endpoint_count() as u64;
             let go = self.alive == 0 || self.rng.next_u64() % known.max(1) < seeds as u64;
             if go {
                 let pick = (self.rng.next_u64() % seeds as u64) as usize;
