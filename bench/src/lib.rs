@@ -66,8 +66,8 @@ pub fn node_knowing(n: usize, now: Instant) -> BenchNode {
         while node.poll_transmit(now, &mut out).is_some() {}
         while node.poll_event().is_some() {}
     }
-    // Each endpoint speaks to the node once (a SYN with its own digest), so
-    // the node knows them first-hand: alive, as in a running cluster.
+    // Each endpoint speaks to the node once (a SYN with its own digest), as
+    // in a running cluster: a heartbeat arrival of each for phi.
     let mut out = vec![0u8; 1400];
     for i in 1..=n {
         let header = Header {

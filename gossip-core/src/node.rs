@@ -924,7 +924,8 @@ impl<S: Storage, R: Rng> Node<S, R> {
         let _ = self.recent.push_back((idx, self.stamp));
     }
 
-    /// Notes a SYN's digests (evidence of life, news to catch up on) and
+    /// Notes a SYN's digests (heartbeat arrivals for phi, claims, news to
+    /// catch up on) and
     /// finds their slots, marked [`flags::MENTIONED`], for the ACK: one
     /// lookup per digest. Keeps the digests decoded with their slots in
     /// `found` (as many as it holds; the rest are decoded and looked up

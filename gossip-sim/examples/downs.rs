@@ -1,5 +1,5 @@
-//! Diagnostic: runs `converge` and prints the first convictions with what the
-//! convicting node's failure detector saw, and how many happened per 10 s.
+//! Diagnostic: runs `converge` and prints the first downs with what the
+//! node's phi detector saw of the peer, and how many happened per 10 s.
 //!
 //! `cargo run --release -p gossip-sim --example downs -- 1000`
 
@@ -54,6 +54,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     }
-    println!("{total} convictions; per 10 s of virtual time: {per_10s:?}");
+    println!("{total} downs; per 10 s of virtual time: {per_10s:?}");
     Ok(())
 }

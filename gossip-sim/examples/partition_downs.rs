@@ -1,5 +1,5 @@
 //! Diagnostic: converges N nodes, splits them in halves until each marked the
-//! other down (or 10 minutes), heals, and counts the convictions after the
+//! other down (or 10 minutes), heals, and counts the downs after the
 //! heal (false downs: everyone is reachable again) by kind, per second.
 //!
 //! `cargo run --release -p gossip-sim --example partition_downs -- 1000`
@@ -64,7 +64,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     println!(
-        "split for {:?}; {} convictions during it",
+        "split for {:?}; {} downs during it",
         sim.now() - split,
         log.downs.len()
     );
@@ -89,12 +89,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let kind = match log.last_up.get(&(i, ep)) {
                 Some(_) => "down again after an up since the heal",
                 None if down_at_heal.contains(&(i, ep)) => "down again, no up in between",
-                None => "first down (up or unproven at the heal)",
+                None => "first down (up or suspected at the heal)",
             };
             *kinds.entry(kind).or_insert(0) += 1;
         }
     }
-    println!("convictions after the heal, per second: {per_second:?}");
+    println!("downs after the heal, per second: {per_second:?}");
     println!("by kind: {kinds:?}");
     Ok(())
 }
