@@ -27,9 +27,11 @@ pub struct Config {
     /// Cassandra's conviction threshold, 8.
     pub phi_threshold: f64,
     /// How long a probe waits for a direct answer before asking others to
-    /// probe (PING-REQ). `None`: a fifth of `gossip_interval`. The indirect
-    /// probes then have two probe timeouts more (a direct answer that comes
-    /// late still counts until then).
+    /// probe (PING-REQ), at least. `None`: a fifth of `gossip_interval`.
+    /// Measured round trips lengthen it when answers take longer (`srtt + 4
+    /// · rttvar`, up to half of `gossip_interval`). The indirect probes then
+    /// have two probe timeouts more (a direct answer that comes late still
+    /// counts until then).
     pub probe_timeout: Option<Duration>,
     /// Members asked to probe a member that did not answer (SWIM's `k`),
     /// 1 to 8.

@@ -8,6 +8,13 @@
 //! fifth of a round) a probe is over before the next round's starts; the
 //! next cycle probe waits for the last one to end.
 //!
+//! The probe timeout is the configured one unless direct probes' measured
+//! round trips say to wait longer (`srtt + 4 · rttvar`, as TCP's
+//! retransmission timer, at most half a round): a round trip takes in both
+//! nodes' event loops, so on overloaded hosts, or across a slow network,
+//! probes wait as long as answers really take instead of failing and
+//! raising suspicions of live members.
+//!
 //! The order is this node's own random permutation of the table's slots,
 //! shuffled anew after each full cycle; a new slot goes in at a random place
 //! (memberlist's probe list). Every member is probed by every node once per
@@ -67,6 +74,8 @@ pub(super) struct Probe {
     slot: u32,
     target: SocketAddr,
     seq: u32,
+    /// When the PING went out (a direct answer's round trip is measured).
+    sent: Instant,
     deadline: Instant,
     /// PING-REQs sent (0 while the direct ping is out).
     asked: u8,
@@ -110,6 +119,41 @@ pub(super) struct Prober {
     outbox: heapless::Deque<Outgoing, OUTBOX>,
     /// The next place in the node's probe order.
     next: usize,
+    /// Round trips of direct probes, smoothed.
+    rtt: RttEstimator,
+}
+
+/// Round trips of direct probes, smoothed as TCP's retransmission timer does
+/// (RFC 6298): `srtt` and `rttvar` in microseconds, the first sample taken
+/// whole. A round trip measures the whole path a probe takes: both
+/// networks, and both nodes' event loops, so a node whose process or peers
+/// run late learns to wait longer.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct RttEstimator {
+    /// `(srtt, rttvar)`, once a sample came.
+    smoothed: Option<(u64, u64)>,
+}
+
+impl RttEstimator {
+    /// One round trip measured.
+    pub(super) fn sample(&mut self, rtt: Duration) {
+        let r = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX);
+        self.smoothed = Some(match self.smoothed {
+            None => (r, r / 2),
+            Some((srtt, rttvar)) => {
+                let rttvar = (rttvar / 4).saturating_mul(3) + srtt.abs_diff(r) / 4;
+                let srtt = (srtt / 8).saturating_mul(7) + r / 8;
+                (srtt, rttvar)
+            }
+        });
+    }
+
+    /// `srtt + 4 · rttvar`, if any sample came.
+    pub(super) fn timeout(&self) -> Option<Duration> {
+        self.smoothed.map(|(srtt, rttvar)| {
+            Duration::from_micros(srtt.saturating_add(rttvar.saturating_mul(4)))
+        })
+    }
 }
 
 impl Prober {
@@ -149,10 +193,15 @@ impl Prober {
 }
 
 impl<S: Storage, R: Rng> Node<S, R> {
-    /// This node's probe timeout, local health included.
+    /// This node's probe timeout: the configured one, or longer when
+    /// measured round trips say so (`srtt + 4 · rttvar`, at most half a
+    /// round), times local health.
     pub(super) fn probe_timeout(&self) -> Duration {
-        self.config
-            .probe_timeout()
+        let floor = self.config.probe_timeout();
+        let ceiling = floor.max(self.config.gossip_interval / 2);
+        let measured = self.prober.rtt.timeout().unwrap_or(floor);
+        measured
+            .clamp(floor, ceiling)
             .saturating_mul(u32::from(self.health) + 1)
     }
 
@@ -224,6 +273,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
             slot: idx,
             target,
             seq,
+            sent: now,
             deadline: now + self.probe_timeout(),
             asked: 0,
             nacks: 0,
@@ -316,6 +366,11 @@ impl<S: Storage, R: Rng> Node<S, R> {
                 if let Some(k) = self.prober.probes.iter().position(|p| p.seq == seq) {
                     let probe = self.prober.probes.swap_remove(k);
                     self.health_better();
+                    // From the target itself (not relayed by a helper): a
+                    // round trip, late or not.
+                    if sender == probe.target {
+                        self.prober.rtt.sample(now - probe.sent);
+                    }
                     // A suspect answered us: alive to us whatever others say,
                     // and its suspicion starts over here (it has that long
                     // again to refute).

@@ -165,45 +165,41 @@ impl<S: Storage, R: Rng> Node<S, R> {
             return out;
         }
         let limit = retransmit_limit(self.config.rumor_retransmit_mult, self.endpoint_count());
-        // Fewest sends first: a pass per pick over a small queue.
-        while !out.is_full() {
-            let pick = self
-                .rumors
-                .queue
-                .iter()
-                .enumerate()
-                .filter(|(_, q)| !out.iter().any(|o| self.rumor_is(o, q.who)))
-                .min_by_key(|(_, q)| q.sends)
-                .map(|(i, q)| (i, q.who));
-            let Some((i, who)) = pick else {
+        // Fewest sends first: the queue sorted once by sends.
+        let mut order: heapless::Vec<(u8, u32), RUMOR_QUEUE> =
+            self.rumors.queue.iter().map(|q| (q.sends, q.who)).collect();
+        order.sort_unstable();
+        let mut sent: heapless::Vec<u32, MAX_PIGGYBACK> = heapless::Vec::new();
+        let mut stale: heapless::Vec<u32, RUMOR_QUEUE> = heapless::Vec::new();
+        for &(_, who) in &order {
+            if out.is_full() {
                 break;
-            };
+            }
             let Some(rumor) = self.rumor_of(who) else {
-                self.rumors.queue.swap_remove(i);
+                let _ = stale.push(who);
                 continue;
             };
+            // Already carried (as what we believe of `to`, or an extra).
+            if out.iter().any(|o| o.endpoint == rumor.endpoint) {
+                continue;
+            }
             if !add(&mut out, rumor) {
                 break;
             }
-            if let Some(q) = self.rumors.queue.get_mut(i) {
-                q.sends = q.sends.saturating_add(1);
-                if q.sends >= limit {
-                    self.rumors.queue.swap_remove(i);
+            let _ = sent.push(who);
+        }
+        if !sent.is_empty() || !stale.is_empty() {
+            self.rumors.queue.retain_mut(|q| {
+                if stale.contains(&q.who) {
+                    return false;
                 }
-            }
+                if sent.contains(&q.who) {
+                    q.sends = q.sends.saturating_add(1);
+                }
+                q.sends < limit
+            });
         }
         out
-    }
-
-    /// Whether `rumor` is about `who`.
-    fn rumor_is(&self, rumor: &Rumor, who: u32) -> bool {
-        if who == LOCAL_SLOT {
-            return rumor.endpoint == self.local;
-        }
-        self.peers
-            .as_slice()
-            .get(who as usize)
-            .is_some_and(|p| p.addr() == rumor.endpoint)
     }
 
     /// A member to push hot news to now, if any push is due and the round

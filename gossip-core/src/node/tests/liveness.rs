@@ -409,3 +409,53 @@ fn a_stranger_cannot_aim_pings_at_a_third_party() {
     a.handle_datagram(now, addr(1), &req);
     assert!(drain_all(&mut a, now).is_empty());
 }
+
+#[test]
+fn slow_answers_lengthen_the_probe_timeout_and_fast_ones_shorten_it() {
+    let mut now = Instant::from_millis(1000);
+    let mut a = node_knowing_two(now);
+    let floor = a.config().probe_timeout();
+    let ceiling = a.config().gossip_interval / 2;
+    let idx = a.index.find(&addr(2), a.peers.as_slice()).unwrap();
+    // Probes node 2 and delivers an answer from `from` after `delay`.
+    let mut probe = |a: &mut HeapNode, from: usize, delay: Duration| {
+        a.start_probe(now, idx, probe::Cause::Extra);
+        let seq = drain_all(a, now)
+            .iter()
+            .find_map(|(to, b)| match wire::decode(b, CLUSTER).unwrap().message {
+                Message::Probe(Probe::Ping { seq }) if *to == addr(2) => Some(seq),
+                _ => None,
+            })
+            .expect("a PING to node 2");
+        now = now + delay;
+        a.handle_datagram(
+            now,
+            addr(from),
+            &probe_from(from, &[], Probe::PingAck { seq }),
+        );
+        drain_all(a, now);
+        assert!(!a.prober.probing(idx), "the answer ended the probe");
+    };
+    // Answers relayed by a helper measure nothing.
+    for _ in 0..5 {
+        probe(&mut a, 1, floor * 2);
+    }
+    assert_eq!(a.probe_timeout(), floor);
+    // The target's own answers, each a probe timeout and a half late.
+    for _ in 0..5 {
+        probe(&mut a, 2, floor * 3 / 2);
+    }
+    let stretched = a.probe_timeout();
+    assert!(stretched > floor * 3 / 2, "{stretched:?}");
+    assert!(stretched <= ceiling, "{stretched:?}");
+    // Much slower answers: never past half a round.
+    for _ in 0..5 {
+        probe(&mut a, 2, ceiling * 2);
+    }
+    assert_eq!(a.probe_timeout(), ceiling);
+    // Prompt answers bring it back to the configured timeout.
+    for _ in 0..40 {
+        probe(&mut a, 2, Duration::from_millis(1));
+    }
+    assert_eq!(a.probe_timeout(), floor);
+}
