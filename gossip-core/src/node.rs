@@ -91,6 +91,10 @@ const CONFIRMING_PROBERS: u64 = 8;
 /// Phi-triggered probes per round at most (the early warning).
 const PHI_PROBES_PER_ROUND: u32 = 1;
 
+/// Table slots the round's sweep looks at, at most: a round's work does not
+/// grow with the cluster; a table of N slots is swept every N / 64 rounds.
+const SWEEP_PER_ROUND: usize = 64;
+
 /// Claims corrected in one ACK at most (digests that showed the SYN's
 /// sender an older claim than ours).
 const MAX_CORRECTIONS: usize = 4;
@@ -152,6 +156,8 @@ pub struct Node<S: Storage, R> {
     targets: heapless::Vec<SocketAddr, MAX_TARGETS>,
     /// Where the next SYN's stretch of the ring starts.
     ring_cursor: u32,
+    /// The slot the next round's sweep starts at.
+    sweep_cursor: usize,
     /// The probe cycle, probes in flight, PING-REQs served, liveness
     /// messages to send.
     prober: probe::Prober,
@@ -252,6 +258,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
             seeds: seed_list,
             targets: heapless::Vec::new(),
             ring_cursor: 0,
+            sweep_cursor: 0,
             prober,
             probe_order: S::Indices::default(),
             rumors: rumors::Rumors::default(),

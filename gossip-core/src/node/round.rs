@@ -123,19 +123,32 @@ impl<S: Storage, R: Rng> Node<S, R> {
             .map(|p| p.addr())
     }
 
-    /// The round's sweep: times out suspicions not tracked to the instant,
+    /// The round's sweep, over the next [`SWEEP_PER_ROUND`] slots of the
+    /// table (so every slot once in `N / 64` rounds): times out suspicions
+    /// not tracked to the instant (and tracks them when there is room),
     /// probes members past their phi threshold (the early warning), removes
     /// long-down members and ends quarantines.
     pub(super) fn status_check(&mut self, now: Instant) {
         let removal = self.config.removal_delay;
         let threshold = self.config.phi_threshold;
-        for i in 0..self.peers.as_slice().len() {
+        let len = self.peers.as_slice().len();
+        if len == 0 {
+            return;
+        }
+        let count = len.min(SWEEP_PER_ROUND);
+        let start = self.sweep_cursor % len;
+        self.sweep_cursor = (start + count) % len;
+        for k in 0..count {
+            let i = (start + k) % len;
             let idx = i as u32;
             let Some(p) = self.peers.as_slice().get(i) else {
                 break;
             };
             match (p.slot, p.liveness) {
-                (Slot::Member, Liveness::Suspect) => self.sweep_suspect(now, idx),
+                (Slot::Member, Liveness::Suspect) => {
+                    self.track_suspect(idx);
+                    self.sweep_suspect(now, idx);
+                }
                 (Slot::Member, Liveness::Down) => {
                     if now - p.since >= removal {
                         self.remove(idx, now);

@@ -1090,6 +1090,61 @@ fn removal_after_delay_then_quarantine_blocks_stale_gossip() {
 }
 
 #[test]
+fn the_round_sweep_covers_a_large_table_a_bounded_stretch_at_a_time() {
+    let mut c = config();
+    c.removal_delay = Duration::from_secs(10);
+    let start = Instant::from_millis(1000);
+    let mut a: HeapNode = lone(c, start);
+    let member = |i: usize| SocketAddr::from(([127, 0, 1, i as u8], 7000));
+    let total = 200;
+    let header = Header {
+        cluster: CLUSTER,
+        sender: addr(1),
+    };
+    for batch in (0..total).collect::<Vec<_>>().chunks(40) {
+        let mut buf = vec![0u8; 1400];
+        let mut w = Ack2Writer::new(&mut buf, &header, &[]).unwrap();
+        for &i in batch {
+            w.push_delta(
+                member(i),
+                Generation(GEN),
+                Claim::alive(0),
+                [DeltaItem::Heartbeat(Version(3))],
+            );
+        }
+        let n = w.finish();
+        a.handle_datagram(start, addr(1), &buf[..n]);
+    }
+    assert_eq!(a.endpoint_count(), total);
+    // Every one of them down (as if convicted here).
+    for i in 0..total {
+        let idx = a.index.find(&member(i), a.peers.as_slice()).unwrap();
+        a.merge_claim(
+            start,
+            idx,
+            Generation(GEN),
+            Claim::new(0, Status::Down),
+            Source::Own,
+        );
+    }
+    assert_eq!(a.live_count(), 0);
+    // Past the removal delay, each round removes one stretch of the table.
+    let mut now = start + Duration::from_secs(11);
+    let mut left = vec![total];
+    while left.last() != Some(&0) && left.len() < 10 {
+        a.round(now);
+        left.push(a.endpoint_count());
+        now = now + Duration::from_secs(1);
+    }
+    let stretch = SWEEP_PER_ROUND;
+    assert!(stretch < total);
+    let want: Vec<usize> = (0..=total.div_ceil(stretch))
+        .map(|k| total.saturating_sub(k * stretch))
+        .collect();
+    assert_eq!(left, want);
+}
+
+#[test]
 fn a_local_pause_does_not_convict_everyone() {
     let mut net = net(4);
     assert!(net.run_until(Duration::from_secs(30), |n| n.converged()));
