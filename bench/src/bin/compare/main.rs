@@ -82,6 +82,10 @@ trait Cluster {
     fn refresh(&mut self) -> impl Future<Output = ()>;
     /// Node `i`'s address.
     fn addr(&self, i: usize) -> SocketAddr;
+    /// For `COMPARE_DEBUG`: the system's own counters, summed over nodes.
+    fn debug(&mut self, _when: &str) -> impl Future<Output = ()> {
+        async {}
+    }
 }
 
 fn cpu_seconds() -> f64 {
@@ -150,6 +154,7 @@ async fn measure<C: Cluster>(
             .map(|v| v.lock().unwrap().alive.len())
             .collect();
         eprintln!("alive per node after converge: {sizes:?}");
+        c.debug("after converging").await;
     }
 
     // Steady window: 10 s of traffic and CPU, and false downs.
@@ -173,6 +178,13 @@ async fn measure<C: Cluster>(
     c.refresh().await;
     let downs_after: usize = views.iter().map(|v| v.lock().unwrap().downed.len()).sum();
     run.false_downs = (downs_after - downs_before.min(downs_after)) as u64;
+    if std::env::var_os("COMPARE_DEBUG").is_some() {
+        eprintln!(
+            "downs while converging: {downs_before}, in the steady window: {}",
+            run.false_downs
+        );
+        c.debug("after the steady window").await;
+    }
 
     // One key change on node 0.
     c.set_key().await;

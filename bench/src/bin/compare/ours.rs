@@ -43,6 +43,34 @@ impl Cluster for Ours {
     fn addr(&self, i: usize) -> SocketAddr {
         self.addrs[i]
     }
+    async fn debug(&mut self, when: &str) {
+        let mut sum = gossip_core::Stats::default();
+        for r in self.nodes.iter().flatten() {
+            if let Ok(s) = r.handle.snapshot().await {
+                let t = &s.stats;
+                sum.late_rounds += t.late_rounds;
+                sum.probes_sent += t.probes_sent;
+                sum.probe_failures += t.probe_failures;
+                sum.ping_reqs_sent += t.ping_reqs_sent;
+                sum.suspicions_raised += t.suspicions_raised;
+                sum.convictions += t.convictions;
+                sum.refutations += t.refutations;
+                sum.outbox_full += t.outbox_full;
+            }
+        }
+        eprintln!(
+            "{when}: late rounds {}, probes {} failed {}, ping-reqs {}, suspicions {}, \
+             convictions {}, refutations {}, outbox full {}",
+            sum.late_rounds,
+            sum.probes_sent,
+            sum.probe_failures,
+            sum.ping_reqs_sent,
+            sum.suspicions_raised,
+            sum.convictions,
+            sum.refutations,
+            sum.outbox_full
+        );
+    }
 }
 
 /// The node's view from a snapshot: who it believes alive (and who it had
