@@ -27,7 +27,7 @@ pub struct Config {
     /// Cassandra's conviction threshold, 8.
     pub phi_threshold: f64,
     /// How long a probe waits for a direct answer before asking others to
-    /// probe (PING-REQ), at least. `None`: a fifth of `gossip_interval`.
+    /// probe (PING-REQ), at least. `None`: a tenth of `gossip_interval`.
     /// Measured round trips lengthen it when answers take longer (`srtt + 4
     /// · rttvar`, up to half of `gossip_interval`). The indirect probes then
     /// have two probe timeouts more (a direct answer that comes late still
@@ -132,7 +132,7 @@ impl Config {
 
     /// The probe timeout.
     pub fn probe_timeout(&self) -> Duration {
-        self.probe_timeout.unwrap_or(self.gossip_interval / 5)
+        self.probe_timeout.unwrap_or(self.gossip_interval / 10)
     }
 
     /// The local pause that suspends convictions.
@@ -367,7 +367,7 @@ mod tests {
             bad(&|c| c.fd_initial_interval = Some(Duration::ZERO)),
             Err(ConfigError::FdInitialInterval)
         );
-        assert_eq!(ok.probe_timeout(), Duration::from_millis(200));
+        assert_eq!(ok.probe_timeout(), Duration::from_millis(100));
         assert_eq!(
             bad(&|c| c.probe_timeout = Some(Duration::from_secs(1))),
             Err(ConfigError::ProbeTimeout)

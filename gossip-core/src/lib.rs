@@ -121,8 +121,10 @@
 //!
 //! - **probes**: each round a node pings one member, in its own random
 //!   order, and checks that the member it gossiped to answered; no answer
-//!   within `probe_timeout` (a fifth of a round): `indirect_probes` (3) other
-//!   members ping it for it (PING-REQ) and relay the answer or a NACK;
+//!   within the probe timeout (`probe_timeout`, a tenth of a round, longer
+//!   when measured round trips say so): a second PING, and
+//!   `indirect_probes` (3) other members ping it for it (PING-REQ) and
+//!   relay the answer or a NACK;
 //! - **suspicion**: no answer at all makes the member SUSPECT at the
 //!   incarnation known, a [`claim::Claim`] that spreads as a rumor. Its
 //!   timeout runs from `suspicion_max_mult × min` down to `min =

@@ -102,6 +102,12 @@ const MAX_CORRECTIONS: usize = 4;
 /// Recently refreshed endpoints remembered for the next SYNs.
 const RECENT: usize = 64;
 
+/// Members a SYN's stretch of the ring may always cover; past that, at most
+/// half the members, so the ring is swept every two SYNs (a node also gets
+/// a SYN from another about every round; a SYN filled with the whole ring
+/// would spend most of its bytes on heartbeats the receiver gets anyway).
+const MIN_STRETCH: usize = 64;
+
 /// Requests ranked per ACK (more than half a datagram holds).
 const RANKED_REQUESTS: usize = 64;
 
@@ -852,6 +858,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
         let header = self.header();
         let own = self.own_digest();
         let start = self.ring_cursor;
+        let most = self.endpoint_count().div_ceil(2).max(MIN_STRETCH);
         let rumors = self.piggyback(to, &[]);
         let Ok(mut w) = SynWriter::new(buf, &header, &rumors) else {
             return 0;
@@ -875,9 +882,11 @@ impl<S: Storage, R: Rng> Node<S, R> {
                 p.flags |= flags::MENTIONED;
             }
         }
-        // Every member clockwise from `start`, nearest first, as far as fits.
+        // Members clockwise from `start`, nearest first, as far as fits and
+        // at most half the ring (but `MIN_STRETCH`).
         let mut covered: Option<u32> = None;
         let mut left_out: Option<u32> = None;
+        let mut taken = 0;
         for (position, i) in self.index.ring().clockwise(start) {
             let Some(p) = peers.get(i as usize) else {
                 continue;
@@ -886,10 +895,11 @@ impl<S: Storage, R: Rng> Node<S, R> {
                 continue;
             }
             let distance = position.wrapping_sub(start);
-            if p.flags & flags::MENTIONED == 0 && !w.push(&digest_of(p)) {
+            if taken >= most || (p.flags & flags::MENTIONED == 0 && !w.push(&digest_of(p))) {
                 left_out = Some(distance);
                 break;
             }
+            taken += 1;
             covered = Some(distance);
         }
         let range = match (left_out, covered) {
@@ -920,6 +930,13 @@ impl<S: Storage, R: Rng> Node<S, R> {
     /// Notes that application news of slot `idx` just reached us.
     fn refreshed(&mut self, idx: u32) {
         self.news = NEWS_ROUNDS;
+        self.note_recent(idx);
+    }
+
+    /// Puts slot `idx` first among the endpoints whose digests the next
+    /// SYNs carry ahead of their stretch of the ring (news of its states,
+    /// or of its liveness).
+    fn note_recent(&mut self, idx: u32) {
         self.stamp = self.stamp.wrapping_add(1);
         if let Some(p) = self.peers.as_mut_slice().get_mut(idx as usize) {
             p.stamp = self.stamp;

@@ -140,6 +140,9 @@ impl<S: Storage, R: Rng> Node<S, R> {
             p.since = now;
         }
         self.set_liveness(idx, liveness, now);
+        if before != liveness {
+            self.note_recent(idx);
+        }
         if liveness == Liveness::Suspect {
             self.track_suspect(idx);
             // A few of those who hear a suspicion probe the suspect: enough

@@ -1,12 +1,13 @@
 //! The probe cycle (SWIM): each round a node pings one member, taken in
 //! turn from its own order of the members; an answer within the probe
-//! timeout proves the member alive. No answer: `indirect_probes` other
-//! members are asked to ping it (PING-REQ) and relay its answer, or a NACK
-//! when they get none. No answer within two more probe timeouts either (a
-//! late direct answer still counts): the member is suspected
-//! ([`suspicion`](super::suspicion)). With the default probe timeout (a
-//! fifth of a round) a probe is over before the next round's starts; the
-//! next cycle probe waits for the last one to end.
+//! timeout proves the member alive. No answer: a second PING goes to it,
+//! and `indirect_probes` other members are asked to ping it (PING-REQ) and
+//! relay its answer, or a NACK when they get none. No answer within two
+//! more probe timeouts either (a late direct answer still counts): the
+//! member is suspected ([`suspicion`](super::suspicion)). A probe lasts
+//! three probe timeouts at most, so with the default (a tenth of a round,
+//! up to half a round as measured) it is usually over before the next
+//! round's; the next cycle probe waits for the last one to end.
 //!
 //! The probe timeout is the configured one unless direct probes' measured
 //! round trips say to wait longer (`srtt + 4 · rttvar`, as TCP's
@@ -120,7 +121,7 @@ pub(super) struct Prober {
     /// The next place in the node's probe order.
     next: usize,
     /// Round trips of direct probes, smoothed.
-    rtt: RttEstimator,
+    pub(super) rtt: RttEstimator,
 }
 
 /// Round trips of direct probes, smoothed as TCP's retransmission timer does
@@ -268,7 +269,8 @@ impl<S: Storage, R: Rng> Node<S, R> {
         }
         let target = p.addr();
         // Random: a stranger cannot guess it to forge an answer.
-        let seq = self.rng.next_u32();
+        // (Even: the retry's PING has the odd one next to it.)
+        let seq = self.rng.next_u32() & !1;
         let probe = Probe {
             slot: idx,
             target,
@@ -363,12 +365,12 @@ impl<S: Storage, R: Rng> Node<S, R> {
             // Answers count from members only (the target, or a helper).
             Msg::PingAck { .. } | Msg::Nack { .. } if self.endpoint(&sender).is_none() => {}
             Msg::PingAck { seq } => {
-                if let Some(k) = self.prober.probes.iter().position(|p| p.seq == seq) {
+                if let Some(k) = self.prober.probes.iter().position(|p| p.seq == seq & !1) {
                     let probe = self.prober.probes.swap_remove(k);
                     self.health_better();
-                    // From the target itself (not relayed by a helper): a
-                    // round trip, late or not.
-                    if sender == probe.target {
+                    // From the target itself (not relayed by a helper), to
+                    // the first PING: a round trip, late or not.
+                    if sender == probe.target && seq & 1 == 0 {
                         self.prober.rtt.sample(now - probe.sent);
                     }
                     // A suspect answered us: alive to us whatever others say,
@@ -453,6 +455,10 @@ impl<S: Storage, R: Rng> Node<S, R> {
                 continue;
             }
             if !p.indirect {
+                // A second PING of our own goes with the PING-REQs (as
+                // memberlist's direct TCP attempt does): a lost datagram
+                // on the direct path alone does not make a suspicion.
+                self.send_liveness(p.target, Msg::Ping { seq: p.seq | 1 });
                 let asked = self.ask_helpers(p.target, p.seq);
                 // The indirect probes have two more probe timeouts (the
                 // helpers' ping and the relays both ways).

@@ -1089,14 +1089,14 @@ fn removal_after_delay_then_quarantine_blocks_stale_gossip() {
     assert!(net.run_until(Duration::from_secs(30), |n| n.converged()));
 }
 
-#[test]
-fn the_round_sweep_covers_a_large_table_a_bounded_stretch_at_a_time() {
-    let mut c = config();
-    c.removal_delay = Duration::from_secs(10);
-    let start = Instant::from_millis(1000);
-    let mut a: HeapNode = lone(c, start);
-    let member = |i: usize| SocketAddr::from(([127, 0, 1, i as u8], 7000));
-    let total = 200;
+/// Member `i` of [`with_members`].
+fn member(i: usize) -> SocketAddr {
+    SocketAddr::from(([127, 0, 1, i as u8], 7000))
+}
+
+/// A lone node that learned `total` members from node 1's ACK2s.
+fn with_members(c: Config, total: usize, now: Instant) -> HeapNode {
+    let mut a: HeapNode = lone(c, now);
     let header = Header {
         cluster: CLUSTER,
         sender: addr(1),
@@ -1113,8 +1113,45 @@ fn the_round_sweep_covers_a_large_table_a_bounded_stretch_at_a_time() {
             );
         }
         let n = w.finish();
-        a.handle_datagram(start, addr(1), &buf[..n]);
+        a.handle_datagram(now, addr(1), &buf[..n]);
     }
+    a
+}
+
+#[test]
+fn a_syn_covers_half_the_ring_so_two_sweep_it() {
+    let mut c = config();
+    c.max_datagram_size = 8000;
+    let now = Instant::from_millis(1000);
+    let total = 200;
+    let mut a = with_members(c, total, now);
+    // No fresh news: the SYNs are our digest and their stretch.
+    a.recent.clear();
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..2 {
+        let mut buf = vec![0u8; 8000];
+        let n = a.write_syn(&mut buf, member(0));
+        let Message::Syn(syn) = decoded(&buf[..n]) else {
+            panic!("not a SYN");
+        };
+        let listed: Vec<SocketAddr> = syn
+            .digests
+            .map(|d| d.endpoint)
+            .filter(|e| *e != addr(0))
+            .collect();
+        assert_eq!(listed.len(), total / 2);
+        seen.extend(listed);
+    }
+    assert_eq!(seen.len(), total);
+}
+
+#[test]
+fn the_round_sweep_covers_a_large_table_a_bounded_stretch_at_a_time() {
+    let mut c = config();
+    c.removal_delay = Duration::from_secs(10);
+    let start = Instant::from_millis(1000);
+    let total = 200;
+    let mut a = with_members(c, total, start);
     assert_eq!(a.endpoint_count(), total);
     // Every one of them down (as if convicted here).
     for i in 0..total {

@@ -459,3 +459,47 @@ fn slow_answers_lengthen_the_probe_timeout_and_fast_ones_shorten_it() {
     }
     assert_eq!(a.probe_timeout(), floor);
 }
+
+#[test]
+fn an_unanswered_ping_is_sent_again_beside_the_ping_reqs() {
+    let now = Instant::from_millis(1000);
+    let mut a = node_knowing_two(now);
+    let idx = a.index.find(&addr(2), a.peers.as_slice()).unwrap();
+    a.start_probe(now, idx, probe::Cause::Extra);
+    let seq = drain_all(&mut a, now)
+        .iter()
+        .find_map(|(to, b)| match wire::decode(b, CLUSTER).unwrap().message {
+            Message::Probe(Probe::Ping { seq }) if *to == addr(2) => Some(seq),
+            _ => None,
+        })
+        .expect("a PING to node 2");
+    // The PING (or its answer) was lost: at the probe timeout, node 1 is
+    // asked to ping node 2, and node 2 is pinged once more.
+    let later = now + a.probe_timeout();
+    a.handle_timeout(later);
+    let sent = drain_all(&mut a, later);
+    assert!(sent_to(
+        &sent,
+        1,
+        Probe::PingReq {
+            seq,
+            target: addr(2)
+        }
+    ));
+    assert!(sent_to(&sent, 2, Probe::Ping { seq: seq | 1 }));
+    assert_ne!(seq, seq | 1);
+    // The second PING's answer ends the probe: no suspicion, and no round
+    // trip measured from the first PING.
+    let answered = later + Duration::from_millis(5);
+    a.handle_datagram(
+        answered,
+        addr(2),
+        &probe_from(2, &[], Probe::PingAck { seq: seq | 1 }),
+    );
+    assert!(!a.prober.probing(idx));
+    assert!(a.prober.rtt.timeout().is_none());
+    let end = answered + a.config().gossip_interval * 3;
+    a.handle_timeout(end);
+    drain_all(&mut a, end);
+    assert_eq!(a.endpoint(&addr(2)).unwrap().liveness(), Liveness::Alive);
+}
