@@ -196,11 +196,13 @@ impl Prober {
 impl<S: Storage, R: Rng> Node<S, R> {
     /// This node's probe timeout: the configured one, or longer when
     /// measured round trips say so (`srtt + 4 · rttvar`, at most half a
-    /// round), times local health.
+    /// round), times local health. Before the first round trip is measured,
+    /// half a round (as TCP starts from a long timeout: a node that just
+    /// started, often with many others, knows nothing of the network yet).
     pub(super) fn probe_timeout(&self) -> Duration {
         let floor = self.config.probe_timeout();
         let ceiling = floor.max(self.config.gossip_interval / 2);
-        let measured = self.prober.rtt.timeout().unwrap_or(floor);
+        let measured = self.prober.rtt.timeout().unwrap_or(ceiling);
         measured
             .clamp(floor, ceiling)
             .saturating_mul(u32::from(self.health) + 1)
