@@ -36,6 +36,9 @@ struct Shard(AtomicUsize);
 
 const SHARDS: usize = 16;
 
+/// How long `sim` runs before its progress bar is drawn.
+const PROGRESS_AFTER: Duration = Duration::from_secs(2);
+
 static HEAP: [Shard; SHARDS] = [const { Shard(AtomicUsize::new(0)) }; SHARDS];
 
 /// This thread's shard: threads' stacks lie megabytes apart.
@@ -315,15 +318,34 @@ fn sim(args: SimArgs) -> ExitCode {
         eprintln!("error: {e}");
         return ExitCode::from(2);
     }
-    let bar = indicatif::ProgressBar::new(1000);
+    // Drawn on stderr once a run has taken a few seconds (stdout stays the
+    // figures alone).
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(1000),
+        indicatif::ProgressDrawTarget::hidden(),
+    );
     bar.set_style(
         indicatif::ProgressStyle::with_template(
-            "{spinner} {msg} [{bar:40}] {percent}% of the round limit, {elapsed}",
+            "{spinner} {msg} [{bar:30}] {percent}% of the round limit, {elapsed}",
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    bar.set_message(format!("{} with {} nodes", cfg.scenario, cfg.nodes));
-    let mut progress = |f: f64| bar.set_position((f * 1000.0) as u64);
+    let started = std::time::Instant::now();
+    let mut shown = false;
+    let label = format!("{} with {} nodes", cfg.scenario, cfg.nodes);
+    let mut progress = |p: scenario::Progress| {
+        if !shown && started.elapsed() >= PROGRESS_AFTER {
+            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            shown = true;
+        }
+        bar.set_message(format!(
+            "{label}: {}, round {}, {:.1}% at the goal",
+            p.phase,
+            p.round,
+            p.goal * 100.0
+        ));
+        bar.set_position((p.limit * 1000.0) as u64);
+    };
     let hooks = Hooks {
         progress: Some(&mut progress),
         heap_bytes: Some(&heap_bytes),

@@ -233,11 +233,25 @@ pub struct Figures {
     pub timeline: Vec<(f64, f64)>,
 }
 
+/// Where a run is, reported about once a simulated round.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Progress {
+    /// `"join"` while the cluster first converges, then the scenario's name.
+    pub phase: &'static str,
+    /// Rounds since the phase started.
+    pub round: u64,
+    /// The fraction of the phase's goal reached: nodes that see every node
+    /// alive with its states, nodes that saw the crash, the change, ...
+    pub goal: f64,
+    /// The fraction of the phase's round limit (`max_rounds`) spent.
+    pub limit: f64,
+}
+
 /// Hooks a caller can give a run.
 #[derive(Default)]
 pub struct Hooks<'a> {
-    /// Called about once a round with the fraction of the round limit spent.
-    pub progress: Option<&'a mut (dyn FnMut(f64) + Send)>,
+    /// Called about once a simulated round.
+    pub progress: Option<&'a mut (dyn FnMut(Progress) + Send)>,
     /// Bytes of heap in use now, to report memory per known peer.
     pub heap_bytes: Option<&'a (dyn Fn() -> usize + Sync)>,
 }
@@ -267,6 +281,7 @@ fn run_on_worker(cfg: &ScenarioConfig, hooks: Hooks<'_>) -> Result<Figures, Stri
         cfg,
         tracker: Tracker::new(cfg.nodes),
         progress: hooks.progress,
+        phase: "join",
         timeline: Vec::new(),
         rng: Xoshiro256PlusPlus::seed_from_u64(cfg.seed ^ 0x5ce7_a710),
     };
@@ -287,6 +302,7 @@ fn run_on_worker(cfg: &ScenarioConfig, hooks: Hooks<'_>) -> Result<Figures, Stri
     if measure_join {
         fig.rounds = joined.map(|d| rounds(d, cfg.interval));
     }
+    run.phase = cfg.scenario.name();
     if goal && !measure_join {
         // Let the failure detectors collect samples before faults; false
         // downs count from here (the join has its own, in `converge`).
@@ -563,7 +579,9 @@ fn event_endpoint(e: &Event<'_>) -> Option<std::net::SocketAddr> {
 struct Run<'c, 'h> {
     cfg: &'c ScenarioConfig,
     tracker: Tracker,
-    progress: Option<&'h mut (dyn FnMut(f64) + Send)>,
+    progress: Option<&'h mut (dyn FnMut(Progress) + Send)>,
+    /// The phase [`Progress`] reports.
+    phase: &'static str,
     timeline: Vec<(f64, f64)>,
     rng: Xoshiro256PlusPlus,
 }
@@ -600,20 +618,22 @@ impl Run<'_, '_> {
                 }
                 reached
             };
-            if reached {
-                self.timeline.push((
-                    (sim.now() - start).as_secs_f64(),
-                    fraction(sim, &self.tracker),
-                ));
-                return Some(sim.now() - start);
+            if !reached {
+                sim.run_until(round_end, &mut self.tracker);
             }
-            sim.run_until(round_end, &mut self.tracker);
-            self.timeline.push((
-                (sim.now() - start).as_secs_f64(),
-                fraction(sim, &self.tracker),
-            ));
+            let spent = sim.now() - start;
+            let goal = fraction(sim, &self.tracker);
+            self.timeline.push((spent.as_secs_f64(), goal));
             if let Some(p) = self.progress.as_mut() {
-                p(((sim.now() - start).as_secs_f64() / total).min(1.0));
+                p(Progress {
+                    phase: self.phase,
+                    round: (spent.as_micros() / self.cfg.interval.as_micros().max(1)) as u64,
+                    goal,
+                    limit: (spent.as_secs_f64() / total).min(1.0),
+                });
+            }
+            if reached {
+                return Some(spent);
             }
             if sim.now() >= limit || sim.violation().is_some() {
                 return None;

@@ -37,6 +37,37 @@ fn every_scenario_reaches_its_goal_on_a_small_cluster() {
 }
 
 #[test]
+fn progress_reports_each_phase_its_rounds_and_goal() {
+    let cfg = ScenarioConfig::new(Scenario::Crash, 24);
+    let mut seen: Vec<scenario::Progress> = Vec::new();
+    let mut record = |p: scenario::Progress| seen.push(p);
+    let f = scenario::run(
+        &cfg,
+        Hooks {
+            progress: Some(&mut record),
+            ..Hooks::default()
+        },
+    )
+    .unwrap();
+    assert!(f.converged, "{f:?}");
+    let phases: Vec<&str> = seen.iter().map(|p| p.phase).collect();
+    assert_eq!(phases.first(), Some(&"join"), "{seen:?}");
+    assert_eq!(phases.last(), Some(&"crash"), "{seen:?}");
+    // Within a phase, rounds and the limit spent only grow; the goal is a
+    // fraction.
+    for w in seen.windows(2) {
+        if w[0].phase == w[1].phase && w[1].round >= w[0].round {
+            assert!(w[1].limit >= w[0].limit, "{w:?}");
+        }
+    }
+    assert!(seen.iter().all(|p| (0.0..=1.0).contains(&p.goal)));
+    assert!(seen.iter().any(|p| p.phase == "join" && p.round >= 1));
+    // The join's reports climb to nearly every node at the goal.
+    let join_goal = seen.iter().filter(|p| p.phase == "join").map(|p| p.goal);
+    assert!(join_goal.fold(0.0, f64::max) > 0.5, "{seen:?}");
+}
+
+#[test]
 fn crash_with_loss_is_detected_without_false_downs() {
     let f = run(Scenario::Crash, 40, 3, 0.05);
     assert!(f.converged, "{f:?}");
