@@ -1094,27 +1094,34 @@ fn member(i: usize) -> SocketAddr {
     SocketAddr::from(([127, 0, 1, i as u8], 7000))
 }
 
-/// A lone node that learned `total` members from node 1's ACK2s.
-fn with_members(c: Config, total: usize, now: Instant) -> HeapNode {
-    let mut a: HeapNode = lone(c, now);
+/// `node` learns `endpoints` alive (incarnation 0, heartbeat 3) from node
+/// 1's ACK2s, 40 to a datagram.
+fn learn_alive(node: &mut HeapNode, now: Instant, endpoints: &[SocketAddr]) {
     let header = Header {
         cluster: CLUSTER,
         sender: addr(1),
     };
-    for batch in (0..total).collect::<Vec<_>>().chunks(40) {
+    for batch in endpoints.chunks(40) {
         let mut buf = vec![0u8; 1400];
         let mut w = Ack2Writer::new(&mut buf, &header, &[]).unwrap();
-        for &i in batch {
+        for &endpoint in batch {
             w.push_delta(
-                member(i),
+                endpoint,
                 Generation(GEN),
                 Claim::alive(0),
                 [DeltaItem::Heartbeat(Version(3))],
             );
         }
         let n = w.finish();
-        a.handle_datagram(now, addr(1), &buf[..n]);
+        node.handle_datagram(now, addr(1), &buf[..n]);
     }
+}
+
+/// A lone node that learned `total` members from node 1's ACK2s.
+fn with_members(c: Config, total: usize, now: Instant) -> HeapNode {
+    let mut a: HeapNode = lone(c, now);
+    let members: Vec<SocketAddr> = (0..total).map(member).collect();
+    learn_alive(&mut a, now, &members);
     a
 }
 

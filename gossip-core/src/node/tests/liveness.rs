@@ -10,22 +10,7 @@ use crate::wire::{Probe, encode_probe};
 /// of node 1's.
 fn node_knowing_two(now: Instant) -> HeapNode {
     let mut a: HeapNode = lone(config(), now);
-    let header = Header {
-        cluster: CLUSTER,
-        sender: addr(1),
-    };
-    let mut buf = vec![0u8; 1400];
-    let mut w = Ack2Writer::new(&mut buf, &header, &[]).unwrap();
-    for i in [1, 2] {
-        w.push_delta(
-            addr(i),
-            Generation(GEN),
-            Claim::alive(0),
-            [DeltaItem::Heartbeat(Version(3))],
-        );
-    }
-    let n = w.finish();
-    a.handle_datagram(now, addr(1), &buf[..n]);
+    learn_alive(&mut a, now, &[addr(1), addr(2)]);
     while a.poll_event().is_some() {}
     a
 }
@@ -63,6 +48,17 @@ fn sent_to(sent: &[(SocketAddr, Vec<u8>)], to: usize, probe: Probe) -> bool {
     sent.iter().any(|(dest, b)| {
         *dest == addr(to) && wire::decode(b, CLUSTER).unwrap().message == Message::Probe(probe)
     })
+}
+
+/// The seqs of the PINGs in `sent` to node `to`.
+fn pings_to(sent: &[(SocketAddr, Vec<u8>)], to: usize) -> Vec<u32> {
+    sent.iter()
+        .filter(|(dest, _)| *dest == addr(to))
+        .filter_map(|(_, b)| match wire::decode(b, CLUSTER).unwrap().message {
+            Message::Probe(Probe::Ping { seq }) => Some(seq),
+            _ => None,
+        })
+        .collect()
 }
 
 fn about(i: usize, claim: Claim) -> Rumor {
@@ -249,14 +245,7 @@ fn a_ping_req_is_relayed_and_nacked_when_the_target_is_silent() {
     let req = ping_req(1, 9, 2);
     a.handle_datagram(now, addr(1), &req);
     let sent = drain_all(&mut a, now);
-    let pings: Vec<u32> = sent
-        .iter()
-        .filter(|(to, _)| *to == addr(2))
-        .filter_map(|(_, b)| match wire::decode(b, CLUSTER).unwrap().message {
-            Message::Probe(Probe::Ping { seq }) => Some(seq),
-            _ => None,
-        })
-        .collect();
+    let pings = pings_to(&sent, 2);
     assert_eq!(pings.len(), 1);
     // Node 2 answers: the answer is relayed with node 1's number.
     a.handle_datagram(
@@ -421,13 +410,7 @@ fn slow_answers_lengthen_the_probe_timeout_and_fast_ones_shorten_it() {
     // Probes node 2 and delivers an answer from `from` after `delay`.
     let mut probe = |a: &mut HeapNode, from: usize, delay: Duration| {
         a.start_probe(now, idx, probe::Cause::Extra);
-        let seq = drain_all(a, now)
-            .iter()
-            .find_map(|(to, b)| match wire::decode(b, CLUSTER).unwrap().message {
-                Message::Probe(Probe::Ping { seq }) if *to == addr(2) => Some(seq),
-                _ => None,
-            })
-            .expect("a PING to node 2");
+        let seq = pings_to(&drain_all(a, now), 2)[0];
         now = now + delay;
         a.handle_datagram(
             now,
@@ -469,13 +452,7 @@ fn an_unanswered_ping_is_sent_again_beside_the_ping_reqs() {
     let mut a = node_knowing_two(now);
     let idx = a.index.find(&addr(2), a.peers.as_slice()).unwrap();
     a.start_probe(now, idx, probe::Cause::Extra);
-    let seq = drain_all(&mut a, now)
-        .iter()
-        .find_map(|(to, b)| match wire::decode(b, CLUSTER).unwrap().message {
-            Message::Probe(Probe::Ping { seq }) if *to == addr(2) => Some(seq),
-            _ => None,
-        })
-        .expect("a PING to node 2");
+    let seq = pings_to(&drain_all(&mut a, now), 2)[0];
     // The PING (or its answer) was lost: at the probe timeout, node 1 is
     // asked to ping node 2, and node 2 is pinged once more.
     let later = now + a.probe_timeout();
