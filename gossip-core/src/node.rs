@@ -102,10 +102,11 @@ const MAX_CORRECTIONS: usize = 4;
 /// Recently refreshed endpoints remembered for the next SYNs.
 const RECENT: usize = 64;
 
-/// Members a SYN's stretch of the ring may always cover; past that, at most
-/// half the members, so the ring is swept every two SYNs (a node also gets
-/// a SYN from another about every round; a SYN filled with the whole ring
-/// would spend most of its bytes on heartbeats the receiver gets anyway).
+/// Members a SYN's stretch of the ring may always cover; in larger tables,
+/// at most half the members, so two SYNs sweep the ring when the datagram
+/// holds that many (a node also gets a SYN from another about every round;
+/// a SYN filled with the whole ring would spend most of its bytes on
+/// heartbeats the receiver gets anyway).
 const MIN_STRETCH: usize = 64;
 
 /// Requests ranked per ACK (more than half a datagram holds).
@@ -883,7 +884,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
             }
         }
         // Members clockwise from `start`, nearest first, as far as fits and
-        // at most half the ring (but `MIN_STRETCH`).
+        // at most `MIN_STRETCH` or half the ring, whichever is more.
         let mut covered: Option<u32> = None;
         let mut left_out: Option<u32> = None;
         let mut taken = 0;
