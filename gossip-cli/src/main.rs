@@ -401,6 +401,7 @@ fn print_markdown(f: &Figures) {
         "restart" => ms(f.restart_ms),
         "partition" | "churn" => ms(f.heal_ms),
         "pause" => ms(f.resume_ms),
+        "join" => format!("{} / {}", ms(f.join_ms), ms(f.joined_ms)),
         _ => f.rounds.map_or_else(|| "-".into(), |r| format!("{r:.1}")),
     };
     println!(
@@ -449,6 +450,11 @@ fn print_summary(f: &Figures) {
     println!("  restart seen        {}", opt(f.restart_ms));
     println!("  views agree again   {}", opt(f.heal_ms));
     println!("  up after pause      {}", opt(f.resume_ms));
+    println!(
+        "  join: has all / all see it {} / {}",
+        opt(f.join_ms),
+        opt(f.joined_ms)
+    );
     println!("  false downs         {}", f.false_downs);
     println!(
         "  per node per second {} datagrams, {} bytes",

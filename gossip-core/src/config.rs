@@ -74,6 +74,13 @@ pub struct Config {
     /// Received SYNs and ACKs waiting for their reply to be polled. The drain
     /// rule keeps this near zero; beyond it datagrams are dropped and counted.
     pub max_pending_replies: usize,
+    /// The most CATCH-UP datagrams a node sends a round, paced evenly
+    /// through it: bursts of whole endpoints for peers far behind (a
+    /// joiner, a node back from a partition or a restart), at most a quarter
+    /// of them per burst and half of them a round to one peer. 0 turns
+    /// catch-up off (far-behind peers then catch up one ACK at a time);
+    /// at most [`MAX_CATCH_UP_DATAGRAMS`].
+    pub catch_up_datagrams: u16,
     /// Bounds on each endpoint's application states.
     pub limits: Limits,
 }
@@ -104,6 +111,7 @@ impl Config {
             max_datagram_size: 1400,
             max_peers: 1024,
             max_pending_replies: 16,
+            catch_up_datagrams: 128,
             limits: Limits::default(),
         }
     }
@@ -198,6 +206,9 @@ impl Config {
         if self.max_pending_replies == 0 {
             return Err(ConfigError::PendingReplies);
         }
+        if self.catch_up_datagrams > MAX_CATCH_UP_DATAGRAMS {
+            return Err(ConfigError::CatchUp);
+        }
         let l = &self.limits;
         if l.max_keys_per_endpoint == 0
             || l.max_keys_per_endpoint > usize::from(u16::MAX)
@@ -213,6 +224,9 @@ impl Config {
 /// The largest phi threshold accepted (Cassandra's default is 8; 100 would
 /// wait 230 mean intervals).
 pub const MAX_PHI_THRESHOLD: f64 = 100.0;
+
+/// The most CATCH-UP datagrams a round that may be configured.
+pub const MAX_CATCH_UP_DATAGRAMS: u16 = 4096;
 
 /// The largest UDP payload over IPv4.
 pub const MAX_UDP_PAYLOAD: usize = 65_507;
@@ -254,6 +268,8 @@ pub enum ConfigError {
     MaxPeers,
     /// `max_pending_replies` is zero.
     PendingReplies,
+    /// `catch_up_datagrams` is over [`MAX_CATCH_UP_DATAGRAMS`].
+    CatchUp,
     /// `limits` allow no keys, or empty key names, or more than 65535 keys,
     /// or no version jump at all.
     Limits,
@@ -309,6 +325,10 @@ impl fmt::Display for ConfigError {
             ),
             ConfigError::MaxPeers => f.write_str("max peers must be between 1 and 2^32 - 2"),
             ConfigError::PendingReplies => f.write_str("max pending replies must not be zero"),
+            ConfigError::CatchUp => write!(
+                f,
+                "catch-up datagrams must be at most {MAX_CATCH_UP_DATAGRAMS} a round"
+            ),
             ConfigError::Limits => f.write_str(
                 "limits must allow 1 to 65535 keys per endpoint and key names of at least 1 byte",
             ),

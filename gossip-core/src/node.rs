@@ -24,6 +24,7 @@ use crate::wire::{
     Syn, SynWriter, ring_position,
 };
 
+mod catch_up;
 mod claims;
 mod events;
 mod members;
@@ -172,6 +173,8 @@ pub struct Node<S: Storage, R> {
     probe_order: S::Indices,
     /// Membership rumors to piggyback and push.
     rumors: rumors::Rumors,
+    /// Catch-up bursts for peers far behind.
+    catch_up: catch_up::CatchUps,
     /// Suspects whose timeouts are tracked to the instant.
     suspects: heapless::Vec<u32, { suspicion::TRACKED_SUSPECTS }>,
     /// This node's incarnation within its generation (raised to refute).
@@ -269,6 +272,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
             prober,
             probe_order: S::Indices::default(),
             rumors: rumors::Rumors::default(),
+            catch_up: catch_up::CatchUps::default(),
             suspects: heapless::Vec::new(),
             incarnation: 0,
             confirmer_bit: crate::claim::confirmer_bit(ring_position(&local)),
@@ -439,6 +443,8 @@ impl<S: Storage, R: Rng> Node<S, R> {
                     } else if let Some(target) = self.targets.pop() {
                         self.watch_gossip(now, target);
                         (target, Some(self.write_syn(buf, target)), Kind::Syn)
+                    } else if let Some((to, size)) = self.write_catch_up(now, buf) {
+                        (to, size, Kind::CatchUp)
                     } else {
                         return None;
                     }
@@ -485,7 +491,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
         let suspicions = self
             .next_suspicion_deadline()
             .map(|t| t.max(self.pause_grace_until));
-        let next = [probes, suspicions]
+        let next = [probes, suspicions, self.catch_up.deadline()]
             .into_iter()
             .flatten()
             .fold(self.next_round, Instant::min);
@@ -707,6 +713,11 @@ impl<S: Storage, R: Rng> Node<S, R> {
             Message::Ack2(ack2) => {
                 let slots = self.check_deltas(ack2.deltas)?;
                 self.apply_deltas(now, ack2.deltas, &slots);
+            }
+            Message::CatchUp(burst) => {
+                let slots = self.check_deltas(burst.deltas)?;
+                self.apply_deltas(now, burst.deltas, &slots);
+                self.caught_up(sender, burst.next, burst.more);
             }
             Message::Shutdown(notice) => {
                 let slot = self.check_delta(sender, &notice.delta)?;
@@ -995,15 +1006,16 @@ impl<S: Storage, R: Rng> Node<S, R> {
         };
         // Filled in place: returning it would copy the whole scratch.
         let mut found = Found::<S>::default();
-        let local_mentioned = match &input {
+        let (local_mentioned, burst) = match &input {
             StoredReply::Syn(digests, range) => {
                 let syn = Syn {
                     digests: *digests,
                     range: *range,
                 };
-                self.note_digests(now, &syn, &mut found)
+                let mentioned = self.note_digests(now, &syn, &mut found);
+                (mentioned, self.plan_burst(to, &syn, mentioned, now))
             }
-            StoredReply::Ack(_) => false,
+            StoredReply::Ack(_) => (false, false),
         };
         // Claims the SYN's sender knows older versions of than ours.
         let mut corrections = heapless::Vec::<Rumor, MAX_CORRECTIONS>::new();
@@ -1051,7 +1063,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
                     peers.as_slice(),
                     syn,
                     &found,
-                    local_mentioned,
+                    (local_mentioned, burst),
                     &header,
                     buf,
                 );
@@ -1118,19 +1130,19 @@ fn revives_sender<B: StateBuf>(message: &Message<'_>, peer: Option<&Peer<B>>) ->
         return false;
     };
     let newer = |generation: Generation| generation > peer.state.generation();
+    let in_deltas = |deltas: wire::Deltas<'_>| {
+        deltas
+            .into_iter()
+            .any(|d| d.endpoint == peer.addr() && newer(d.delta.generation))
+    };
     match *message {
         Message::Syn(syn) => syn
             .digests
             .into_iter()
             .any(|d| d.endpoint == peer.addr() && newer(d.generation)),
-        Message::Ack(ack) => ack
-            .deltas
-            .into_iter()
-            .any(|d| d.endpoint == peer.addr() && newer(d.delta.generation)),
-        Message::Ack2(ack2) => ack2
-            .deltas
-            .into_iter()
-            .any(|d| d.endpoint == peer.addr() && newer(d.delta.generation)),
+        Message::Ack(ack) => in_deltas(ack.deltas),
+        Message::Ack2(ack2) => in_deltas(ack2.deltas),
+        Message::CatchUp(burst) => in_deltas(burst.deltas),
         Message::Shutdown(_) | Message::Probe(_) => false,
     }
 }

@@ -118,6 +118,17 @@ fn encode(d: &Datagram<'_>, buf: &mut [u8]) -> Result<usize, wire::Error> {
             }
             w.finish()
         }
+        Message::CatchUp(c) => {
+            let mut w = wire::CatchUpWriter::new(buf, &d.header, rumors)?;
+            for x in c.deltas {
+                let n = items(&x.delta).count();
+                all(
+                    w.push_delta(x.endpoint, x.delta.generation, x.claim, items(&x.delta)),
+                    n,
+                )?;
+            }
+            w.finish(c.next, c.more)
+        }
         Message::Shutdown(s) => {
             wire::encode_shutdown(buf, &d.header, rumors, s.delta.generation, items(&s.delta))?
         }

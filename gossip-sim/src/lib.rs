@@ -88,7 +88,17 @@ pub struct SimConfig {
     /// ([`Node::reserve_peers`]), as a deployment that knows its cluster's
     /// size can: its tables are allocated once instead of growing.
     pub reserve_peers: bool,
+    /// The application states node `i` (of generation `g`) sets before its
+    /// first round, each time it starts, as Cassandra's nodes preload
+    /// theirs before gossip starts.
+    pub start_states: Option<StartStates>,
+    /// The last `held_back` nodes do not start with the others; each starts
+    /// when [`Sim::start`] is called for it.
+    pub held_back: usize,
 }
+
+/// `(node, generation)` to the states it starts with.
+pub type StartStates = fn(usize, u64) -> Vec<(&'static str, Vec<u8>)>;
 
 impl SimConfig {
     /// `nodes` nodes with `node` configuration on a default network, starting
@@ -101,6 +111,8 @@ impl SimConfig {
             network: NetworkModel::default(),
             start_spread: Duration::from_millis(100),
             reserve_peers: false,
+            start_states: None,
+            held_back: 0,
         }
     }
 }
@@ -343,7 +355,9 @@ impl Sim {
             } else {
                 0
             });
-            sim.schedule(at, i as u32, Action::Start);
+            if i + sim.cfg.held_back < sim.cfg.nodes {
+                sim.schedule(at, i as u32, Action::Start);
+            }
         }
         Ok(sim)
     }
@@ -517,6 +531,14 @@ impl Sim {
             slot.node = None;
             slot.scheduled = None;
             slot.paused_until = None;
+        }
+    }
+
+    /// Node `i`, held back or crashed, starts now with its generation (a
+    /// running node is left alone).
+    pub fn start(&mut self, i: usize, observer: &mut impl Observer) {
+        if self.slots.get(i).is_some_and(|s| s.node.is_none()) {
+            self.at_node(i, observer, |run| run.start());
         }
     }
 
@@ -866,6 +888,15 @@ impl NodeRun<'_, '_> {
                 if cfg.reserve_peers {
                     node.reserve_peers(cfg.nodes.saturating_sub(1));
                 }
+                for (key, value) in cfg
+                    .start_states
+                    .map(|f| f(i, self.slot.generation))
+                    .unwrap_or_default()
+                {
+                    if let Err(e) = node.set_local_state(StateKey::parse(key), &value) {
+                        return self.fail(format!("node {i} refused its start state {key}: {e}"));
+                    }
+                }
                 self.slot.node = Some(node);
                 self.drain();
             }
@@ -928,6 +959,7 @@ impl NodeRun<'_, '_> {
             match d.message {
                 Message::Ack(a) => a.deltas.for_each(|x| note(x.endpoint)),
                 Message::Ack2(a) => a.deltas.for_each(|x| note(x.endpoint)),
+                Message::CatchUp(c) => c.deltas.for_each(|x| note(x.endpoint)),
                 Message::Shutdown(_) => note(d.header.sender),
                 Message::Syn(_) | Message::Probe(_) => {}
             }

@@ -43,11 +43,13 @@ pub enum Scenario {
     Churn,
     /// One node is frozen for a while, then resumes.
     Pause,
+    /// One node joins a converged cluster knowing only the seed.
+    Join,
 }
 
 impl Scenario {
     /// Every scenario.
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 8] = [
         Scenario::Converge,
         Scenario::Disseminate,
         Scenario::Crash,
@@ -55,6 +57,7 @@ impl Scenario {
         Scenario::Partition,
         Scenario::Churn,
         Scenario::Pause,
+        Scenario::Join,
     ];
 
     /// Its name on the command line.
@@ -67,6 +70,7 @@ impl Scenario {
             Scenario::Partition => "partition",
             Scenario::Churn => "churn",
             Scenario::Pause => "pause",
+            Scenario::Join => "join",
         }
     }
 }
@@ -212,6 +216,12 @@ pub struct Figures {
     /// `pause`: time from the frozen node's resume until every node sees it
     /// alive.
     pub resume_ms: Option<u64>,
+    /// `join`: time from the joiner's start until it sees every member
+    /// alive with its states.
+    pub join_ms: Option<u64>,
+    /// `join`: time from the joiner's start until every member sees it
+    /// alive with its states.
+    pub joined_ms: Option<u64>,
     /// Live, reachable nodes marked down (during the measured phase: the
     /// join for `converge`, after it for the others).
     pub false_downs: u64,
@@ -275,11 +285,15 @@ fn run_on_worker(cfg: &ScenarioConfig, hooks: Hooks<'_>) -> Result<Figures, Stri
     };
     // Every node knows the cluster's size: its tables are allocated once.
     sim_cfg.reserve_peers = true;
+    sim_cfg.start_states = Some(start_states);
+    // `join`'s joiner, the last node, starts once the others converged.
+    let joiner = (cfg.scenario == Scenario::Join).then_some(cfg.nodes - 1);
+    sim_cfg.held_back = usize::from(joiner.is_some());
     let heap_before = hooks.heap_bytes.map(|f| f());
     let mut sim = Sim::new(sim_cfg).map_err(|e| e.to_string())?;
     let mut run = Run {
         cfg,
-        tracker: Tracker::new(cfg.nodes),
+        tracker: Tracker::new(cfg.nodes, joiner),
         progress: hooks.progress,
         phase: "join",
         timeline: Vec::new(),
@@ -316,6 +330,7 @@ fn run_on_worker(cfg: &ScenarioConfig, hooks: Hooks<'_>) -> Result<Figures, Stri
             Scenario::Partition => run.partition(&mut sim, &mut fig),
             Scenario::Churn => run.churn(&mut sim, &mut fig),
             Scenario::Pause => run.pause(&mut sim, &mut fig),
+            Scenario::Join => run.join(&mut sim, &mut fig),
         };
     }
     if let (Some(before), Some(now)) = (heap_before, hooks.heap_bytes.map(|f| f())) {
@@ -372,8 +387,13 @@ struct Tracker {
     pairs: Vec<u8>,
     /// Per observer: endpoints seen alive with all their start states.
     complete: Vec<u32>,
-    /// Nodes whose complete count is n - 1.
+    /// Nodes whose complete count is `full`.
     done: usize,
+    /// Endpoints a node must see complete: every other node, but a joiner
+    /// not started yet.
+    full: u32,
+    /// Nodes that must reach `full` for everyone to be done.
+    members: usize,
     /// Which nodes are down on purpose (crashed, left, paused), and groups.
     absent: Vec<bool>,
     /// An endpoint whose downs are true ones whatever its state (the
@@ -400,16 +420,26 @@ enum Watch {
     Key(usize),
     Down(usize),
     Touch(usize),
+    /// Nodes that see this one alive with its states.
+    Complete(usize),
 }
 
 impl Tracker {
-    fn new(n: usize) -> Self {
+    /// Follows `n` nodes, of which `held_back` (if any) starts late.
+    fn new(n: usize, held_back: Option<usize>) -> Self {
+        let late = usize::from(held_back.is_some());
+        let mut absent = vec![false; n];
+        if let Some(j) = held_back {
+            absent[j] = true;
+        }
         Self {
             n,
             pairs: vec![0; n * n],
             complete: vec![0; n],
             done: 0,
-            absent: vec![false; n],
+            full: (n - 1 - late) as u32,
+            members: n - late,
+            absent,
             stale: vec![0; (n * n).div_ceil(64)],
             excused: None,
             groups: vec![0; n],
@@ -447,7 +477,7 @@ impl Tracker {
         let Some(c) = self.complete.get_mut(i) else {
             return;
         };
-        let full = (self.n - 1) as u32;
+        let full = self.full;
         match (before, after) {
             (false, true) => {
                 *c += 1;
@@ -466,7 +496,18 @@ impl Tracker {
     }
 
     fn all_done(&self) -> bool {
-        self.done == self.n
+        self.done == self.members
+    }
+
+    /// A held-back node `j` started: everyone must now see it, and it
+    /// everyone.
+    fn joined(&mut self, j: usize) {
+        if let Some(a) = self.absent.get_mut(j) {
+            *a = false;
+        }
+        self.full = (self.n - 1) as u32;
+        self.members = self.n;
+        self.done = self.complete.iter().filter(|&&c| c == self.full).count();
     }
 
     /// Node `j` restarts: present again, and every other node holds its old
@@ -560,6 +601,12 @@ impl Observer for Tracker {
         {
             self.touched.push(i as u32);
         }
+        if let Watch::Complete(j) = self.watch
+            && event_endpoint(event).and_then(idx) == Some(j)
+            && self.pairs.get(i * n + j).is_some_and(|p| is_complete(*p))
+        {
+            self.hit(i, now);
+        }
     }
 }
 
@@ -650,12 +697,10 @@ impl Run<'_, '_> {
     /// everyone complete. Returns the time it took.
     fn converge(&mut self, sim: &mut Sim, record: bool) -> Option<Duration> {
         let n = self.cfg.nodes;
-        // Start every node (they were scheduled within 100 ms) and publish.
+        // Start every node (they were scheduled within 100 ms, each with
+        // its states).
         let started = sim.now() + sim.config().start_spread;
         sim.run_until(started, &mut self.tracker);
-        for i in 0..n {
-            publish(sim, i, &mut self.tracker);
-        }
         let elapsed = self.until(sim, |_, t| t.all_done(), |_, t| t.done as f64 / n as f64);
         if !record {
             self.timeline.clear();
@@ -674,6 +719,32 @@ impl Run<'_, '_> {
             |_, t| t.hit_count as f64 / n as f64,
         );
         fig.disseminate_ms = took.map(ms);
+        fig.rounds = took.map(|d| rounds(d, self.cfg.interval));
+        took.is_some()
+    }
+
+    fn join(&mut self, sim: &mut Sim, fig: &mut Figures) -> bool {
+        let n = self.cfg.nodes;
+        let j = n - 1;
+        self.tracker.joined(j);
+        self.tracker.watch(Watch::Complete(j));
+        // The joiner does not see itself.
+        self.tracker.hit(j, sim.now());
+        let start = sim.now();
+        sim.start(j, &mut self.tracker);
+        let mut has_all = None;
+        let took = self.until(
+            sim,
+            |sim, t| {
+                if has_all.is_none() && t.complete[j] == t.full {
+                    has_all = Some(sim.now() - start);
+                }
+                has_all.is_some() && t.hit_count == t.n
+            },
+            |_, t| t.hit_count as f64 / n as f64,
+        );
+        fig.join_ms = has_all.map(ms);
+        fig.joined_ms = took.map(ms);
         fig.rounds = took.map(|d| rounds(d, self.cfg.interval));
         took.is_some()
     }
@@ -719,7 +790,6 @@ impl Run<'_, '_> {
         self.tracker.watch(Watch::Touch(v));
         self.tracker.rejoined(v);
         sim.restart(v, &mut self.tracker);
-        publish(sim, v, &mut self.tracker);
         let generation = Generation(sim.generation(v));
         self.tracker.hit(v, sim.now());
         let took = self.until_all_see(sim, v, |p| {
@@ -846,7 +916,6 @@ impl Run<'_, '_> {
                 let v = stopped.swap_remove(k);
                 self.tracker.rejoined(v);
                 sim.restart(v, &mut self.tracker);
-                publish(sim, v, &mut self.tracker);
             } else {
                 let v = self.victim();
                 if !stopped.contains(&v) {
@@ -872,8 +941,12 @@ impl Run<'_, '_> {
 }
 
 /// Publishes node `i`'s start states.
-fn publish(sim: &mut Sim, i: usize, tracker: &mut Tracker) {
-    sim.set_state(i, "STATUS", b"NORMAL", tracker);
-    let host_id = format!("{:08x}-0000-4000-8000-{:012x}", i, sim.generation(i));
-    sim.set_state(i, "HOST_ID", host_id.as_bytes(), tracker);
+/// What every node publishes before its first round: its STATUS and a
+/// HOST_ID of its own.
+fn start_states(i: usize, generation: u64) -> Vec<(&'static str, Vec<u8>)> {
+    let host_id = format!("{i:08x}-0000-4000-8000-{generation:012x}");
+    vec![
+        ("STATUS", b"NORMAL".to_vec()),
+        ("HOST_ID", host_id.into_bytes()),
+    ]
 }

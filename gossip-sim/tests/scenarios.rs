@@ -32,6 +32,7 @@ fn every_scenario_reaches_its_goal_on_a_small_cluster() {
             Scenario::Restart => assert!(f.restart_ms.is_some()),
             Scenario::Partition | Scenario::Churn => assert!(f.heal_ms.is_some()),
             Scenario::Pause => assert!(f.resume_ms.is_some()),
+            Scenario::Join => assert!(f.join_ms.is_some() && f.joined_ms.is_some()),
         }
     }
 }
@@ -65,6 +66,16 @@ fn progress_reports_each_phase_its_rounds_and_goal() {
     // The join's reports climb to nearly every node at the goal.
     let join_goal = seen.iter().filter(|p| p.phase == "join").map(|p| p.goal);
     assert!(join_goal.fold(0.0, f64::max) > 0.5, "{seen:?}");
+}
+
+#[test]
+fn a_joiner_has_every_state_and_is_seen_within_a_few_rounds() {
+    let f = run(Scenario::Join, 400, 1, 0.0);
+    assert!(f.converged, "{f:?}");
+    assert_eq!(f.false_downs, 0, "{f:?}");
+    // Virtual time: the joiner's catch-up takes bursts of a round's part.
+    assert!(f.join_ms.is_some_and(|ms| ms <= 2_000), "{f:?}");
+    assert!(f.joined_ms.is_some_and(|ms| ms <= 4_000), "{f:?}");
 }
 
 #[test]

@@ -322,13 +322,16 @@ fn write_deltas<S: Storage>(
 }
 
 /// The ACK to a SYN: requests for what we lack, deltas of what they lack.
+/// `(local_mentioned, burst)`: whether the SYN mentioned us, and whether a
+/// catch-up burst carries the endpoints on its range it left out (then the
+/// ACK does not, but for our own).
 #[inline(never)]
 pub(super) fn write_ack<S: Storage>(
     ctx: &ReplyContext<'_, S>,
     peers_ro: &[Peer<S::StateBuf>],
     syn: Syn<'_>,
     found: &Found<S>,
-    local_mentioned: bool,
+    (local_mentioned, burst): (bool, bool),
     header: &Header,
     buf: &mut [u8],
 ) -> Option<usize> {
@@ -409,6 +412,9 @@ pub(super) fn write_ack<S: Storage>(
             && !f(everything(Who::Local, ctx.me))
         {
             return false;
+        }
+        if burst {
+            return true;
         }
         for (position, i) in ring.clockwise(range.start) {
             if position.wrapping_sub(range.start) > span {

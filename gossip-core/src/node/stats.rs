@@ -157,6 +157,10 @@ pub struct Stats {
     pub ignored_quarantined: u64,
     /// Replies (or SYNs) that could not be encoded into the buffer given.
     pub unencodable: u64,
+    /// Catch-up bursts started for peers far behind.
+    pub catch_up_bursts: u64,
+    /// Whole endpoints sent in CATCH-UP datagrams.
+    pub catch_up_endpoints: u64,
     /// Why the latest dropped datagram was dropped.
     pub last_drop: Option<DropReason>,
     dropped: [u64; DROP_REASONS],

@@ -1833,4 +1833,5 @@ fn a_version_near_the_top_is_refused_and_a_flood_evicts_no_member() {
     );
 }
 
+mod catch_up;
 mod liveness;

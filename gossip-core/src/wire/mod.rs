@@ -9,7 +9,7 @@
 //! | 2 | 1 | protocol version, [`PROTOCOL_VERSION`] (2) |
 //! | 3 | 1 | flags: bit 0 [`FLAG_AUTH`] means an authentication trailer ends the datagram; other bits must be 0 |
 //! | 4 | 4 | cluster identifier, [`ClusterId`], little endian |
-//! | 8 | 1 | message kind, [`Kind`]: 1 SYN, 2 ACK, 3 ACK2, 4 SHUTDOWN, 5 PING, 6 PING-REQ, 7 PING-ACK, 8 NACK, 9 NEWS |
+//! | 8 | 1 | message kind, [`Kind`]: 1 SYN, 2 ACK, 3 ACK2, 4 SHUTDOWN, 5 PING, 6 PING-REQ, 7 PING-ACK, 8 NACK, 9 NEWS, 10 CATCH-UP |
 //! | 9 | 6–8 or 18–20 | sender: the sending node's gossip address (postcard `SocketAddr`: variant byte 0 then 4 IPv4 address bytes, or 1 then 16 IPv6 bytes; then the port as a 1–3 byte varint; IPv6 flow info and scope id are not sent) |
 //! | .. | .. | rumors: `list<Rumor>`, membership news piggybacked on every message |
 //! | .. | .. | body, postcard-encoded, by kind (below) |
@@ -34,6 +34,11 @@
 //!   a NACK says a relayed PING went unanswered)
 //! - **PING-REQ**: `seq: varint`, `target: SocketAddr`: "ping it for me"
 //! - **NEWS**: no body: the rumors alone, pushed at once when they are hot
+//! - **CATCH-UP**: `list<EndpointDelta>`, `next: varint`, `more: varint`
+//!   (0 or 1): one datagram of a paced burst of whole endpoints that a SYN's
+//!   sender lacks on its range, in ring order; `next` is where the
+//!   receiver's next SYN should start, and `more` (on the burst's last
+//!   datagram) asks it to send that SYN now, as the range is not covered yet
 //!
 //! with
 //!
@@ -83,7 +88,9 @@ use serde::{Deserialize, Serialize};
 pub use crate::claim::{Claim, Status};
 use crate::state::{Delta, Entries, Generation, Version};
 use codec::Reader;
-pub use writer::{Ack2Writer, AckWriter, SynWriter, encode_probe, encode_shutdown, rumor_len};
+pub use writer::{
+    Ack2Writer, AckWriter, CatchUpWriter, SynWriter, encode_probe, encode_shutdown, rumor_len,
+};
 
 /// The first two bytes of every datagram: `"GS"`.
 pub const MAGIC: [u8; 2] = *b"GS";
@@ -149,6 +156,9 @@ pub enum Kind {
     Nack = 8,
     /// Rumors only, pushed at once.
     News = 9,
+    /// Catches up a node far behind: part of a burst of whole endpoints it
+    /// lacks on its SYN's range.
+    CatchUp = 10,
 }
 
 impl Kind {
@@ -164,6 +174,7 @@ impl Kind {
             7 => Some(Kind::PingAck),
             8 => Some(Kind::Nack),
             9 => Some(Kind::News),
+            10 => Some(Kind::CatchUp),
             _ => None,
         }
     }
@@ -226,6 +237,8 @@ pub enum Message<'a> {
     Ack2(Ack2<'a>),
     /// SHUTDOWN: the sender is leaving gracefully.
     Shutdown(Shutdown<'a>),
+    /// CATCH-UP: part of a burst of whole endpoints.
+    CatchUp(CatchUp<'a>),
     /// PING, PING-REQ, PING-ACK, NACK or NEWS.
     Probe(Probe),
 }
@@ -238,6 +251,7 @@ impl Message<'_> {
             Message::Ack(_) => Kind::Ack,
             Message::Ack2(_) => Kind::Ack2,
             Message::Shutdown(_) => Kind::Shutdown,
+            Message::CatchUp(_) => Kind::CatchUp,
             Message::Probe(p) => p.kind(),
         }
     }
@@ -362,6 +376,21 @@ pub struct Ack<'a> {
 pub struct Ack2<'a> {
     /// Answers to the ACK's requests.
     pub deltas: Deltas<'a>,
+}
+
+/// The body of a CATCH-UP datagram: one of a paced burst that answers a SYN
+/// whose sender lacks more endpoints on its range than one ACK carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CatchUp<'a> {
+    /// Whole endpoints the SYN's sender lacked, in ring order.
+    pub deltas: Deltas<'a>,
+    /// Where on the ring the receiver's next SYN should start: the first
+    /// position of its range the burst has not covered yet (one past the
+    /// range once it is covered).
+    pub next: u32,
+    /// Set on a burst's last datagram when the range is not covered yet:
+    /// "ask again now".
+    pub more: bool,
 }
 
 /// The body of a SHUTDOWN notice.
@@ -609,6 +638,16 @@ pub fn decode(datagram: &[u8], cluster: ClusterId) -> Result<Datagram<'_>, Error
         Kind::Shutdown => Message::Shutdown(Shutdown {
             delta: take_delta_body(&mut rd)?,
         }),
+        Kind::CatchUp => {
+            let deltas = Deltas::parse(&mut rd)?;
+            let next = rd.u32()?;
+            let more = match rd.u32()? {
+                0 => false,
+                1 => true,
+                _ => return Err(Error::Malformed),
+            };
+            Message::CatchUp(CatchUp { deltas, next, more })
+        }
         Kind::Ping => Message::Probe(Probe::Ping { seq: rd.u32()? }),
         Kind::PingReq => Message::Probe(Probe::PingReq {
             seq: rd.u32()?,

@@ -83,6 +83,7 @@ enum OwnedMessage {
     Ack2(Vec<OwnedDelta>),
     /// The delta's endpoint is the header's sender; its claim is unused.
     Shutdown(OwnedDelta),
+    CatchUp(Vec<OwnedDelta>, u32, bool),
     Probe(Probe),
 }
 
@@ -121,6 +122,13 @@ fn encode_with(
         OwnedMessage::Shutdown(d) => {
             encode_shutdown(buf, header, rumors, Generation(d.generation), d.items())?
         }
+        OwnedMessage::CatchUp(deltas, next, more) => {
+            let mut w = CatchUpWriter::new(buf, header, rumors)?;
+            for d in deltas {
+                w.push_delta(d.endpoint, Generation(d.generation), d.claim, d.items());
+            }
+            w.finish(*next, *more)
+        }
         OwnedMessage::Probe(p) => encode_probe(buf, header, rumors, p)?,
     })
 }
@@ -134,6 +142,7 @@ fn to_owned(datagram: &Datagram<'_>) -> OwnedMessage {
         Message::Syn(s) => OwnedMessage::Syn(s.digests.collect(), s.range),
         Message::Ack(a) => OwnedMessage::Ack(a.requests.collect(), deltas(a.deltas)),
         Message::Ack2(a) => OwnedMessage::Ack2(deltas(a.deltas)),
+        Message::CatchUp(c) => OwnedMessage::CatchUp(deltas(c.deltas), c.next, c.more),
         Message::Shutdown(s) => OwnedMessage::Shutdown(OwnedDelta::from_view(
             datagram.header.sender,
             Claim::default(),
@@ -274,6 +283,26 @@ fn golden_messages() -> Vec<(&'static str, Header, OwnedMessage, &'static str)> 
             "4753020044ad051708000a000001d836 00 00",
         ),
         (
+            "catch-up",
+            header("10.0.0.1:7000"),
+            OwnedMessage::CatchUp(
+                std::vec![OwnedDelta {
+                    endpoint: addr("10.0.0.3:7000"),
+                    generation: 1_700_000_002,
+                    claim: Claim::default(),
+                    entries: std::vec![(
+                        OwnedKey::Known(ApplicationState::Status),
+                        5,
+                        b"NORMAL".to_vec(),
+                    )],
+                    heartbeat: Some(9),
+                }],
+                300,
+                true,
+            ),
+            "4753020044ad05170a000a000001d836 00 01 000a000003d83682e2cfaa0600 01 0105064e4f524d414c 0109 ac02 01",
+        ),
+        (
             "news",
             header("10.0.0.1:7000"),
             OwnedMessage::Probe(Probe::News),
@@ -392,7 +421,7 @@ fn each_defect_is_its_own_error() {
         decode(&good, ClusterId::from_name("other")).map(|_| ()),
         Err(Error::OtherCluster(CLUSTER))
     );
-    assert_eq!(with(&|b| b[8] = 10), Err(Error::UnknownKind(10)));
+    assert_eq!(with(&|b| b[8] = 11), Err(Error::UnknownKind(11)));
     assert_eq!(with(&|b| b[8] = 0), Err(Error::UnknownKind(0)));
     assert_eq!(with(&|b| b.truncate(b.len() - 1)), Err(Error::Malformed));
     assert_eq!(with(&|b| b.push(0)), Err(Error::TrailingBytes));
@@ -746,7 +775,7 @@ fn arbitrary_deltas(g: &mut Gen) -> Vec<OwnedDelta> {
 
 impl Arbitrary for OwnedMessage {
     fn arbitrary(g: &mut Gen) -> Self {
-        match u8::arbitrary(g) % 5 {
+        match u8::arbitrary(g) % 6 {
             0 => OwnedMessage::Syn(
                 arbitrary_digests(g),
                 RingRange {
@@ -757,6 +786,7 @@ impl Arbitrary for OwnedMessage {
             1 => OwnedMessage::Ack(arbitrary_digests(g), arbitrary_deltas(g)),
             2 => OwnedMessage::Ack2(arbitrary_deltas(g)),
             3 => OwnedMessage::Shutdown(arbitrary_delta(g)),
+            4 => OwnedMessage::CatchUp(arbitrary_deltas(g), u32::arbitrary(g), bool::arbitrary(g)),
             _ => OwnedMessage::Probe(match u8::arbitrary(g) % 5 {
                 0 => Probe::Ping {
                     seq: u32::arbitrary(g),
@@ -897,6 +927,9 @@ fn is_fill_of(got: &OwnedMessage, want: &OwnedMessage) -> bool {
             is_subsequence(gr, wr) && deltas_fit(gd, wd)
         }
         (OwnedMessage::Ack2(g), OwnedMessage::Ack2(w)) => deltas_fit(g, w),
+        (OwnedMessage::CatchUp(g, gn, gm), OwnedMessage::CatchUp(w, wn, wm)) => {
+            gn == wn && gm == wm && deltas_fit(g, w)
+        }
         (OwnedMessage::Shutdown(g), OwnedMessage::Shutdown(w)) => is_cut_of(g, w),
         (OwnedMessage::Probe(g), OwnedMessage::Probe(w)) => g == w,
         _ => false,

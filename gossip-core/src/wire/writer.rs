@@ -293,6 +293,67 @@ pub fn rumor_len(rumor: &Rumor) -> usize {
 }
 
 /// Lowers the cursor's limit by `n` bytes kept for what ends the message.
+/// Room kept at the end of a CATCH-UP for `next` and `more`: a 32-bit
+/// varint and a byte.
+const CATCH_UP_RESERVE: usize = 5 + 1;
+
+/// Writes a CATCH-UP: header and rumors, then as many endpoint deltas as fit,
+/// then where the burst got to.
+pub struct CatchUpWriter<'b> {
+    cur: Cursor<'b>,
+    list: List,
+}
+
+impl<'b> CatchUpWriter<'b> {
+    /// Writes the header and `rumors` into `buf`. Fails when not even an
+    /// empty CATCH-UP fits.
+    pub fn new(buf: &'b mut [u8], header: &Header, rumors: &[Rumor]) -> Result<Self, Error> {
+        let mut cur = Cursor::new(buf);
+        write_header(&mut cur, header, Kind::CatchUp, rumors)?;
+        let list = List::begin(&mut cur)?;
+        reserve_tail(&mut cur, CATCH_UP_RESERVE)?;
+        Ok(Self { cur, list })
+    }
+
+    /// Adds one endpoint's delta, as [`AckWriter::push_delta`] does.
+    pub fn push_delta<'x>(
+        &mut self,
+        endpoint: SocketAddr,
+        generation: Generation,
+        claim: Claim,
+        items: impl IntoIterator<Item = DeltaItem<'x>>,
+    ) -> usize {
+        push_endpoint_delta(
+            &mut self.cur,
+            &mut self.list,
+            endpoint,
+            generation,
+            claim,
+            items,
+        )
+    }
+
+    /// Endpoint deltas written so far.
+    pub fn deltas(&self) -> usize {
+        self.list.count as usize
+    }
+
+    /// Finishes the datagram with the receiver's next ring position and
+    /// whether it should ask again now; returns its length.
+    pub fn finish(mut self, next: u32, more: bool) -> usize {
+        self.cur.set_limit(self.cur.capacity());
+        match self
+            .list
+            .end(&mut self.cur)
+            .and_then(|()| self.cur.put_varint(u64::from(next)))
+            .and_then(|()| self.cur.put_varint(u64::from(more)))
+        {
+            Ok(()) => self.cur.pos(),
+            Err(_) => 0,
+        }
+    }
+}
+
 fn reserve_tail(cur: &mut Cursor<'_>, n: usize) -> Result<(), Error> {
     let limit = cur
         .limit()

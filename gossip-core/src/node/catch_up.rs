@@ -1,0 +1,297 @@
+//! Catch-up bursts: a SYN whose sender lacks more endpoints on its range than
+//! one ACK carries (a joiner, a node back from a partition or a restart) is
+//! answered with an ACK and a paced burst of CATCH-UP datagrams holding those
+//! endpoints whole, in ring order. Each says where the burst got to, so the
+//! receiver's next SYN resumes there; the last one of a burst that did not
+//! cover the range asks for that SYN at once. A lost datagram leaves a gap
+//! that the next SYN over that stretch finds (its endpoints are still
+//! missing there), so nothing is retransmitted.
+//!
+//! What bounds a burst: at most [`Config::catch_up_datagrams`] a round in
+//! all, paced evenly through the round; a quarter of them per burst; half of
+//! them a round to one peer; [`SOURCES_PER_ROUND`] peers a round;
+//! [`MAX_BURSTS`] bursts queued. When the cluster authenticates, only a
+//! member's SYN (sealed, fresh, from an endpoint in the table) gets a burst,
+//! so a forged or replayed SYN gets none; without authentication, a forged
+//! source gets no more than a member would.
+
+use super::*;
+use crate::wire::CatchUpWriter;
+
+/// Bursts queued at once; a far-behind SYN beyond them gets a plain ACK.
+pub(super) const MAX_BURSTS: usize = 2;
+
+/// Peers served a round.
+pub(super) const SOURCES_PER_ROUND: usize = 8;
+
+/// Endpoints missing from a SYN's range from which its sender is far behind
+/// (about what one ACK carries of them).
+pub(super) const FAR_BEHIND: usize = 16;
+
+/// The SYN's mentions a burst remembers (a 1400-byte SYN holds about 45).
+const MENTIONED: usize = 64;
+
+/// SYNs a node sends a round when bursts ask for them.
+const ASKED_PER_ROUND: u8 = 8;
+
+/// One burst: the rest of a SYN's range, walked clockwise.
+#[derive(Debug)]
+pub(super) struct Burst {
+    to: SocketAddr,
+    /// The range's start and its length minus one (the last distance).
+    start: u32,
+    span: u32,
+    /// Distance from `start` of the next position to look at.
+    pos: u32,
+    /// Datagrams left.
+    left: u16,
+    /// Distances from `start` of the endpoints the SYN mentioned, sorted.
+    mentioned: heapless::Vec<u32, MENTIONED>,
+}
+
+/// The bursts in flight and this round's accounts.
+#[derive(Debug, Default)]
+pub(super) struct CatchUps {
+    bursts: heapless::Deque<Burst, MAX_BURSTS>,
+    /// When the next CATCH-UP may go (pacing).
+    next_at: Instant,
+    /// Datagrams granted this round, per peer.
+    served: heapless::Vec<(SocketAddr, u16), SOURCES_PER_ROUND>,
+    /// SYNs sent this round because a burst asked for them.
+    asked: u8,
+}
+
+impl CatchUps {
+    pub(super) fn new_round(&mut self) {
+        self.served.clear();
+        self.asked = 0;
+    }
+
+    /// When the next CATCH-UP is due, if one is queued.
+    pub(super) fn deadline(&self) -> Option<Instant> {
+        (!self.bursts.is_empty()).then_some(self.next_at)
+    }
+
+    /// How many datagrams a burst to `to` may have now (0: none).
+    fn grant(&self, to: SocketAddr, per_round: u16) -> u16 {
+        if per_round == 0 || self.bursts.is_full() {
+            return 0;
+        }
+        let per_burst = (per_round / 4).max(1);
+        let per_peer = (per_round / 2).max(1);
+        match self.served.iter().find(|(a, _)| *a == to) {
+            Some(&(_, given)) => per_burst.min(per_peer.saturating_sub(given)),
+            None if self.served.is_full() => 0,
+            None => per_burst,
+        }
+    }
+
+    fn record(&mut self, to: SocketAddr, datagrams: u16) {
+        match self.served.iter_mut().find(|(a, _)| *a == to) {
+            Some((_, given)) => *given = given.saturating_add(datagrams),
+            // Room checked by `grant`.
+            None => {
+                let _ = self.served.push((to, datagrams));
+            }
+        }
+    }
+
+    /// Whether a burst's ask for one more SYN is taken this round.
+    pub(super) fn take_ask(&mut self) -> bool {
+        if self.asked >= ASKED_PER_ROUND {
+            return false;
+        }
+        self.asked += 1;
+        true
+    }
+}
+
+impl<S: Storage, R: Rng> Node<S, R> {
+    /// How far behind the SYN's sender is (its digests flagged
+    /// [`flags::MENTIONED`]): `None` when it lacks fewer than [`FAR_BEHIND`]
+    /// of the endpoints we know on its range; `Some(true)` when it lacks at
+    /// least half of those seen, so it likely lacks as much off its range
+    /// too. Looks at most at the mentioned ones and that many more.
+    fn far_behind(&self, range: RingRange, local_mentioned: bool) -> Option<bool> {
+        let mut missing =
+            usize::from(!local_mentioned && range.contains(ring_position(&self.local)));
+        let mut seen = missing;
+        let span = range.end.wrapping_sub(range.start);
+        let peers = self.peers.as_slice();
+        for (position, i) in self.index.ring().clockwise(range.start) {
+            if missing >= FAR_BEHIND || position.wrapping_sub(range.start) > span {
+                break;
+            }
+            if let Some(p) = peers.get(i as usize).filter(|p| p.is_member()) {
+                seen += 1;
+                if p.flags & flags::MENTIONED == 0 {
+                    missing += 1;
+                }
+            }
+        }
+        (missing >= FAR_BEHIND).then_some(missing * 2 >= seen)
+    }
+
+    /// Starts a burst to `to` for the SYN (`syn`, its digests flagged) when
+    /// its sender is far behind and the budgets allow one; returns whether
+    /// it did (its ACK then leaves the missing endpoints to the burst).
+    pub(super) fn plan_burst(
+        &mut self,
+        to: SocketAddr,
+        syn: &Syn<'_>,
+        local_mentioned: bool,
+        now: Instant,
+    ) -> bool {
+        let grant = self.catch_up.grant(to, self.config.catch_up_datagrams);
+        if grant == 0 || !self.burst_allowed(to) {
+            return false;
+        }
+        let Some(everywhere) = self.far_behind(syn.range, local_mentioned) else {
+            return false;
+        };
+        // A sender that lacks most of its range gets the ring beyond it too
+        // (what it already has there is sent again, harmlessly).
+        let start = syn.range.start;
+        let span = if everywhere {
+            u32::MAX
+        } else {
+            syn.range.end.wrapping_sub(start)
+        };
+        let mut mentioned = heapless::Vec::new();
+        for d in syn.digests {
+            let distance = ring_position(&d.endpoint).wrapping_sub(start);
+            if distance <= span && mentioned.push(distance).is_err() {
+                // More than remembered: the rest are sent again, harmlessly.
+                break;
+            }
+        }
+        mentioned.sort_unstable();
+        let burst = Burst {
+            to,
+            start,
+            span,
+            pos: 0,
+            left: grant,
+            mentioned,
+        };
+        if self.catch_up.bursts.push_back(burst).is_err() {
+            return false;
+        }
+        if self.catch_up.bursts.len() == 1 {
+            self.catch_up.next_at = self.catch_up.next_at.max(now);
+        }
+        self.catch_up.record(to, grant);
+        self.stats.catch_up_bursts += 1;
+        true
+    }
+
+    /// Authenticated clusters burst only to members (a sealed, fresh SYN
+    /// from an endpoint in the table: its reply goes to that endpoint).
+    fn burst_allowed(&self, to: SocketAddr) -> bool {
+        #[cfg(feature = "auth")]
+        if self.auth.is_some() {
+            return self
+                .index
+                .find(&to, self.peers.as_slice())
+                .and_then(|i| self.peers.as_slice().get(i as usize))
+                .is_some_and(|p| p.is_member());
+        }
+        let _ = to;
+        true
+    }
+
+    /// The next CATCH-UP, when one is due: its destination and size (`None`
+    /// when the burst's range had nothing left to send).
+    pub(super) fn write_catch_up(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+    ) -> Option<(SocketAddr, Option<usize>)> {
+        if now < self.catch_up.next_at {
+            return None;
+        }
+        let header = self.header();
+        let burst = self.catch_up.bursts.front_mut()?;
+        let to = burst.to;
+        let Ok(mut w) = CatchUpWriter::new(buf, &header, &[]) else {
+            self.catch_up.bursts.pop_front();
+            return Some((to, Some(0)));
+        };
+        let peers = self.peers.as_slice();
+        // Where the next datagram resumes, when this one fills up.
+        let mut resume = None;
+        for (position, i) in self
+            .index
+            .ring()
+            .clockwise(burst.start.wrapping_add(burst.pos))
+        {
+            let distance = position.wrapping_sub(burst.start);
+            if distance > burst.span || distance < burst.pos {
+                // Past the range, or around the ring back to where we began.
+                break;
+            }
+            let Some(p) = peers.get(i as usize).filter(|p| p.is_member()) else {
+                continue;
+            };
+            if burst.mentioned.binary_search(&distance).is_ok() {
+                continue;
+            }
+            let whole = p.state.len() + 1;
+            let written = w.push_delta(
+                p.addr(),
+                p.state.generation(),
+                p.claim(),
+                p.state.items_above(Version(0)),
+            );
+            // In whole; or in part and alone (too large for one datagram);
+            // or not at all into an empty one (it never fits): move on.
+            if written == whole || w.deltas() == usize::from(written > 0) {
+                continue;
+            }
+            // Full: this endpoint starts the next datagram.
+            resume = Some(distance);
+            break;
+        }
+        burst.left = burst.left.saturating_sub(1);
+        let last = resume.is_none() || burst.left == 0;
+        let (next, more) = match resume {
+            Some(d) => {
+                burst.pos = d;
+                (burst.start.wrapping_add(d), last)
+            }
+            // The range is covered.
+            None => (burst.start.wrapping_add(burst.span).wrapping_add(1), false),
+        };
+        let sent = w.deltas();
+        let size = w.finish(next, more);
+        if last {
+            self.catch_up.bursts.pop_front();
+        }
+        let spacing =
+            self.config.gossip_interval / u32::from(self.config.catch_up_datagrams.max(1));
+        self.catch_up.next_at = now + spacing;
+        if sent == 0 {
+            return Some((to, None));
+        }
+        self.stats.catch_up_endpoints += sent as u64;
+        Some((to, Some(size)))
+    }
+
+    /// A CATCH-UP arrived from `sender` (its deltas already applied): the
+    /// next SYN's stretch starts where the burst got to, and a burst that
+    /// asks for more gets a SYN now.
+    pub(super) fn caught_up(&mut self, sender: SocketAddr, next: u32, more: bool) {
+        let member = self
+            .index
+            .find(&sender, self.peers.as_slice())
+            .and_then(|i| self.peers.as_slice().get(i as usize))
+            .is_some_and(|p| p.is_member());
+        if !member {
+            return;
+        }
+        self.ring_cursor = next;
+        if more && self.catch_up.take_ask() {
+            self.add_target(sender);
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! Catch-up bursts: a far-behind SYN gets a paced, bounded burst of whole
+//! endpoints, and its sender resumes where the burst got to.
+
+use super::*;
+use crate::wire::{CatchUp, RingRange};
+
+/// One of many members: 127.1.x.y.
+fn many(i: usize) -> SocketAddr {
+    SocketAddr::from(([127, 1, (i / 256) as u8, (i % 256) as u8], 7000))
+}
+
+fn big_config() -> Config {
+    let mut c = config();
+    c.max_peers = 8192;
+    c
+}
+
+/// A node knowing `total` members (`many(0..total)`).
+fn knowing(c: Config, total: usize, now: Instant) -> HeapNode {
+    let mut a: HeapNode = lone(c, now);
+    let members: Vec<SocketAddr> = (0..total).map(many).collect();
+    learn_alive(&mut a, now, &members);
+    while a.poll_event().is_some() {}
+    a
+}
+
+/// A SYN from `from` listing only its own digest, over `range`.
+fn bare_syn(from: SocketAddr, range: RingRange) -> Vec<u8> {
+    let header = Header {
+        cluster: CLUSTER,
+        sender: from,
+    };
+    let mut buf = vec![0u8; 1400];
+    let mut w = SynWriter::new(&mut buf, &header, &[]).unwrap();
+    assert!(w.push(&GossipDigest {
+        endpoint: from,
+        generation: Generation(GEN),
+        max_version: Version(1),
+        claim: Claim::alive(0),
+    }));
+    let n = w.finish(range);
+    buf.truncate(n);
+    buf
+}
+
+/// Everything `a` sends to `to` from `now` until `until`, polled at each
+/// deadline: (when, bytes).
+fn sent_until(
+    a: &mut HeapNode,
+    mut now: Instant,
+    until: Instant,
+    to: SocketAddr,
+) -> Vec<(Instant, Vec<u8>)> {
+    let mut out = Vec::new();
+    for _ in 0..10_000 {
+        while let Some((dest, bytes)) = poll(a, now) {
+            if dest == to {
+                out.push((now, bytes));
+            }
+        }
+        let Some(next) = a.poll_timeout() else { break };
+        if next > until {
+            break;
+        }
+        now = next.max(now);
+        a.handle_timeout(now);
+    }
+    out
+}
+
+fn catch_ups(sent: &[(Instant, Vec<u8>)]) -> Vec<(Instant, CatchUp<'_>)> {
+    sent.iter()
+        .filter_map(|(t, b)| match decoded(b) {
+            Message::CatchUp(c) => Some((*t, c)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_far_behind_syn_gets_a_paced_bounded_burst_in_ring_order() {
+    let c = big_config();
+    let interval = c.gossip_interval;
+    let budget = usize::from(c.catch_up_datagrams);
+    let now = Instant::from_millis(1000);
+    let mut a = knowing(c, 5000, now);
+    let joiner = addr(7);
+    a.handle_datagram(now, joiner, &bare_syn(joiner, RingRange::WHOLE));
+    let sent = sent_until(&mut a, now, now + interval / 2, joiner);
+    let bursts = catch_ups(&sent);
+    // A quarter of the round's budget, each datagram in bounds.
+    assert_eq!(bursts.len(), budget / 4);
+    assert!(sent.iter().all(|(_, b)| b.len() <= 1400));
+    // Paced: never two within the spacing.
+    // (Instants count microseconds.)
+    let spacing = interval / budget as u32 - Duration::from_micros(1);
+    for pair in bursts.windows(2) {
+        assert!(
+            pair[1].0 - pair[0].0 >= spacing,
+            "{:?} {:?}",
+            pair[0].0,
+            pair[1].0
+        );
+    }
+    // In ring order from the range's start, each endpoint once; only the
+    // last asks for more, and says where to resume.
+    let mut positions = Vec::new();
+    for (i, (_, b)) in bursts.iter().enumerate() {
+        assert_eq!(b.more, i + 1 == bursts.len());
+        let first_next = b.deltas.map(|d| wire::ring_position(&d.endpoint));
+        positions.extend(first_next);
+    }
+    assert!(positions.windows(2).all(|w| w[0] < w[1]));
+    let last = bursts.last().unwrap().1;
+    assert!(positions.iter().all(|&p| p < last.next));
+    let sent_count = positions.len();
+    let skipped = (0..5000)
+        .map(|i| wire::ring_position(&many(i)))
+        .filter(|&p| p < last.next)
+        .count();
+    assert_eq!(sent_count, skipped, "every endpoint before `next` was sent");
+    assert_eq!(a.stats().catch_up_bursts, 1);
+}
+
+#[test]
+fn one_peer_gets_at_most_half_the_round_and_then_plain_acks() {
+    let c = big_config();
+    let interval = c.gossip_interval;
+    let budget = usize::from(c.catch_up_datagrams);
+    let now = Instant::from_millis(1000);
+    let mut a = knowing(c, 5000, now);
+    a.handle_timeout(now);
+    let joiner = addr(7);
+    // Three far-behind SYNs at once: two bursts, then a plain ACK.
+    let mut sent = Vec::new();
+    for k in 1..=3 {
+        let t = now + Duration::from_millis(k);
+        a.handle_datagram(t, joiner, &bare_syn(joiner, RingRange::WHOLE));
+        sent.extend(sent_until(&mut a, t, t, joiner));
+    }
+    let acks = sent
+        .iter()
+        .filter(|(_, b)| matches!(decoded(b), Message::Ack(_)))
+        .count();
+    assert_eq!(acks, 3, "every SYN is answered");
+    let t = now + Duration::from_millis(3);
+    sent.extend(sent_until(&mut a, t, now + interval * 9 / 10, joiner));
+    let total = catch_ups(&sent).len();
+    assert_eq!(total, budget / 2);
+    assert_eq!(a.stats().catch_up_bursts, 2);
+}
+
+#[test]
+fn a_joiner_catches_up_in_a_round_with_bursts_and_not_without() {
+    let members = 1500;
+    let known_after = |catch_up: u16| {
+        let mut c = big_config();
+        c.catch_up_datagrams = catch_up;
+        let mut now = Instant::from_millis(1000);
+        let mut a = knowing(c.clone(), members, now);
+        let mut j: HeapNode = Node::new(
+            c,
+            addr(7),
+            Generation(GEN),
+            &[addr(0)],
+            Xoshiro256PlusPlus::seed_from_u64(3),
+            now,
+        )
+        .unwrap();
+        // One round and a half of A and J alone (A's SYNs to its other
+        // members go nowhere).
+        let end = now + Duration::from_millis(1500);
+        for _ in 0..100_000 {
+            if now > end {
+                break;
+            }
+            j.handle_timeout(now);
+            a.handle_timeout(now);
+            let mut moved = true;
+            while moved {
+                moved = false;
+                while let Some((to, bytes)) = poll(&mut j, now) {
+                    moved = true;
+                    if to == addr(0) {
+                        a.handle_datagram(now, addr(7), &bytes);
+                    }
+                }
+                while let Some((to, bytes)) = poll(&mut a, now) {
+                    moved = true;
+                    if to == addr(7) {
+                        j.handle_datagram(now, addr(0), &bytes);
+                    }
+                }
+            }
+            let next = [j.poll_timeout(), a.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap();
+            now = next.max(now + Duration::from_micros(100));
+        }
+        j.endpoint_count()
+    };
+    let with = known_after(128);
+    let without = known_after(0);
+    // Everyone A knows, A itself included.
+    assert_eq!(with, members + 1);
+    assert!(without < members / 4, "without bursts J knew {without}");
+}
+
+#[cfg(feature = "auth")]
+#[test]
+fn an_authenticated_cluster_bursts_only_to_members() {
+    use crate::auth::{Key, Keyring, TRAILER_LEN};
+    let key = Key::new([5; 32]);
+    let seal = |bytes: &[u8], seq: u64| {
+        let mut buf = bytes.to_vec();
+        buf.resize(bytes.len() + TRAILER_LEN, 0);
+        let n = Keyring::new(key.clone())
+            .seal(&mut buf, bytes.len(), seq)
+            .unwrap();
+        buf.truncate(n);
+        buf
+    };
+    let c = big_config();
+    let now = Instant::from_millis(1000);
+    let mut a = knowing(c, 5000, now);
+    a.set_keyring(Some(Keyring::new(key.clone())));
+    a.handle_timeout(now);
+    // A sealed SYN from a stranger (with the key, say a node not yet
+    // admitted): answered, but with no burst.
+    let stranger = addr(7);
+    let seq = crate::auth::first_seq(GEN);
+    a.handle_datagram(
+        now,
+        stranger,
+        &seal(&bare_syn(stranger, RingRange::WHOLE), seq),
+    );
+    let sent = sent_until(&mut a, now, now + Duration::from_millis(300), stranger);
+    assert!(!sent.is_empty());
+    assert!(catch_ups(&sent).is_empty());
+    assert_eq!(a.stats().catch_up_bursts, 0);
+    // The same from a member gets one.
+    let m = many(3);
+    let t = now + Duration::from_millis(300);
+    a.handle_datagram(t, m, &seal(&bare_syn(m, RingRange::WHOLE), seq));
+    let sent = sent_until(&mut a, t, t + Duration::from_millis(300), m);
+    assert!(!catch_ups(&sent).is_empty());
+    // Replayed, it is dropped before any reply.
+    let t = t + Duration::from_millis(300);
+    a.handle_datagram(t, m, &seal(&bare_syn(m, RingRange::WHOLE), seq));
+    assert_eq!(a.stats().last_drop, Some(DropReason::Replayed));
+    assert_eq!(a.stats().catch_up_bursts, 1);
+}
+
+/// A CATCH-UP from `from` carrying `endpoint`, asking for more at `next`.
+fn catch_up_from(from: SocketAddr, endpoint: SocketAddr, next: u32) -> Vec<u8> {
+    let header = Header {
+        cluster: CLUSTER,
+        sender: from,
+    };
+    let mut buf = vec![0u8; 1400];
+    let mut w = crate::wire::CatchUpWriter::new(&mut buf, &header, &[]).unwrap();
+    w.push_delta(
+        endpoint,
+        Generation(GEN),
+        Claim::alive(0),
+        [DeltaItem::Heartbeat(Version(3))],
+    );
+    let n = w.finish(next, true);
+    buf.truncate(n);
+    buf
+}
+
+#[test]
+fn a_catch_up_moves_the_stretch_and_asks_again_only_from_a_member() {
+    let now = Instant::from_millis(1000);
+    let mut a = knowing(big_config(), 10, now);
+    a.handle_timeout(now);
+    while poll(&mut a, now).is_some() {}
+    // From a stranger: its endpoints are taken, as any delta is, but it
+    // neither moves the stretch nor gets a SYN.
+    let cursor = a.ring_cursor;
+    let stranger = addr(7);
+    a.handle_datagram(now, stranger, &catch_up_from(stranger, many(100), 12345));
+    assert!(a.endpoint(&many(100)).is_some());
+    assert_eq!(a.ring_cursor, cursor);
+    assert!(poll(&mut a, now).is_none());
+    // From a member: the next SYN goes to it at once, from `next`.
+    let m = many(2);
+    a.handle_datagram(now, m, &catch_up_from(m, many(101), 12345));
+    let (to, syn) = poll(&mut a, now).expect("a SYN");
+    assert_eq!(to, m);
+    let Message::Syn(syn) = decoded(&syn) else {
+        panic!("not a SYN");
+    };
+    assert_eq!(syn.range.start, 12345);
+}
