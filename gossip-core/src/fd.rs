@@ -1,18 +1,20 @@
-//! Phi-accrual failure detection, as Cassandra does it, in 32 bytes per peer.
+//! Phi-accrual failure detection, as Cassandra does it, in 16 bytes per peer.
 //!
 //! Each time a newer heartbeat of a peer arrives (directly or through
-//! gossip), the interval since the previous arrival is recorded in a window of
-//! [`WINDOW`] samples; the first arrival records the initial interval instead,
-//! so a new peer is judged leniently. Then
+//! gossip), the interval since the previous arrival updates the mean
+//! interval; the first arrival counts the initial interval instead, so a new
+//! peer is judged leniently. Then
 //!
 //! ```text
 //! phi(now) = (now - last_arrival) / mean_interval / ln(10)
 //! ```
 //!
-//! (the exponential-distribution form Cassandra uses). Intervals are kept in
-//! two bytes each, within 0.31 % (a unit chosen by size: 1 µs, 100 µs,
-//! 10 ms or 1 s), and the mean is updated at each arrival, so testing a peer
-//! is a multiplication.
+//! (the exponential-distribution form Cassandra uses). Cassandra keeps a
+//! window of samples and averages it; here the mean is the average of the
+//! first [`WINDOW`] intervals, then moves an eighth of the way to each new
+//! one (as TCP smooths round trips), so it follows about the last
+//! [`WINDOW`] intervals without storing them, and testing a peer is a
+//! multiplication.
 //!
 //! Phi is reported to users (snapshots, `gossip info`), and a member whose
 //! phi passes the threshold (8 by default: about 18.4 mean intervals of
@@ -32,26 +34,20 @@ use core::time::Duration;
 
 use crate::time::Instant;
 
-/// Samples kept per peer.
+/// Intervals averaged before the mean becomes a moving one; each later
+/// interval moves it by `1 / WINDOW` of the difference.
 pub const WINDOW: usize = 8;
 
-/// A peer's recent heartbeat inter-arrival times.
-///
-/// Laid out by hand (`repr(C)`): what a node's round sweep reads for every
-/// peer (last arrival, mean, counts) leads, in its first 15 bytes.
+/// A peer's heartbeat arrivals: the last one and the mean interval.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-#[repr(C)]
 pub struct ArrivalWindow {
     last: Instant,
-    /// The samples' mean in microseconds (capped at `u32::MAX`, about 71
-    /// minutes), kept so the status check's per-peer test is a
-    /// multiplication.
+    /// The mean interval in microseconds (capped at `u32::MAX`, about 71
+    /// minutes).
     mean_micros: u32,
     arrivals: u8,
+    /// Intervals in the mean, up to [`WINDOW`].
     len: u8,
-    next: u8,
-    /// Intervals, each in two bytes (see [`encode_interval`]).
-    samples: [u16; WINDOW],
 }
 
 impl ArrivalWindow {
@@ -119,86 +115,22 @@ impl ArrivalWindow {
     }
 
     fn push(&mut self, interval: Duration) {
-        if let Some(slot) = self.samples.get_mut(usize::from(self.next)) {
-            // Capped at `u32::MAX` microseconds (about 71.6 minutes), as
-            // samples always were.
-            *slot = encode_interval(interval.min(SAMPLE_MAX));
-        }
-        self.next = ((usize::from(self.next) + 1) % WINDOW) as u8;
+        // Capped at `u32::MAX` microseconds (about 71.6 minutes).
+        let sample = i64::try_from(interval.as_micros())
+            .unwrap_or(i64::MAX)
+            .min(i64::from(u32::MAX));
         if usize::from(self.len) < WINDOW {
             self.len += 1;
         }
-        let window = self.samples.get(..usize::from(self.len)).unwrap_or(&[]);
-        let sum: u64 = window.iter().map(|s| decode_interval(*s)).sum();
-        let mean = sum / u64::from(self.len.max(1));
-        self.mean_micros = u32::try_from(mean).unwrap_or(u32::MAX);
+        let mean = i64::from(self.mean_micros);
+        let moved = mean + (sample - mean) / i64::from(self.len);
+        self.mean_micros = u32::try_from(moved.max(0)).unwrap_or(u32::MAX);
     }
-}
-
-/// The longest interval a sample holds.
-const SAMPLE_MAX: Duration = Duration::from_micros(u32::MAX as u64);
-
-/// The units an encoded interval counts in, by its top two bits (in
-/// microseconds): 1 µs below 16.4 ms, 100 µs below 1.64 s, 10 ms below
-/// 164 s, 1 s up to about 4.5 hours (longer intervals count as that).
-const UNITS: [u64; 4] = [1, 100, 10_000, 1_000_000];
-
-/// The largest count a unit holds (14 bits).
-const COUNT_MAX: u64 = (1 << 14) - 1;
-
-/// An interval in two bytes: the finest unit that holds it, rounded to the
-/// nearest count: within 0.31 % (half a unit over the unit's least count
-/// above its finer neighbour's range), exact for whole milliseconds from
-/// 16 ms to 1.6 s and whole hundredths of a second up to 164 s.
-pub(crate) fn encode_interval(interval: Duration) -> u16 {
-    let micros = u64::try_from(interval.as_micros()).unwrap_or(u64::MAX);
-    for (code, unit) in UNITS.iter().enumerate() {
-        let count = micros.saturating_add(unit / 2) / unit;
-        if count <= COUNT_MAX {
-            return ((code as u16) << 14) | count as u16;
-        }
-    }
-    (3 << 14) | COUNT_MAX as u16
-}
-
-/// The interval [`encode_interval`] encoded, in microseconds.
-pub(crate) fn decode_interval(code: u16) -> u64 {
-    let unit = UNITS.get(usize::from(code >> 14)).copied().unwrap_or(1);
-    (u64::from(code) & COUNT_MAX) * unit
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn intervals_take_two_bytes_within_a_third_of_a_percent() {
-        let exact = [
-            0,
-            1,
-            16_383,
-            16_000,
-            999_000,
-            1_000_000,
-            1_500_000,
-            2_000_000,
-            163_830_000,
-        ];
-        for micros in exact {
-            let d = Duration::from_micros(micros);
-            assert_eq!(decode_interval(encode_interval(d)), micros, "{micros}");
-        }
-        let mut micros = 1u64;
-        while micros < 16_000_000_000 {
-            let back = decode_interval(encode_interval(Duration::from_micros(micros)));
-            let error = back.abs_diff(micros) as f64 / micros as f64;
-            assert!(error <= 0.0031, "{micros} came back as {back}");
-            micros = micros * 21 / 20 + 1;
-        }
-        // Past 4.5 hours: the largest.
-        let huge = decode_interval(encode_interval(Duration::from_secs(1 << 40)));
-        assert_eq!(huge, COUNT_MAX * 1_000_000);
-    }
 
     const S: Duration = Duration::from_secs(1);
 
@@ -207,12 +139,12 @@ mod tests {
         let mut w = ArrivalWindow::default();
         assert_eq!(w.phi(Instant::from_millis(10_000)), 0.0);
         assert_eq!(w.convict_at(8.0), Instant::MAX);
-        // First arrival records the initial interval (2 s).
-        w.record(Instant::ZERO, 2 * S, Duration::ZERO, true);
-        assert_eq!(w.mean(), Some(2 * S));
+        // First arrival records the initial interval (1 s).
+        w.record(Instant::ZERO, S, Duration::ZERO, true);
+        assert_eq!(w.mean(), Some(S));
         // Then one-second arrivals.
         for i in 1..=20 {
-            w.record(Instant::from_millis(i * 1000), 2 * S, Duration::ZERO, true);
+            w.record(Instant::from_millis(i * 1000), S, Duration::ZERO, true);
         }
         assert_eq!(w.mean(), Some(S));
         assert_eq!(w.arrivals(), 21);
@@ -258,8 +190,7 @@ mod tests {
         w.record(Instant::ZERO, S, Duration::ZERO, true);
         // Three hours of silence count as the cap.
         w.record(Instant::from_millis(3 * 3_600_000), S, Duration::ZERO, true);
-        let capped = decode_interval(encode_interval(SAMPLE_MAX));
-        assert!(capped.abs_diff(u64::from(u32::MAX)) <= u64::from(u32::MAX) / 300);
+        let capped = u64::from(u32::MAX);
         assert_eq!(
             w.mean(),
             Some(Duration::from_micros((1_000_000 + capped) / 2))
@@ -267,17 +198,33 @@ mod tests {
     }
 
     #[test]
-    fn window_keeps_the_latest_samples() {
+    fn the_mean_averages_the_first_intervals_then_follows_the_latest() {
         let mut w = ArrivalWindow::default();
         let mut t = Instant::ZERO;
         w.record(t, 10 * S, Duration::ZERO, true);
-        for _ in 0..WINDOW {
+        for _ in 1..WINDOW {
             t = t + S / 2;
             w.record(t, 10 * S, Duration::ZERO, true);
         }
-        // The initial 10 s sample has rotated out.
-        assert_eq!(w.mean(), Some(S / 2));
-        assert!(core::mem::size_of::<ArrivalWindow>() <= 32);
+        let near = |w: &ArrivalWindow, micros: u128| {
+            let mean = w.mean().unwrap().as_micros();
+            assert!(mean.abs_diff(micros) <= 8, "{mean} is not {micros}");
+        };
+        // The average of the first eight (to a microsecond each): one of
+        // 10 s, seven of 0.5 s.
+        near(&w, 1_687_500);
+        // Each later one moves it an eighth of the way.
+        t = t + S / 2;
+        w.record(t, 10 * S, Duration::ZERO, true);
+        near(&w, 1_687_500 - 148_437);
+        // The initial 10 s fades: within 1 % of the rhythm after 40 more.
+        for _ in 0..40 {
+            t = t + S / 2;
+            w.record(t, 10 * S, Duration::ZERO, true);
+        }
+        let mean = w.mean().unwrap().as_micros();
+        assert!(mean.abs_diff(500_000) < 5_000, "{mean}");
+        assert!(core::mem::size_of::<ArrivalWindow>() <= 16);
     }
 
     #[test]
