@@ -277,6 +277,10 @@ pub enum ConfigError {
     Storage(StorageShortfall),
     /// More seeds than a node keeps ([`MAX_SEEDS`](crate::MAX_SEEDS)).
     TooManySeeds,
+    /// A generation above
+    /// [`MAX_GENERATION`](crate::state::MAX_GENERATION): generations are
+    /// 32-bit.
+    Generation,
 }
 
 /// Which fixed capacity is smaller than the configuration needs.
@@ -343,6 +347,11 @@ impl fmt::Display for ConfigError {
                 }
             ),
             ConfigError::TooManySeeds => write!(f, "at most {} seeds", crate::MAX_SEEDS),
+            ConfigError::Generation => write!(
+                f,
+                "generation above {}: generations are 32-bit",
+                crate::state::MAX_GENERATION
+            ),
         }
     }
 }

@@ -239,6 +239,9 @@ impl<S: Storage, R: Rng> Node<S, R> {
     ) -> Result<Self, ConfigError> {
         config.validate()?;
         check_storage::<S>(&config)?;
+        if generation > crate::state::MAX_GENERATION {
+            return Err(ConfigError::Generation);
+        }
         let mut seed_list = heapless::Vec::new();
         for seed in seeds {
             if *seed != local && !seed_list.contains(seed) {

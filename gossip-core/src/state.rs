@@ -53,14 +53,20 @@ impl Generation {
 
 impl Version {
     /// The version a node jumps its heartbeat to when it shuts down gracefully,
-    /// so no older heartbeat can ever be taken for a newer one.
-    pub const MAX: Version = Version(u64::MAX);
+    /// so no older heartbeat can ever be taken for a newer one. Versions are
+    /// 32-bit, as Cassandra's: this is the largest.
+    pub const MAX: Version = Version(u32::MAX as u64);
 
-    /// The next version, or `None` when the counter is exhausted.
+    /// The next version, or `None` when the counter is exhausted (it never
+    /// reaches [`Version::MAX`] by counting).
     pub fn next(self) -> Option<Version> {
-        self.0.checked_add(1).map(Version)
+        let next = self.0.checked_add(1)?;
+        (next < Version::MAX.0).then_some(Version(next))
     }
 }
+
+/// The largest generation: generations are 32-bit, as Cassandra's.
+pub const MAX_GENERATION: Generation = Generation(u32::MAX as u64);
 
 impl fmt::Display for Generation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -258,11 +264,11 @@ pub struct Limits {
     pub max_generation_drift: u64,
     /// How far above the highest version known of an endpoint (in the same
     /// generation; 0 for a new one) a received version may be. Versions
-    /// grow by about one per round, so the default, 2⁴⁰, is never reached
-    /// by a real node; it stops a hostile or broken peer from pinning a key
-    /// at a version near `u64::MAX`, after which its owner could never
-    /// change it. The heartbeat's `u64::MAX` (a graceful shutdown's mark)
-    /// is allowed.
+    /// grow by about one per round, so the default, 2²⁸ (eight years of
+    /// one-second rounds), is not reached by a real node; it stops a
+    /// hostile or broken peer from pinning a key at a version near
+    /// [`Version::MAX`], after which its owner could never change it. The
+    /// heartbeat's [`Version::MAX`] (a graceful shutdown's mark) is allowed.
     pub max_version_jump: u64,
 }
 
@@ -292,7 +298,7 @@ impl Default for Limits {
             max_key_len: 64,
             max_value_len: 1024,
             max_generation_drift: Self::ONE_YEAR,
-            max_version_jump: 1 << 40,
+            max_version_jump: 1 << 28,
         }
     }
 }
@@ -480,22 +486,47 @@ pub struct Applied {
 /// version v" is a suffix.
 #[derive(Clone)]
 pub struct EndpointState<B> {
-    heartbeat: HeartbeatState,
-    /// The highest version among the application states.
-    max_state_version: Version,
+    /// The heartbeat's generation and version, and the highest version
+    /// among the application states: 32-bit, as the wire's (so a peer slot
+    /// stays small in large clusters).
+    generation: u32,
+    version: u32,
+    max_state_version: u32,
     count: u16,
     buf: B,
 }
 
+/// A version as a peer slot stores it: 32 bits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Version32(u32);
+
+impl From<Version> for Version32 {
+    fn from(v: Version) -> Self {
+        Version32(narrow(v.0))
+    }
+}
+
+impl From<Version32> for Version {
+    fn from(v: Version32) -> Self {
+        Version(u64::from(v.0))
+    }
+}
+
+/// A generation or version as stored: 32-bit. Callers check first (the wire
+/// and [`EndpointState::check`] refuse wider values); a wider one saturates.
+fn narrow(value: u64) -> u32 {
+    u32::try_from(value).unwrap_or(u32::MAX)
+}
+
 impl<B: StateBuf> EndpointState<B> {
     /// An endpoint at `generation` with heartbeat version 0 and no states.
+    /// Generations are 32-bit (seconds since the epoch last until 2106): a
+    /// wider one is taken as [`MAX_GENERATION`].
     pub fn new(generation: Generation) -> Self {
         Self {
-            heartbeat: HeartbeatState {
-                generation,
-                version: Version(0),
-            },
-            max_state_version: Version(0),
+            generation: narrow(generation.0),
+            version: 0,
+            max_state_version: 0,
             count: 0,
             buf: B::default(),
         }
@@ -530,13 +561,13 @@ impl<B: StateBuf> EndpointState<B> {
         delta: &Delta<'_>,
         mut on_change: impl FnMut(StateKey<'_>, VersionedValue<'_>),
     ) -> Result<Applied, MergeError> {
-        if delta.generation < self.heartbeat.generation {
+        if delta.generation < self.generation() {
             return Ok(Applied {
                 stale: true,
                 ..Applied::default()
             });
         }
-        let replace = delta.generation > self.heartbeat.generation;
+        let replace = delta.generation > self.generation();
 
         let mut applied = Applied {
             replaced: replace,
@@ -545,11 +576,9 @@ impl<B: StateBuf> EndpointState<B> {
         if replace {
             self.buf.clear();
             self.count = 0;
-            self.heartbeat = HeartbeatState {
-                generation: delta.generation,
-                version: Version(0),
-            };
-            self.max_state_version = Version(0);
+            self.generation = narrow(delta.generation.0);
+            self.version = 0;
+            self.max_state_version = 0;
         }
         for (key, value) in delta.entries {
             if let Some(slot) = self.winning_slot(&key, &value) {
@@ -559,9 +588,9 @@ impl<B: StateBuf> EndpointState<B> {
             }
         }
         if let Some(version) = delta.heartbeat
-            && version > self.heartbeat.version
+            && version.0 > u64::from(self.version)
         {
-            self.heartbeat.version = version;
+            self.version = narrow(version.0);
             applied.heartbeat_advanced = true;
         }
         Ok(applied)
@@ -580,7 +609,7 @@ impl<B: StateBuf> EndpointState<B> {
     /// The owner's operation: a new heartbeat at the next version.
     pub fn beat(&mut self) -> Result<Version, MergeError> {
         let version = self.next_version()?;
-        self.heartbeat.version = version;
+        self.version = narrow(version.0);
         Ok(version)
     }
 
@@ -610,28 +639,31 @@ impl<B: StateBuf> EndpointState<B> {
     /// The owner's operation on graceful shutdown: the heartbeat jumps to
     /// [`Version::MAX`] so that every replica takes it as the newest.
     pub fn force_highest_heartbeat(&mut self) {
-        self.heartbeat.version = Version::MAX;
+        self.version = narrow(Version::MAX.0);
     }
 
     /// The heartbeat.
     pub fn heartbeat(&self) -> HeartbeatState {
-        self.heartbeat
+        HeartbeatState {
+            generation: self.generation(),
+            version: Version(u64::from(self.version)),
+        }
     }
 
     /// The generation.
     pub fn generation(&self) -> Generation {
-        self.heartbeat.generation
+        Generation(u64::from(self.generation))
     }
 
     /// The highest version of the heartbeat and every state: what a digest
     /// advertises, and for the owner its version counter.
     pub fn max_version(&self) -> Version {
-        self.heartbeat.version.max(self.max_state_version)
+        Version(u64::from(self.version.max(self.max_state_version)))
     }
 
     /// The highest version among the application states (0 without any).
     pub fn max_state_version(&self) -> Version {
-        self.max_state_version
+        Version(u64::from(self.max_state_version))
     }
 
     /// Number of application states.
@@ -657,8 +689,8 @@ impl<B: StateBuf> EndpointState<B> {
     /// The whole state as a delta.
     pub fn as_delta(&self) -> Delta<'_> {
         Delta {
-            generation: self.heartbeat.generation,
-            heartbeat: Some(self.heartbeat.version),
+            generation: self.generation(),
+            heartbeat: Some(self.heartbeat().version),
             entries: self.entries(),
         }
     }
@@ -670,7 +702,7 @@ impl<B: StateBuf> EndpointState<B> {
         ItemsAbove {
             entries: self.entries(),
             pending: None,
-            heartbeat: (self.heartbeat.version > version).then_some(self.heartbeat.version),
+            heartbeat: Some(self.heartbeat().version).filter(|v| *v > version),
             above: version,
         }
     }
@@ -695,9 +727,12 @@ impl<B: StateBuf> EndpointState<B> {
         limits: &Limits,
         local_generation: Generation,
     ) -> Result<(), MergeError> {
+        // Generations are 32-bit: a wider one is as bogus as one too far
+        // ahead.
         let ceiling = local_generation
             .0
-            .saturating_add(limits.max_generation_drift);
+            .saturating_add(limits.max_generation_drift)
+            .min(MAX_GENERATION.0);
         if delta.generation.0 > ceiling {
             return Err(MergeError::BogusGeneration);
         }
@@ -705,13 +740,15 @@ impl<B: StateBuf> EndpointState<B> {
             return Err(MergeError::TooManyKeys);
         }
         let base = match existing {
-            Some(s) if delta.generation < s.heartbeat.generation => return Ok(()),
-            Some(s) if delta.generation == s.heartbeat.generation => Some(s),
+            Some(s) if delta.generation < s.generation() => return Ok(()),
+            Some(s) if delta.generation == s.generation() => Some(s),
             _ => None,
         };
+        // Versions are 32-bit: none may pass `Version::MAX` either.
         let highest = base
             .map_or(0, |s| s.max_version().0)
-            .saturating_add(limits.max_version_jump);
+            .saturating_add(limits.max_version_jump)
+            .min(Version::MAX.0);
         let mut entries = delta.entries;
         if entries.any(|(_, v)| v.version.0 > highest)
             || delta
@@ -791,7 +828,7 @@ impl<B: StateBuf> EndpointState<B> {
         let mut cur = Cursor::new(gap);
         codec::put_entry(&mut cur, key, value).map_err(|_| MergeError::Capacity)?;
         self.count += 1;
-        self.max_state_version = self.max_state_version.max(value.version);
+        self.max_state_version = self.max_state_version.max(narrow(value.version.0));
         Ok(())
     }
 
@@ -829,7 +866,7 @@ impl<B: StateBuf> EndpointState<B> {
 impl<B: StateBuf, C: StateBuf> PartialEq<EndpointState<C>> for EndpointState<B> {
     /// Logical equality: same heartbeat and the same set of states.
     fn eq(&self, other: &EndpointState<C>) -> bool {
-        self.heartbeat == other.heartbeat
+        self.heartbeat() == other.heartbeat()
             && self.count == other.count
             && self
                 .entries()
@@ -840,7 +877,7 @@ impl<B: StateBuf, C: StateBuf> PartialEq<EndpointState<C>> for EndpointState<B> 
 impl<B: StateBuf> fmt::Debug for EndpointState<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EndpointState")
-            .field("heartbeat", &self.heartbeat)
+            .field("heartbeat", &self.heartbeat())
             .field("max_version", &self.max_version())
             .field("entries", &self.entries())
             .finish()

@@ -18,7 +18,7 @@ use core::net::SocketAddr;
 
 use crate::claim::{Claim, Status};
 use crate::fd::ArrivalWindow;
-use crate::state::{ApplicationState, EndpointState, Generation, StateKey, Version};
+use crate::state::{ApplicationState, EndpointState, Generation, StateKey, Version32};
 use crate::storage::StateBuf;
 use crate::time::Instant;
 
@@ -648,9 +648,9 @@ pub struct Peer<B> {
     /// Suspected since (here), down since (members); end of quarantine
     /// (quarantined).
     pub(crate) since: Instant,
-    pub(crate) reported_version: Version,
+    pub(crate) reported_version: Version32,
     /// The highest version of it seen anywhere (digests included).
-    pub(crate) evidence: Version,
+    pub(crate) evidence: Version32,
     pub(crate) addr: PeerAddr,
     pub(crate) state: EndpointState<B>,
 }
@@ -662,8 +662,8 @@ impl<B: StateBuf> Peer<B> {
             state: EndpointState::new(generation),
             window: ArrivalWindow::default(),
             since: Instant::ZERO,
-            reported_version: Version(0),
-            evidence: Version(0),
+            reported_version: Version32::default(),
+            evidence: Version32::default(),
             stamp: 0,
             slot: Slot::Member,
             liveness: Liveness::Alive,

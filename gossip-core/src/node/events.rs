@@ -97,9 +97,9 @@ pub(super) fn take_event<B: StateBuf>(peer: &mut Peer<B>) -> Option<EventKind> {
             if take(flags::EV_RESTARTED) {
                 return Some(EventKind::Restarted);
             }
-            let reported = peer.reported_version;
+            let reported = Version::from(peer.reported_version);
             if let Some((_, value)) = peer.state.entries().find(|(_, v)| v.version > reported) {
-                peer.reported_version = value.version;
+                peer.reported_version = value.version.into();
                 return Some(EventKind::StateChanged(value.version));
             }
             if take(flags::EV_SHUTDOWN) {

@@ -141,13 +141,13 @@ impl<S: Storage, R: Rng> Node<S, R> {
         } else if applied.replaced {
             peer.flags |= flags::EV_RESTARTED;
             peer.doubt = 0;
-            peer.reported_version = Version(0);
+            peer.reported_version = Version(0).into();
             // A new incarnation is not up until it is reported up: after
             // `Restarted`, an `Up` follows once it is alive, so the events
             // keep agreeing with `is_alive`.
             peer.reported = None;
             peer.window.reset();
-            peer.evidence = Version(0);
+            peer.evidence = Version(0).into();
             // A new incarnation of the endpoint: alive until claimed
             // otherwise.
             peer.incarnation = 0;
@@ -156,9 +156,10 @@ impl<S: Storage, R: Rng> Node<S, R> {
         }
         // Any newer version is a heartbeat arrival for phi (digests may have
         // told us before the delta came: then it is not news again).
-        let advanced = peer.state.max_version() > peer.evidence;
+        let evidence = Version::from(peer.evidence);
+        let advanced = peer.state.max_version() > evidence;
         if advanced || is_new || applied.replaced {
-            peer.evidence = peer.evidence.max(peer.state.max_version());
+            peer.evidence = evidence.max(peer.state.max_version()).into();
             peer.window
                 .record(now, initial, min_interval, now >= pause_grace_until);
             peer.flags &= !flags::PHI_PROBED;
@@ -222,9 +223,9 @@ impl<S: Storage, R: Rng> Node<S, R> {
         if !peer.is_member() || d.generation != peer.state.generation() {
             return;
         }
-        let seen = peer.evidence.max(peer.state.max_version());
+        let seen = Version::from(peer.evidence).max(peer.state.max_version());
         if d.max_version > seen && !peer.has_left() {
-            peer.evidence = d.max_version;
+            peer.evidence = d.max_version.into();
             peer.window
                 .record(now, initial, min_interval, count_interval);
             peer.flags &= !flags::PHI_PROBED;

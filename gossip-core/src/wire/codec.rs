@@ -298,7 +298,27 @@ impl<'a> Reader<'a> {
         core::str::from_utf8(self.bytes()?).map_err(|_| Malformed)
     }
 
+    /// A generation: 32 bits at most (a wider varint is malformed).
+    pub(crate) fn generation(&mut self) -> Result<Generation, Malformed> {
+        self.u32().map(|g| Generation(u64::from(g)))
+    }
+
+    /// A version: 32 bits at most (a wider varint is malformed).
+    pub(crate) fn version(&mut self) -> Result<Version, Malformed> {
+        self.u32().map(|v| Version(u64::from(v)))
+    }
+
+    /// An optional version (a tag byte 0 or 1, then the version).
+    pub(crate) fn option_version(&mut self) -> Result<Option<Version>, Malformed> {
+        match self.byte()? {
+            0 => Ok(None),
+            1 => self.version().map(Some),
+            _ => Err(Malformed),
+        }
+    }
+
     /// An `Option<u64>` (a tag byte 0 or 1, then the value).
+    #[cfg(test)]
     pub(crate) fn option_u64(&mut self) -> Result<Option<u64>, Malformed> {
         match self.byte()? {
             0 => Ok(None),
@@ -338,8 +358,8 @@ impl<'a> Reader<'a> {
     pub(crate) fn digest(&mut self) -> Result<GossipDigest, Malformed> {
         Ok(GossipDigest {
             endpoint: self.addr()?,
-            generation: Generation(self.u64()?),
-            max_version: Version(self.u64()?),
+            generation: self.generation()?,
+            max_version: self.version()?,
             claim: self.claim()?,
         })
     }
@@ -353,7 +373,7 @@ impl<'a> Reader<'a> {
     pub(crate) fn rumor(&mut self) -> Result<Rumor, Malformed> {
         Ok(Rumor {
             endpoint: self.addr()?,
-            generation: Generation(self.u64()?),
+            generation: self.generation()?,
             claim: self.claim()?,
         })
     }
@@ -417,7 +437,7 @@ pub(crate) fn take_entry<'a>(
     rd: &mut Reader<'a>,
 ) -> Result<(StateKey<'a>, VersionedValue<'a>), Malformed> {
     let key = take_key(rd)?;
-    let version = Version(rd.u64()?);
+    let version = rd.version()?;
     let value = rd.bytes()?;
     Ok((key, VersionedValue { version, value }))
 }
@@ -524,7 +544,19 @@ mod tests {
             agree::<&str>(bytes, |r| r.str());
             agree::<Option<u64>>(bytes, |r| r.option_u64());
             agree::<SocketAddr>(bytes, |r| r.addr());
-            agree::<GossipDigest>(bytes, |r| r.digest());
+            // Postcard reads 64-bit generations and versions; ours are
+            // 32-bit and refuse wider ones.
+            let ours = Reader::new(bytes).digest();
+            match Reader::new(bytes).take::<GossipDigest>() {
+                Ok(d)
+                    if d.generation.0 <= u64::from(u32::MAX)
+                        && d.max_version.0 <= u64::from(u32::MAX) =>
+                {
+                    agree::<GossipDigest>(bytes, |r| r.digest());
+                }
+                Ok(_) => assert_eq!(ours, Err(Malformed), "on {bytes:02x?}"),
+                Err(_) => assert!(ours.is_err(), "on {bytes:02x?}"),
+            }
         }
     }
 
@@ -589,7 +621,7 @@ mod tests {
         let cases: [(StateKey<'_>, u64, &[u8]); 4] = [
             (StateKey::Known(ApplicationState::Status), 0, b""),
             (StateKey::User("k"), 300, &[7; 200]),
-            (StateKey::Unknown(999), u64::MAX, b"xyz"),
+            (StateKey::Unknown(999), u64::from(u32::MAX), b"xyz"),
             (StateKey::User(""), 127, b"v"),
         ];
         for (key, version, value) in cases {

@@ -17,7 +17,10 @@
 //! | end − 1 | 1 | n, the tag's length, only with [`FLAG_AUTH`] |
 //!
 //! Postcard writes unsigned integers as LEB128 varints (7 bits a byte, low
-//! first), byte strings and strings as a varint length and the bytes. In the
+//! first), byte strings and strings as a varint length and the bytes.
+//! Generations and versions are 32-bit, as Cassandra's: their varints take
+//! at most 5 bytes and hold at most `u32::MAX`; a wider one makes the
+//! datagram malformed ([`Error::Malformed`]), and it is dropped. In the
 //! bodies, `list<T>` is a varint count followed by that many `T`:
 //!
 //! - **SYN**: `list<GossipDigest>`, then a [`RingRange`] `start: varint`,
@@ -673,7 +676,7 @@ pub fn decode(datagram: &[u8], cluster: ClusterId) -> Result<Datagram<'_>, Error
 
 fn take_endpoint_delta<'a>(rd: &mut Reader<'a>) -> Result<EndpointDelta<'a>, Error> {
     let endpoint = rd.addr()?;
-    let generation = Generation(rd.u64()?);
+    let generation = rd.generation()?;
     let claim = rd.claim()?;
     let delta = take_delta_items(rd, generation)?;
     if delta.entries.is_empty() && delta.heartbeat.is_none() {
@@ -687,14 +690,14 @@ fn take_endpoint_delta<'a>(rd: &mut Reader<'a>) -> Result<EndpointDelta<'a>, Err
 }
 
 fn take_delta_body<'a>(rd: &mut Reader<'a>) -> Result<Delta<'a>, Error> {
-    let generation = Generation(rd.u64()?);
+    let generation = rd.generation()?;
     take_delta_items(rd, generation)
 }
 
 fn take_delta_items<'a>(rd: &mut Reader<'a>, generation: Generation) -> Result<Delta<'a>, Error> {
     let count = rd.count(1)?;
     let entries = Entries::parse(rd, count)?;
-    let heartbeat = rd.option_u64()?.map(Version);
+    let heartbeat = rd.option_version()?;
     Ok(Delta {
         generation,
         heartbeat,

@@ -251,9 +251,9 @@ fn golden_messages() -> Vec<(&'static str, Header, OwnedMessage, &'static str)> 
                 generation: 1_700_000_000,
                 claim: Claim::default(),
                 entries: std::vec![(status, 43, b"shutdown,true".to_vec())],
-                heartbeat: Some(u64::MAX),
+                heartbeat: Some(Version::MAX.0),
             }),
-            "4753020044ad051704000a000001d836 00 80e2cfaa06 01 012b0d73687574646f776e2c74727565 01ffffffffffffffffff01",
+            "4753020044ad051704000a000001d836 00 80e2cfaa06 01 012b0d73687574646f776e2c74727565 01ffffffff0f",
         ),
         (
             "ping",
@@ -693,12 +693,12 @@ fn arbitrary_addr(g: &mut Gen) -> SocketAddr {
     }
 }
 
+/// A generation or version: 32-bit, edges included.
 fn arbitrary_u64(g: &mut Gen) -> u64 {
-    match u8::arbitrary(g) % 4 {
+    match u8::arbitrary(g) % 3 {
         0 => u64::from(u8::arbitrary(g)),
         1 => u64::from(u32::arbitrary(g)),
-        2 => u64::MAX - u64::from(u8::arbitrary(g)),
-        _ => u64::arbitrary(g),
+        _ => u64::from(u32::MAX - u32::from(u8::arbitrary(g))),
     }
 }
 
