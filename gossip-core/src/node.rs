@@ -34,6 +34,7 @@ mod reply;
 mod round;
 mod rumors;
 mod stats;
+mod summary;
 mod suspicion;
 
 pub use events::Event;
@@ -110,6 +111,12 @@ const RECENT: usize = 64;
 /// heartbeats the receiver gets anyway).
 const MIN_STRETCH: usize = 64;
 
+/// SYNs a round to peers whose membership summaries differ from ours.
+const SYNCS_PER_ROUND: usize = 8;
+
+/// SYNs to one peer whose summary differs, for as many segments.
+const SYNCS_PER_SYN: usize = 4;
+
 /// Requests ranked per ACK (more than half a datagram holds).
 const RANKED_REQUESTS: usize = 64;
 
@@ -175,6 +182,13 @@ pub struct Node<S: Storage, R> {
     rumors: rumors::Rumors,
     /// Catch-up bursts for peers far behind.
     catch_up: catch_up::CatchUps,
+    /// Which endpoints we know, ourselves included: sent in every SYN.
+    summary: wire::Summary,
+    /// SYNs owed to peers whose summaries differ from ours: where each
+    /// starts (the segment that differs).
+    syncs: heapless::Vec<(SocketAddr, u32), SYNCS_PER_ROUND>,
+    /// Syncs started this round.
+    synced: u8,
     /// Suspects whose timeouts are tracked to the instant.
     suspects: heapless::Vec<u32, { suspicion::TRACKED_SUSPECTS }>,
     /// This node's incarnation within its generation (raised to refute).
@@ -276,6 +290,13 @@ impl<S: Storage, R: Rng> Node<S, R> {
             probe_order: S::Indices::default(),
             rumors: rumors::Rumors::default(),
             catch_up: catch_up::CatchUps::default(),
+            summary: {
+                let mut summary = wire::Summary::default();
+                summary.add(ring_position(&local));
+                summary
+            },
+            syncs: heapless::Vec::new(),
+            synced: 0,
             suspects: heapless::Vec::new(),
             incarnation: 0,
             confirmer_bit: crate::claim::confirmer_bit(ring_position(&local)),
@@ -445,7 +466,9 @@ impl<S: Storage, R: Rng> Node<S, R> {
                         (to, size, Kind::News)
                     } else if let Some(target) = self.targets.pop() {
                         self.watch_gossip(now, target);
-                        (target, Some(self.write_syn(buf, target)), Kind::Syn)
+                        (target, Some(self.write_syn(buf, target, None)), Kind::Syn)
+                    } else if let Some((to, start)) = self.next_sync() {
+                        (to, Some(self.write_syn(buf, to, Some(start))), Kind::Syn)
                     } else if let Some((to, size)) = self.write_catch_up(now, buf) {
                         (to, size, Kind::CatchUp)
                     } else {
@@ -616,6 +639,11 @@ impl<S: Storage, R: Rng> Node<S, R> {
         self.alive + self.unreachable
     }
 
+    /// The membership summary this node's SYNs carry.
+    pub fn summary(&self) -> &wire::Summary {
+        &self.summary
+    }
+
     /// Endpoints believed up (alive or suspected).
     pub fn live_count(&self) -> usize {
         self.alive
@@ -705,6 +733,9 @@ impl<S: Storage, R: Rng> Node<S, R> {
             // pass that finds them for the reply.
             Message::Syn(syn) => {
                 self.queue_reply(from, StoredReply::Syn(syn.digests, syn.range))?;
+                if let Some(theirs) = syn.summary {
+                    self.compare_summary(sender, from, &theirs);
+                }
             }
             Message::Ack(ack) => {
                 let slots = self.check_deltas(ack.deltas)?;
@@ -867,15 +898,19 @@ impl<S: Storage, R: Rng> Node<S, R> {
     /// covers completely, so the receiver can tell which endpoints we lack;
     /// the stretches sweep the whole ring (anti-entropy: nothing is missed
     /// for long).
+    ///
+    /// A SYN that syncs a segment (`at`: its start) starts there, and leaves
+    /// the stretch the next SYN covers where it was.
     #[inline(never)]
-    fn write_syn(&mut self, buf: &mut [u8], to: SocketAddr) -> usize {
-        let hot_budget = buf.len() / 2;
+    fn write_syn(&mut self, buf: &mut [u8], to: SocketAddr, at: Option<u32>) -> usize {
+        // A sync's SYN spends the datagram on its stretch.
+        let hot_budget = if at.is_some() { 0 } else { buf.len() / 2 };
         let header = self.header();
         let own = self.own_digest();
-        let start = self.ring_cursor;
+        let start = at.unwrap_or(self.ring_cursor);
         let most = self.endpoint_count().div_ceil(2).max(MIN_STRETCH);
         let rumors = self.piggyback(to, &[]);
-        let Ok(mut w) = SynWriter::new(buf, &header, &rumors) else {
+        let Ok(mut w) = SynWriter::with_summary(buf, &header, &rumors, &self.summary) else {
             return 0;
         };
         if !w.push(&own) {
@@ -933,7 +968,9 @@ impl<S: Storage, R: Rng> Node<S, R> {
                 end: start.wrapping_add(d.saturating_sub(1)),
             },
         };
-        self.ring_cursor = range.end.wrapping_add(1);
+        if at.is_none() {
+            self.ring_cursor = range.end.wrapping_add(1);
+        }
         for &(idx, _) in self.recent.iter() {
             if let Some(p) = peers.get_mut(idx as usize) {
                 p.flags &= !flags::MENTIONED;
@@ -1014,6 +1051,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
                 let syn = Syn {
                     digests: *digests,
                     range: *range,
+                    summary: None,
                 };
                 let mentioned = self.note_digests(now, &syn, &mut found);
                 (mentioned, self.plan_burst(to, &syn, mentioned, now))
@@ -1060,7 +1098,11 @@ impl<S: Storage, R: Rng> Node<S, R> {
         };
         let (size, kind) = match input {
             StoredReply::Syn(digests, range) => {
-                let syn = Syn { digests, range };
+                let syn = Syn {
+                    digests,
+                    range,
+                    summary: None,
+                };
                 let size = write_ack(
                     &ctx,
                     peers.as_slice(),

@@ -707,6 +707,12 @@ impl<B: StateBuf> EndpointState<B> {
         }
     }
 
+    /// How many items [`items_above`](Self::items_above)`(Version(0))`
+    /// yields: every state, and the heartbeat once it has beaten.
+    pub fn item_count(&self) -> usize {
+        self.len() + usize::from(self.version > 0)
+    }
+
     /// Bytes of state storage in use (not counting the buffer's own header).
     pub fn stored_bytes(&self) -> usize {
         self.buf.bytes().len()

@@ -236,16 +236,14 @@ impl<S: Storage, R: Rng> Node<S, R> {
             if burst.mentioned.binary_search(&distance).is_ok() {
                 continue;
             }
-            let whole = p.state.len() + 1;
-            let written = w.push_delta(
-                p.addr(),
-                p.state.generation(),
-                p.claim(),
-                p.state.items_above(Version(0)),
-            );
-            // In whole; or in part and alone (too large for one datagram);
-            // or not at all into an empty one (it never fits): move on.
-            if written == whole || w.deltas() == usize::from(written > 0) {
+            let whole = p.state.item_count();
+            let items = || p.state.items_above(Version(0));
+            if w.push_whole_delta(p.addr(), p.state.generation(), p.claim(), items(), whole) {
+                continue;
+            }
+            if w.deltas() == 0 {
+                // Too large for a datagram of its own: what fits of it.
+                w.push_delta(p.addr(), p.state.generation(), p.claim(), items());
                 continue;
             }
             // Full: this endpoint starts the next datagram.

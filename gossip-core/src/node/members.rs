@@ -28,6 +28,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
             }
         };
         self.index.insert(idx, self.peers.as_slice());
+        self.summary.add(ring_position(&addr));
         self.forget_seqs(idx);
         self.rumors.forget(idx);
         self.occupied += 1;
@@ -52,8 +53,10 @@ impl<S: Storage, R: Rng> Node<S, R> {
             return;
         };
         let queued = p.flags & flags::QUEUED;
-        *p = Peer::new(p.addr(), generation);
+        let addr = p.addr();
+        *p = Peer::new(addr, generation);
         p.flags = queued;
+        self.summary.add(ring_position(&addr));
         self.forget_seqs(idx);
         self.rumors.forget(idx);
         self.alive += 1;
@@ -102,8 +105,10 @@ impl<S: Storage, R: Rng> Node<S, R> {
             self.unreachable -= 1;
         }
         let generation = p.state.generation();
+        let addr = p.addr();
         p.state = EndpointState::new(generation);
         p.slot = Slot::Quarantined;
+        self.summary.remove(ring_position(&addr));
         p.since = now + quarantine;
         p.flags = (p.flags & flags::QUEUED) | flags::EV_REMOVED;
         self.mark_dirty(idx);

@@ -244,15 +244,19 @@ fn ranked_contains(items: &[(u64, Candidate)], who: Who) -> bool {
 
 /// Something deltas can be pushed into: the ACK and ACK2 writers.
 trait DeltaSink {
+    /// Pushes `items`; all `whole` of them or none when `whole` is not 0.
     fn push_items(
         &mut self,
         addr: SocketAddr,
         generation: Generation,
         claim: Claim,
         items: crate::state::ItemsAbove<'_>,
+        whole: usize,
     ) -> usize;
 
-    /// Pushes everything of `state` above `above`, with our claim.
+    /// Pushes everything of `state` above `above`, with our claim. An
+    /// endpoint sent whole goes whole or not at all, so no receiver learns
+    /// an endpoint without all its states.
     fn push<B: StateBuf>(
         &mut self,
         addr: SocketAddr,
@@ -260,7 +264,18 @@ trait DeltaSink {
         claim: Claim,
         above: Version,
     ) -> usize {
-        self.push_items(addr, state.generation(), claim, state.items_above(above))
+        let whole = if above == Version(0) {
+            state.item_count()
+        } else {
+            0
+        };
+        self.push_items(
+            addr,
+            state.generation(),
+            claim,
+            state.items_above(above),
+            whole,
+        )
     }
 }
 
@@ -273,8 +288,15 @@ macro_rules! delta_sink {
                 generation: Generation,
                 claim: Claim,
                 items: crate::state::ItemsAbove<'_>,
+                whole: usize,
             ) -> usize {
-                self.push_delta(addr, generation, claim, items)
+                if whole == 0 {
+                    self.push_delta(addr, generation, claim, items)
+                } else if self.push_whole_delta(addr, generation, claim, items, whole) {
+                    whole
+                } else {
+                    0
+                }
             }
         }
     };

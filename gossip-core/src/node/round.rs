@@ -28,6 +28,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
         self.phi_probes = PHI_PROBES_PER_ROUND;
         self.rumors.new_round();
         self.catch_up.new_round();
+        self.synced = 0;
         // Cannot fail while running (the counter is exhausted only by shutdown).
         let _ = self.me.beat();
         self.choose_targets();

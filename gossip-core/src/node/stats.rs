@@ -161,6 +161,8 @@ pub struct Stats {
     pub catch_up_bursts: u64,
     /// Whole endpoints sent in CATCH-UP datagrams.
     pub catch_up_endpoints: u64,
+    /// SYNs sent to members whose membership summaries differed from ours.
+    pub summary_syncs: u64,
     /// Why the latest dropped datagram was dropped.
     pub last_drop: Option<DropReason>,
     dropped: [u64; DROP_REASONS],

@@ -1137,7 +1137,7 @@ fn a_syn_covers_half_the_ring_so_two_sweep_it() {
     let mut seen = std::collections::BTreeSet::new();
     for _ in 0..2 {
         let mut buf = vec![0u8; 8000];
-        let n = a.write_syn(&mut buf, member(0));
+        let n = a.write_syn(&mut buf, member(0), None);
         let Message::Syn(syn) = decoded(&buf[..n]) else {
             panic!("not a SYN");
         };

@@ -27,7 +27,9 @@
 //!   `end: varint`: the list holds every endpoint the sender knows whose
 //!   [`ring_position`] lies in that range, so an endpoint in the range that
 //!   the list leaves out is one the sender lacks (the list may hold others
-//!   too; `start == end + 1` means the whole ring)
+//!   too; `start == end + 1` means the whole ring); then `summary: bytes`,
+//!   empty or a [`Summary`] of 128 bytes (64 little-endian `u16`) of every
+//!   endpoint the sender knows
 //! - **ACK**: `list<GossipDigest>` (requests), `list<EndpointDelta>` (deltas)
 //! - **ACK2**: `list<EndpointDelta>`
 //! - **SHUTDOWN**: the sender's own final delta without the endpoint:
@@ -310,6 +312,96 @@ pub struct Syn<'a> {
     pub digests: Digests<'a>,
     /// The part of the ring the digests cover completely.
     pub range: RingRange,
+    /// Which endpoints the sender knows, the whole ring in 128 bytes.
+    pub summary: Option<Summary>,
+}
+
+/// Segments of the ring a [`Summary`] covers.
+pub const SUMMARY_SEGMENTS: usize = 64;
+
+/// A [`Summary`]'s size on the wire.
+pub const SUMMARY_BYTES: usize = 2 * SUMMARY_SEGMENTS;
+
+/// Which endpoints a node knows (itself included), in 128 bytes: the ring
+/// in [`SUMMARY_SEGMENTS`] equal parts (by the top six bits of a
+/// [`ring_position`]), each 16 bits: how many endpoints are known there
+/// (modulo 64, the top six bits) and the XOR of a 10-bit fingerprint of
+/// their positions. Two nodes that know the same endpoints have the same
+/// summary; a segment that differs holds an endpoint one of them lacks.
+/// Fewer than 64 endpoints missing from a segment always show; as many
+/// missing on each side show but once in 1,024 segments (the ring sweep
+/// still finds them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Summary(pub [u16; SUMMARY_SEGMENTS]);
+
+impl Default for Summary {
+    fn default() -> Self {
+        Summary([0; SUMMARY_SEGMENTS])
+    }
+}
+
+impl Summary {
+    /// The segment `position` lies in.
+    pub fn segment(position: u32) -> usize {
+        (position >> 26) as usize
+    }
+
+    /// The first position of segment `segment` (taken modulo the segments).
+    pub fn segment_start(segment: usize) -> u32 {
+        ((segment % SUMMARY_SEGMENTS) as u32) << 26
+    }
+
+    /// Adds the endpoint at `position`.
+    pub fn add(&mut self, position: u32) {
+        if let Some(s) = self.0.get_mut(Self::segment(position)) {
+            let count = (*s >> 10).wrapping_add(1) & 0x3f;
+            *s = (count << 10) | ((*s ^ Self::fingerprint(position)) & 0x3ff);
+        }
+    }
+
+    /// Takes the endpoint at `position` out again.
+    pub fn remove(&mut self, position: u32) {
+        if let Some(s) = self.0.get_mut(Self::segment(position)) {
+            let count = (*s >> 10).wrapping_sub(1) & 0x3f;
+            *s = (count << 10) | ((*s ^ Self::fingerprint(position)) & 0x3ff);
+        }
+    }
+
+    /// Ten bits of `position`, mixed.
+    fn fingerprint(position: u32) -> u16 {
+        (position.wrapping_mul(0x9e37_79b1) >> 22) as u16
+    }
+
+    /// The first segment where `self` and `other` differ, looking from
+    /// segment `from` on around the ring.
+    pub fn first_difference(&self, other: &Summary, from: usize) -> Option<usize> {
+        (0..SUMMARY_SEGMENTS)
+            .map(|k| (from + k) % SUMMARY_SEGMENTS)
+            .find(|&s| self.0.get(s) != other.0.get(s))
+    }
+
+    /// Its wire form: the segments in order, each little-endian.
+    pub fn to_bytes(&self) -> [u8; SUMMARY_BYTES] {
+        let mut out = [0u8; SUMMARY_BYTES];
+        for (chunk, s) in out.chunks_exact_mut(2).zip(self.0) {
+            chunk.copy_from_slice(&s.to_le_bytes());
+        }
+        out
+    }
+
+    /// Reads the wire form; `None` unless it is [`SUMMARY_BYTES`] long.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Summary> {
+        if bytes.len() != SUMMARY_BYTES {
+            return None;
+        }
+        let mut summary = Summary::default();
+        for (s, chunk) in summary.0.iter_mut().zip(bytes.chunks_exact(2)) {
+            if let [lo, hi] = *chunk {
+                *s = u16::from_le_bytes([lo, hi]);
+            }
+        }
+        Some(summary)
+    }
 }
 
 /// A clockwise range `start..=end` of [`ring_position`]s; `start == end + 1`
@@ -625,9 +717,15 @@ pub fn decode(datagram: &[u8], cluster: ClusterId) -> Result<Datagram<'_>, Error
             let digests = Digests::parse(&mut rd)?;
             let start = rd.u32()?;
             let end = rd.u32()?;
+            let raw = rd.bytes()?;
+            let summary = match raw.len() {
+                0 => None,
+                _ => Some(Summary::from_bytes(raw).ok_or(Error::Malformed)?),
+            };
             Message::Syn(Syn {
                 digests,
                 range: RingRange { start, end },
+                summary,
             })
         }
         Kind::Ack => {

@@ -78,7 +78,7 @@ fn owned_key(key: &StateKey<'_>) -> OwnedKey {
 
 #[derive(Clone, Debug, PartialEq)]
 enum OwnedMessage {
-    Syn(Vec<GossipDigest>, RingRange),
+    Syn(Vec<GossipDigest>, RingRange, Option<Summary>),
     Ack(Vec<GossipDigest>, Vec<OwnedDelta>),
     Ack2(Vec<OwnedDelta>),
     /// The delta's endpoint is the header's sender; its claim is unused.
@@ -95,8 +95,11 @@ fn encode_with(
     buf: &mut [u8],
 ) -> Result<usize, Error> {
     Ok(match msg {
-        OwnedMessage::Syn(digests, range) => {
-            let mut w = SynWriter::new(buf, header, rumors)?;
+        OwnedMessage::Syn(digests, range, summary) => {
+            let mut w = match summary {
+                Some(summary) => SynWriter::with_summary(buf, header, rumors, summary)?,
+                None => SynWriter::new(buf, header, rumors)?,
+            };
             for d in digests {
                 w.push(d);
             }
@@ -139,7 +142,7 @@ fn to_owned(datagram: &Datagram<'_>) -> OwnedMessage {
             .collect()
     };
     match datagram.message {
-        Message::Syn(s) => OwnedMessage::Syn(s.digests.collect(), s.range),
+        Message::Syn(s) => OwnedMessage::Syn(s.digests.collect(), s.range, s.summary),
         Message::Ack(a) => OwnedMessage::Ack(a.requests.collect(), deltas(a.deltas)),
         Message::Ack2(a) => OwnedMessage::Ack2(deltas(a.deltas)),
         Message::CatchUp(c) => OwnedMessage::CatchUp(deltas(c.deltas), c.next, c.more),
@@ -206,9 +209,10 @@ fn golden_messages() -> Vec<(&'static str, Header, OwnedMessage, &'static str)> 
                         ..digest("10.0.0.2:7000", 1_700_000_001, 7)
                     },
                 ],
-                RingRange::WHOLE
+                RingRange::WHOLE,
+                None,
             ),
-            "4753020044ad051701000a000001d836 01 000a000003d83682e2cfaa068512 02 000a000001d83680e2cfaa062a00 000a000002d83681e2cfaa06078008 00 ffffffff0f",
+            "4753020044ad051701000a000001d836 01 000a000003d83682e2cfaa068512 02 000a000001d83680e2cfaa062a00 000a000002d83681e2cfaa06078008 00 ffffffff0f 00",
         ),
         (
             "ack",
@@ -479,18 +483,19 @@ fn an_empty_endpoint_delta_is_malformed_and_overlong_varints_decode() {
 fn writers_refuse_buffers_without_room_for_an_empty_message() {
     let h = header("10.0.0.1:7000");
     // Header (9 + 7), the rumor list (3 while open, then 1), room for the
-    // digest list count (3) and the range (10); they then take 1 + 6.
-    for n in 0..30 {
+    // digest list count (3), the range (10) and an empty summary (2); they
+    // then take 1 + 6 + 1.
+    for n in 0..32 {
         let mut buf = std::vec![0u8; n];
         assert_eq!(
             SynWriter::new(&mut buf, &h, &[]).err(),
             Some(Error::BufferTooSmall)
         );
     }
-    let mut buf = [0u8; 30];
+    let mut buf = [0u8; 32];
     let w = SynWriter::new(&mut buf, &h, &[]).unwrap();
     let len = w.finish(RingRange::WHOLE);
-    assert_eq!(len, 24);
+    assert_eq!(len, 25);
     let d = decode(&buf[..len], CLUSTER).unwrap();
     assert!(matches!(d.message, Message::Syn(s) if s.digests.is_empty()));
 }
@@ -782,6 +787,13 @@ impl Arbitrary for OwnedMessage {
                     start: u32::arbitrary(g),
                     end: u32::arbitrary(g),
                 },
+                bool::arbitrary(g).then(|| {
+                    let mut s = Summary::default();
+                    for x in s.0.iter_mut() {
+                        *x = u16::arbitrary(g);
+                    }
+                    s
+                }),
             ),
             1 => OwnedMessage::Ack(arbitrary_digests(g), arbitrary_deltas(g)),
             2 => OwnedMessage::Ack2(arbitrary_deltas(g)),
@@ -922,7 +934,9 @@ fn is_fill_of(got: &OwnedMessage, want: &OwnedMessage) -> bool {
         got.iter().all(|g| it.any(|w| is_cut_of(g, w)))
     };
     match (got, want) {
-        (OwnedMessage::Syn(g, gc), OwnedMessage::Syn(w, wc)) => gc == wc && is_subsequence(g, w),
+        (OwnedMessage::Syn(g, gc, gs), OwnedMessage::Syn(w, wc, ws)) => {
+            gc == wc && gs == ws && is_subsequence(g, w)
+        }
         (OwnedMessage::Ack(gr, gd), OwnedMessage::Ack(wr, wd)) => {
             is_subsequence(gr, wr) && deltas_fit(gd, wd)
         }
@@ -946,10 +960,17 @@ fn check_buffer_size(case: &Case, size: usize) -> bool {
     // Rumors are all written or the message is refused.
     let rumors: usize = case.rumors.iter().map(rumor_len).sum::<usize>() + COUNT_RESERVE;
     match res {
-        // The largest empty message: a SHUTDOWN or PING-REQ with an IPv6
-        // sender, its rumors, a 10-byte generation, an entry count and room
-        // for the heartbeat.
-        Err(Error::BufferTooSmall) => size < MAX_HEADER_LEN + rumors + 10 + COUNT_RESERVE + 11,
+        // The largest empty message: a SYN with a summary (a list count,
+        // the range and the summary), else a SHUTDOWN or PING-REQ with an
+        // IPv6 sender, its rumors, a 10-byte generation, an entry count and
+        // room for the heartbeat.
+        Err(Error::BufferTooSmall) => {
+            let body = match &case.msg {
+                OwnedMessage::Syn(_, _, Some(_)) => COUNT_RESERVE + 10 + 2 + SUMMARY_BYTES,
+                _ => 10 + COUNT_RESERVE + 11,
+            };
+            size < MAX_HEADER_LEN + rumors + body
+        }
         Err(_) => false,
         Ok(len) => {
             len <= size
@@ -981,4 +1002,117 @@ fn every_small_buffer_size_is_handled() {
             assert!(check_buffer_size(&case, size), "{case:?} at {size}");
         }
     }
+}
+
+#[test]
+fn a_syn_carries_its_summary_and_a_wrong_length_is_malformed() {
+    let h = header("10.0.0.1:7000");
+    let mut summary = Summary::default();
+    for i in 0..500u32 {
+        summary.add(i.wrapping_mul(0x0101_0101));
+    }
+    let mut buf = [0u8; 1400];
+    let w = SynWriter::with_summary(&mut buf, &h, &[], &summary).unwrap();
+    let len = w.finish(RingRange::WHOLE);
+    let Message::Syn(s) = decode(&buf[..len], CLUSTER).unwrap().message else {
+        panic!("not a SYN");
+    };
+    assert_eq!(s.summary, Some(summary));
+    // The summary is the last field: `0x80 0x01` (128) and its bytes. One
+    // byte fewer is malformed, whatever the length says.
+    let mut short = buf[..len].to_vec();
+    short.truncate(len - 1);
+    let at = len - SUMMARY_BYTES - 2;
+    assert_eq!(&short[at..at + 2], &[0x80, 0x01]);
+    short[at] = 0xff;
+    short[at + 1] = 0x00;
+    assert_eq!(decode(&short, CLUSTER).map(|_| ()), Err(Error::Malformed));
+}
+
+#[test]
+fn summaries_count_and_fingerprint_each_segment() {
+    let mut a = Summary::default();
+    let mut b = Summary::default();
+    let positions: Vec<u32> = (0..300u32).map(|i| i.wrapping_mul(0x9e37_79b9)).collect();
+    for &p in &positions {
+        a.add(p);
+        b.add(p);
+    }
+    assert_eq!(a, b);
+    assert_eq!(a.first_difference(&b, 0), None);
+    // One missing shows in its segment, from wherever the search starts.
+    let gone = positions[17];
+    b.remove(gone);
+    let segment = Summary::segment(gone);
+    for from in [0, segment, segment + 1, SUMMARY_SEGMENTS - 1] {
+        assert_eq!(a.first_difference(&b, from), Some(segment));
+    }
+    // Two missing from one segment show too (the count differs by two).
+    let twin = positions
+        .iter()
+        .copied()
+        .find(|&p| p != gone && Summary::segment(p) == segment)
+        .unwrap();
+    b.remove(twin);
+    assert_eq!(a.first_difference(&b, 0), Some(segment));
+    // Added back, the summaries agree again; wire form round trips.
+    b.add(gone);
+    b.add(twin);
+    assert_eq!(a, b);
+    assert_eq!(Summary::from_bytes(&a.to_bytes()), Some(a));
+    assert_eq!(Summary::from_bytes(&[0; 3]), None);
+    assert_eq!(Summary::segment_start(segment) >> 26, segment as u32);
+}
+
+#[test]
+fn a_whole_delta_goes_whole_or_not_at_all() {
+    let h = header("10.0.0.1:7000");
+    let value = [7u8; 100];
+    let items = |n: u64| {
+        (1..=n)
+            .map(|v| {
+                DeltaItem::State(
+                    StateKey::Unknown(v as u16 + 100),
+                    VersionedValue {
+                        version: Version(v),
+                        value: &value,
+                    },
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut buf = [0u8; 400];
+    let mut w = Ack2Writer::new(&mut buf, &h, &[]).unwrap();
+    // Five states of 100 bytes do not fit 400: none is written...
+    assert!(!w.push_whole_delta(
+        addr("10.0.0.2:7000"),
+        Generation(1),
+        Claim::default(),
+        items(5),
+        5
+    ));
+    assert_eq!(w.deltas(), 0);
+    // ...where a plain push writes what fits.
+    assert!(
+        w.push_delta(
+            addr("10.0.0.2:7000"),
+            Generation(1),
+            Claim::default(),
+            items(5)
+        ) > 0
+    );
+    // Two fit whole.
+    let mut w = Ack2Writer::new(&mut buf, &h, &[]).unwrap();
+    assert!(w.push_whole_delta(
+        addr("10.0.0.2:7000"),
+        Generation(1),
+        Claim::default(),
+        items(2),
+        2
+    ));
+    let len = w.finish();
+    let Message::Ack2(a) = decode(&buf[..len], CLUSTER).unwrap().message else {
+        panic!("not an ACK2");
+    };
+    assert_eq!(a.deltas.map(|d| d.delta.entries.len()).sum::<usize>(), 2);
 }

@@ -4,7 +4,10 @@
 use core::net::SocketAddr;
 
 use super::codec::{self, COUNT_RESERVE, Cursor};
-use super::{Error, GossipDigest, Header, Kind, MAGIC, PROTOCOL_VERSION, Probe, RingRange, Rumor};
+use super::{
+    Error, GossipDigest, Header, Kind, MAGIC, PROTOCOL_VERSION, Probe, RingRange, Rumor,
+    SUMMARY_BYTES, Summary,
+};
 use crate::claim::Claim;
 use crate::state::{DeltaItem, Generation, Version};
 
@@ -41,18 +44,40 @@ const HEARTBEAT_RESERVE: usize = 1 + 10;
 pub struct SynWriter<'b> {
     cur: Cursor<'b>,
     list: List,
+    summary: Option<Summary>,
 }
 
 impl<'b> SynWriter<'b> {
     /// Writes the header and `rumors` into `buf`. Fails when not even an
-    /// empty SYN fits.
+    /// empty SYN fits. The SYN carries no membership summary.
     pub fn new(buf: &'b mut [u8], header: &Header, rumors: &[Rumor]) -> Result<Self, Error> {
+        Self::start(buf, header, rumors, None)
+    }
+
+    /// As [`new`](Self::new), for a SYN that carries `summary` after its
+    /// ring range.
+    pub fn with_summary(
+        buf: &'b mut [u8],
+        header: &Header,
+        rumors: &[Rumor],
+        summary: &Summary,
+    ) -> Result<Self, Error> {
+        Self::start(buf, header, rumors, Some(*summary))
+    }
+
+    fn start(
+        buf: &'b mut [u8],
+        header: &Header,
+        rumors: &[Rumor],
+        summary: Option<Summary>,
+    ) -> Result<Self, Error> {
         let mut cur = Cursor::new(buf);
         write_header(&mut cur, header, Kind::Syn, rumors)?;
         let list = List::begin(&mut cur)?;
-        // Keep room for the ring range.
-        reserve_tail(&mut cur, RANGE_RESERVE)?;
-        Ok(Self { cur, list })
+        // Keep room for the ring range and the summary.
+        let summary_len = summary.map_or(0, |_| SUMMARY_BYTES);
+        reserve_tail(&mut cur, RANGE_RESERVE + 2 + summary_len)?;
+        Ok(Self { cur, list, summary })
     }
 
     /// Adds a digest if it fits; returns whether it did.
@@ -84,7 +109,10 @@ impl<'b> SynWriter<'b> {
             .end(&mut self.cur)
             .and_then(|()| self.cur.put_varint(u64::from(range.start)))
             .and_then(|()| self.cur.put_varint(u64::from(range.end)))
-        {
+            .and_then(|()| match &self.summary {
+                Some(summary) => self.cur.put_bytes(&summary.to_bytes()),
+                None => self.cur.put_bytes(&[]),
+            }) {
             Ok(()) => self.cur.pos(),
             Err(_) => 0,
         }
@@ -428,20 +456,69 @@ fn push_endpoint_delta<'x>(
     claim: Claim,
     items: impl IntoIterator<Item = DeltaItem<'x>>,
 ) -> usize {
+    push_endpoint_delta_of(cur, list, endpoint, generation, claim, items, 1)
+}
+
+/// Pushes the delta when at least `need` of its items fit (at least one:
+/// an empty delta says nothing); otherwise leaves the message as it was.
+fn push_endpoint_delta_of<'x>(
+    cur: &mut Cursor<'_>,
+    list: &mut List,
+    endpoint: SocketAddr,
+    generation: Generation,
+    claim: Claim,
+    items: impl IntoIterator<Item = DeltaItem<'x>>,
+    need: usize,
+) -> usize {
     let mut written = 0;
-    list.push(cur, |cur| {
+    let pushed = list.push(cur, |cur| {
         cur.put_addr(&endpoint)?;
         cur.put_varint(generation.0)?;
         cur.put_varint(claim.key())?;
         written = write_delta_items(cur, items)?;
-        if written == 0 {
-            // An empty delta says nothing: leave it out.
+        if written < need.max(1) {
             return Err(codec::Full);
         }
         Ok(())
     });
-    written
+    if pushed { written } else { 0 }
 }
+
+/// Writers of endpoint deltas, with a way to add a delta only whole.
+macro_rules! whole_delta {
+    ($writer:ident, |$w:ident| $list:expr) => {
+        impl $writer<'_> {
+            /// Adds one endpoint's delta only if all `count` of its items
+            /// fit (an endpoint's states and heartbeat: a receiver that
+            /// learns it from this message then has all of it). Returns
+            /// whether it did; if not, the message is as it was.
+            pub fn push_whole_delta<'x>(
+                &mut self,
+                endpoint: SocketAddr,
+                generation: Generation,
+                claim: Claim,
+                items: impl IntoIterator<Item = DeltaItem<'x>>,
+                count: usize,
+            ) -> bool {
+                let $w = self;
+                let Some((cur, list)) = ($list) else {
+                    return false;
+                };
+                push_endpoint_delta_of(cur, list, endpoint, generation, claim, items, count) > 0
+            }
+        }
+    };
+}
+
+whole_delta!(AckWriter, |w| {
+    if w.deltas.is_none() && w.start_deltas().is_err() {
+        None
+    } else {
+        w.deltas.as_mut().map(|list| (&mut w.cur, list))
+    }
+});
+whole_delta!(Ack2Writer, |w| Some((&mut w.cur, &mut w.list)));
+whole_delta!(CatchUpWriter, |w| Some((&mut w.cur, &mut w.list)));
 
 /// Writes `list<Entry>` then `option<heartbeat>` from items in ascending
 /// version order, stopping at the first state that does not fit. Returns the

@@ -1,5 +1,6 @@
-//! Catch-up bursts: a far-behind SYN gets a paced, bounded burst of whole
-//! endpoints, and its sender resumes where the burst got to.
+//! Catching up: a far-behind SYN gets a paced, bounded burst of whole
+//! endpoints, and its sender resumes where the burst got to; a member whose
+//! membership summary differs gets a SYN over the segment that differs.
 
 use super::*;
 use crate::wire::{CatchUp, RingRange};
@@ -295,4 +296,87 @@ fn a_catch_up_moves_the_stretch_and_asks_again_only_from_a_member() {
         panic!("not a SYN");
     };
     assert_eq!(syn.range.start, 12345);
+}
+
+/// The summary `node` should have: itself and every member it knows.
+fn recomputed(node: &HeapNode) -> wire::Summary {
+    let mut s = wire::Summary::default();
+    s.add(wire::ring_position(&node.local_addr()));
+    for p in node.endpoints() {
+        s.add(wire::ring_position(&p.addr()));
+    }
+    s
+}
+
+#[test]
+fn a_member_whose_summary_differs_gets_a_sync_that_finds_the_missing_endpoint() {
+    let c = big_config();
+    let now = Instant::from_millis(1000);
+    let total = 3000;
+    let mut r = knowing(c.clone(), total, now);
+    r.handle_timeout(now);
+    while poll(&mut r, now).is_some() {}
+    let missing = many(855);
+    let x_addr = many(2999);
+    let others: Vec<SocketAddr> = (0..total - 1).map(many).filter(|a| *a != missing).collect();
+    let mut x: HeapNode = Node::new(
+        c,
+        x_addr,
+        Generation(GEN),
+        &[],
+        Xoshiro256PlusPlus::seed_from_u64(3),
+        now,
+    )
+    .unwrap();
+    // X learns everyone but `missing` (and R, node 0, which its SYN is to).
+    learn_alive(&mut x, now, &others);
+    learn_alive(&mut x, now, &[addr(0)]);
+    while x.poll_event().is_some() {}
+    x.recent.clear();
+    assert_eq!(*x.summary(), recomputed(&x));
+    assert_eq!(*r.summary(), recomputed(&r));
+    // X's SYN covers some other stretch; its summary tells R the rest.
+    let mut buf = vec![0u8; 1400];
+    let n = x.write_syn(&mut buf, addr(0), None);
+    let Message::Syn(syn) = decoded(&buf[..n]) else {
+        panic!("not a SYN");
+    };
+    assert!(!syn.range.contains(wire::ring_position(&missing)));
+    r.handle_datagram(now, x_addr, &buf[..n]);
+    // Run the two until quiet: the sync's exchange brings `missing` to X.
+    for _ in 0..20 {
+        let mut moved = false;
+        while let Some((to, bytes)) = poll(&mut r, now) {
+            if to == x_addr {
+                moved = true;
+                x.handle_datagram(now, addr(0), &bytes);
+            }
+        }
+        while let Some((to, bytes)) = poll(&mut x, now) {
+            if to == addr(0) {
+                moved = true;
+                r.handle_datagram(now, x_addr, &bytes);
+            }
+        }
+        if !moved {
+            break;
+        }
+    }
+    assert!(x.endpoint(&missing).is_some(), "the sync found it");
+    assert!(r.stats().summary_syncs >= 1);
+    assert_eq!(*x.summary(), recomputed(&x));
+
+    // A stranger's SYN, summary and all, gets its ACK and no sync.
+    let syncs = r.stats().summary_syncs;
+    let stranger = addr(9);
+    let mut buf = vec![0u8; 1400];
+    let header = Header {
+        cluster: CLUSTER,
+        sender: stranger,
+    };
+    let w = SynWriter::with_summary(&mut buf, &header, &[], &wire::Summary::default()).unwrap();
+    let n = w.finish(RingRange { start: 0, end: 0 });
+    r.handle_datagram(now, stranger, &buf[..n]);
+    while poll(&mut r, now).is_some() {}
+    assert_eq!(r.stats().summary_syncs, syncs);
 }
