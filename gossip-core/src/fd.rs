@@ -116,15 +116,19 @@ impl ArrivalWindow {
 
     fn push(&mut self, interval: Duration) {
         // Capped at `u32::MAX` microseconds (about 71.6 minutes).
-        let sample = i64::try_from(interval.as_micros())
-            .unwrap_or(i64::MAX)
-            .min(i64::from(u32::MAX));
+        let sample = u32::try_from(interval.as_micros()).unwrap_or(u32::MAX);
         if usize::from(self.len) < WINDOW {
             self.len += 1;
         }
-        let mean = i64::from(self.mean_micros);
-        let moved = mean + (sample - mean) / i64::from(self.len);
-        self.mean_micros = u32::try_from(moved.max(0)).unwrap_or(u32::MAX);
+        let mean = self.mean_micros;
+        let n = u32::from(self.len);
+        // Unsigned both ways (no 64-bit signed division in a
+        // microcontroller's flash).
+        self.mean_micros = if sample >= mean {
+            mean + (sample - mean) / n
+        } else {
+            mean - (mean - sample) / n
+        };
     }
 }
 

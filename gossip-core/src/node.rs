@@ -115,6 +115,7 @@ const MIN_STRETCH: usize = 64;
 const SYNCS_PER_ROUND: usize = 8;
 
 /// SYNs to one peer whose summary differs, for as many segments.
+#[cfg(feature = "catch-up")]
 const SYNCS_PER_SYN: usize = 4;
 
 /// Requests ranked per ACK (more than half a datagram holds).
@@ -186,6 +187,7 @@ pub struct Node<S: Storage, R> {
     summary: wire::Summary,
     /// SYNs owed to peers whose summaries differ from ours: where each
     /// starts (the segment that differs).
+    #[cfg_attr(not(feature = "catch-up"), allow(dead_code))]
     syncs: heapless::Vec<(SocketAddr, u32), SYNCS_PER_ROUND>,
     /// Syncs started this round.
     synced: u8,
@@ -733,8 +735,9 @@ impl<S: Storage, R: Rng> Node<S, R> {
             // pass that finds them for the reply.
             Message::Syn(syn) => {
                 self.queue_reply(from, StoredReply::Syn(syn.digests, syn.range))?;
+                #[cfg(feature = "catch-up")]
                 if let Some(theirs) = syn.summary {
-                    self.compare_summary(sender, from, &theirs);
+                    self.compare_summary(sender, from, &wire::Summary::from_wire(theirs));
                 }
             }
             Message::Ack(ack) => {
@@ -744,13 +747,9 @@ impl<S: Storage, R: Rng> Node<S, R> {
                 }
                 self.apply_deltas(now, ack.deltas, &slots);
             }
-            Message::Ack2(ack2) => {
-                let slots = self.check_deltas(ack2.deltas)?;
-                self.apply_deltas(now, ack2.deltas, &slots);
-            }
+            Message::Ack2(ack2) => self.take_deltas(now, ack2.deltas)?,
             Message::CatchUp(burst) => {
-                let slots = self.check_deltas(burst.deltas)?;
-                self.apply_deltas(now, burst.deltas, &slots);
+                self.take_deltas(now, burst.deltas)?;
                 self.caught_up(sender, burst.next, burst.more);
             }
             Message::Shutdown(notice) => {
@@ -785,6 +784,15 @@ impl<S: Storage, R: Rng> Node<S, R> {
                 window.record(seq);
             }
         }
+        Ok(())
+    }
+
+    /// Checks every delta, then applies them all (an ACK2's, a
+    /// CATCH-UP's).
+    #[inline(never)]
+    fn take_deltas(&mut self, now: Instant, deltas: wire::Deltas<'_>) -> Result<(), DropReason> {
+        let slots = self.check_deltas(deltas)?;
+        self.apply_deltas(now, deltas, &slots);
         Ok(())
     }
 
@@ -910,7 +918,11 @@ impl<S: Storage, R: Rng> Node<S, R> {
         let start = at.unwrap_or(self.ring_cursor);
         let most = self.endpoint_count().div_ceil(2).max(MIN_STRETCH);
         let rumors = self.piggyback(to, &[]);
-        let Ok(mut w) = SynWriter::with_summary(buf, &header, &rumors, &self.summary) else {
+        #[cfg(feature = "catch-up")]
+        let w = SynWriter::with_summary(buf, &header, &rumors, &self.summary);
+        #[cfg(not(feature = "catch-up"))]
+        let w = SynWriter::new(buf, &header, &rumors);
+        let Ok(mut w) = w else {
             return 0;
         };
         if !w.push(&own) {
@@ -1175,11 +1187,7 @@ fn revives_sender<B: StateBuf>(message: &Message<'_>, peer: Option<&Peer<B>>) ->
         return false;
     };
     let newer = |generation: Generation| generation > peer.state.generation();
-    let in_deltas = |deltas: wire::Deltas<'_>| {
-        deltas
-            .into_iter()
-            .any(|d| d.endpoint == peer.addr() && newer(d.delta.generation))
-    };
+    let in_deltas = |deltas| has_newer(deltas, peer.addr(), peer.state.generation());
     match *message {
         Message::Syn(syn) => syn
             .digests
@@ -1190,6 +1198,14 @@ fn revives_sender<B: StateBuf>(message: &Message<'_>, peer: Option<&Peer<B>>) ->
         Message::CatchUp(burst) => in_deltas(burst.deltas),
         Message::Shutdown(_) | Message::Probe(_) => false,
     }
+}
+
+/// Whether `deltas` carry `endpoint` at a generation above `generation`.
+#[inline(never)]
+fn has_newer(deltas: wire::Deltas<'_>, endpoint: SocketAddr, generation: Generation) -> bool {
+    deltas
+        .into_iter()
+        .any(|d| d.endpoint == endpoint && d.delta.generation > generation)
 }
 
 fn digest_of<B: StateBuf>(p: &Peer<B>) -> GossipDigest {

@@ -16,6 +16,7 @@
 //! source gets no more than a member would.
 
 use super::*;
+#[cfg(feature = "catch-up")]
 use crate::wire::CatchUpWriter;
 
 /// Bursts queued at once; a far-behind SYN beyond them gets a plain ACK.
@@ -26,6 +27,7 @@ pub(super) const SOURCES_PER_ROUND: usize = 8;
 
 /// Endpoints missing from a SYN's range from which its sender is far behind
 /// (about what one ACK carries of them).
+#[cfg(feature = "catch-up")]
 pub(super) const FAR_BEHIND: usize = 16;
 
 /// The SYN's mentions a burst remembers (a 1400-byte SYN holds about 45).
@@ -36,6 +38,7 @@ const ASKED_PER_ROUND: u8 = 8;
 
 /// One burst: the rest of a SYN's range, walked clockwise.
 #[derive(Debug)]
+#[cfg_attr(not(feature = "catch-up"), allow(dead_code))]
 pub(super) struct Burst {
     to: SocketAddr,
     /// The range's start and its length minus one (the last distance).
@@ -67,12 +70,18 @@ impl CatchUps {
         self.asked = 0;
     }
 
-    /// When the next CATCH-UP is due, if one is queued.
+    /// When the next CATCH-UP is due, if one is queued (never without the
+    /// `catch-up` feature).
     pub(super) fn deadline(&self) -> Option<Instant> {
-        (!self.bursts.is_empty()).then_some(self.next_at)
+        if cfg!(feature = "catch-up") {
+            (!self.bursts.is_empty()).then_some(self.next_at)
+        } else {
+            None
+        }
     }
 
     /// How many datagrams a burst to `to` may have now (0: none).
+    #[cfg(feature = "catch-up")]
     fn grant(&self, to: SocketAddr, per_round: u16) -> u16 {
         if per_round == 0 || self.bursts.is_full() {
             return 0;
@@ -86,6 +95,7 @@ impl CatchUps {
         }
     }
 
+    #[cfg(feature = "catch-up")]
     fn record(&mut self, to: SocketAddr, datagrams: u16) {
         match self.served.iter_mut().find(|(a, _)| *a == to) {
             Some((_, given)) => *given = given.saturating_add(datagrams),
@@ -112,6 +122,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
     /// of the endpoints we know on its range; `Some(true)` when it lacks at
     /// least half of those seen, so it likely lacks as much off its range
     /// too. Looks at most at the mentioned ones and that many more.
+    #[cfg(feature = "catch-up")]
     fn far_behind(&self, range: RingRange, local_mentioned: bool) -> Option<bool> {
         let mut missing =
             usize::from(!local_mentioned && range.contains(ring_position(&self.local)));
@@ -135,6 +146,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
     /// Starts a burst to `to` for the SYN (`syn`, its digests flagged) when
     /// its sender is far behind and the budgets allow one; returns whether
     /// it did (its ACK then leaves the missing endpoints to the burst).
+    #[cfg(feature = "catch-up")]
     pub(super) fn plan_burst(
         &mut self,
         to: SocketAddr,
@@ -160,12 +172,17 @@ impl<S: Storage, R: Rng> Node<S, R> {
         let mut mentioned = heapless::Vec::new();
         for d in syn.digests {
             let distance = ring_position(&d.endpoint).wrapping_sub(start);
-            if distance <= span && mentioned.push(distance).is_err() {
+            if distance > span {
+                continue;
+            }
+            // Kept sorted by insertion (a SYN lists a few dozen): no sort
+            // routine in a microcontroller's flash.
+            let at = mentioned.partition_point(|&m| m < distance);
+            if mentioned.insert(at, distance).is_err() {
                 // More than remembered: the rest are sent again, harmlessly.
                 break;
             }
         }
-        mentioned.sort_unstable();
         let burst = Burst {
             to,
             start,
@@ -185,8 +202,21 @@ impl<S: Storage, R: Rng> Node<S, R> {
         true
     }
 
+    /// Without the `catch-up` feature: no bursts.
+    #[cfg(not(feature = "catch-up"))]
+    pub(super) fn plan_burst(
+        &mut self,
+        _to: SocketAddr,
+        _syn: &Syn<'_>,
+        _local_mentioned: bool,
+        _now: Instant,
+    ) -> bool {
+        false
+    }
+
     /// Authenticated clusters burst only to members (a sealed, fresh SYN
     /// from an endpoint in the table: its reply goes to that endpoint).
+    #[cfg(feature = "catch-up")]
     fn burst_allowed(&self, to: SocketAddr) -> bool {
         #[cfg(feature = "auth")]
         if self.auth.is_some() {
@@ -202,6 +232,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
 
     /// The next CATCH-UP, when one is due: its destination and size (`None`
     /// when the burst's range had nothing left to send).
+    #[cfg(feature = "catch-up")]
     pub(super) fn write_catch_up(
         &mut self,
         now: Instant,
@@ -273,6 +304,16 @@ impl<S: Storage, R: Rng> Node<S, R> {
         }
         self.stats.catch_up_endpoints += sent as u64;
         Some((to, Some(size)))
+    }
+
+    /// Without the `catch-up` feature: none to send.
+    #[cfg(not(feature = "catch-up"))]
+    pub(super) fn write_catch_up(
+        &mut self,
+        _now: Instant,
+        _buf: &mut [u8],
+    ) -> Option<(SocketAddr, Option<usize>)> {
+        None
     }
 
     /// A CATCH-UP arrived from `sender` (its deltas already applied): the

@@ -6,12 +6,14 @@
 //! ring sweep alone, a datagram of digests a SYN, takes about N / 60 SYNs.
 
 use super::*;
+#[cfg(feature = "catch-up")]
 use crate::wire::Summary;
 
 impl<S: Storage, R: Rng> Node<S, R> {
     /// A SYN from `sender` (replies go to `to`) carried `theirs`: up to
     /// [`SYNCS_PER_SYN`] segments that differ each get a SYN (and at most
     /// [`SYNCS_PER_ROUND`] a round).
+    #[cfg(feature = "catch-up")]
     pub(super) fn compare_summary(&mut self, sender: SocketAddr, to: SocketAddr, theirs: &Summary) {
         if self.syncs.iter().any(|(a, _)| *a == to) {
             return;
@@ -58,7 +60,14 @@ impl<S: Storage, R: Rng> Node<S, R> {
 
     /// The next SYN owed to a peer whose summary differs: to whom, and
     /// where its stretch starts.
+    #[cfg(feature = "catch-up")]
     pub(super) fn next_sync(&mut self) -> Option<(SocketAddr, u32)> {
         self.syncs.pop()
+    }
+
+    /// Without the `catch-up` feature: no syncs.
+    #[cfg(not(feature = "catch-up"))]
+    pub(super) fn next_sync(&mut self) -> Option<(SocketAddr, u32)> {
+        None
     }
 }

@@ -312,8 +312,9 @@ pub struct Syn<'a> {
     pub digests: Digests<'a>,
     /// The part of the ring the digests cover completely.
     pub range: RingRange,
-    /// Which endpoints the sender knows, the whole ring in 128 bytes.
-    pub summary: Option<Summary>,
+    /// Which endpoints the sender knows, the whole ring in 128 bytes: a
+    /// [`Summary`] in its wire form ([`Summary::from_wire`] reads it).
+    pub summary: Option<&'a [u8; SUMMARY_BYTES]>,
 }
 
 /// Segments of the ring a [`Summary`] covers.
@@ -389,18 +390,15 @@ impl Summary {
         out
     }
 
-    /// Reads the wire form; `None` unless it is [`SUMMARY_BYTES`] long.
-    pub fn from_bytes(bytes: &[u8]) -> Option<Summary> {
-        if bytes.len() != SUMMARY_BYTES {
-            return None;
-        }
+    /// Reads the wire form.
+    pub fn from_wire(bytes: &[u8; SUMMARY_BYTES]) -> Summary {
         let mut summary = Summary::default();
         for (s, chunk) in summary.0.iter_mut().zip(bytes.chunks_exact(2)) {
             if let [lo, hi] = *chunk {
                 *s = u16::from_le_bytes([lo, hi]);
             }
         }
-        Some(summary)
+        summary
     }
 }
 
@@ -720,7 +718,7 @@ pub fn decode(datagram: &[u8], cluster: ClusterId) -> Result<Datagram<'_>, Error
             let raw = rd.bytes()?;
             let summary = match raw.len() {
                 0 => None,
-                _ => Some(Summary::from_bytes(raw).ok_or(Error::Malformed)?),
+                _ => Some(<&[u8; SUMMARY_BYTES]>::try_from(raw).map_err(|_| Error::Malformed)?),
             };
             Message::Syn(Syn {
                 digests,
