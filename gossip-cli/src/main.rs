@@ -405,11 +405,11 @@ fn print_markdown(f: &Figures) {
         _ => f.rounds.map_or_else(|| "-".into(), |r| format!("{r:.1}")),
     };
     println!(
-        "| scenario | nodes | loss | jitter (ms) | goal reached | rounds | measured (s) | false downs | datagrams/node/s | bytes/node/s | max datagram | bytes/known peer | wall (s) |"
+        "| scenario | nodes | loss | jitter (ms) | goal reached | rounds | measured (s) | false downs | datagrams/node/s | bytes/node/s | steady bytes/node/s | max datagram | bytes/known peer | wall (s) |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     println!(
-        "| {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {:.0} | {} | {} | {:.1} |",
+        "| {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {:.0} | {} | {} | {} | {:.1} |",
         f.scenario,
         f.nodes,
         f.loss,
@@ -420,6 +420,8 @@ fn print_markdown(f: &Figures) {
         f.false_downs,
         f.datagrams_per_node_per_s,
         f.bytes_per_node_per_s,
+        f.steady_bytes_per_node_per_s
+            .map_or_else(|| "-".into(), |b| format!("{b:.0}")),
         f.max_datagram_bytes,
         f.bytes_per_known_peer
             .map_or_else(|| "-".into(), |b| format!("{b:.0}")),
@@ -460,6 +462,9 @@ fn print_summary(f: &Figures) {
         "  per node per second {} datagrams, {} bytes",
         f.datagrams_per_node_per_s, f.bytes_per_node_per_s
     );
+    if let Some(b) = f.steady_bytes_per_node_per_s {
+        println!("  steady, per node/s  {b} bytes");
+    }
     println!("  largest datagram    {} bytes", f.max_datagram_bytes);
     if let Some(b) = f.bytes_per_known_peer {
         println!("  memory / known peer {b:.0} bytes");

@@ -229,6 +229,9 @@ pub struct Figures {
     pub datagrams_per_node_per_s: f64,
     /// Bytes sent per node per second of virtual time.
     pub bytes_per_node_per_s: f64,
+    /// Bytes sent per node per second in the 10 quiet rounds between the
+    /// join and the scenario's faults (every scenario but `converge`).
+    pub steady_bytes_per_node_per_s: Option<f64>,
     /// The largest datagram sent.
     pub max_datagram_bytes: usize,
     /// Memory per (node, known peer) pair, when the caller measures memory.
@@ -319,8 +322,13 @@ fn run_on_worker(cfg: &ScenarioConfig, hooks: Hooks<'_>) -> Result<Figures, Stri
     run.phase = cfg.scenario.name();
     if goal && !measure_join {
         // Let the failure detectors collect samples before faults; false
-        // downs count from here (the join has its own, in `converge`).
+        // downs count from here (the join has its own, in `converge`). The
+        // traffic of these quiet rounds is the steady state's.
+        let (before, start) = (sim.totals().clone(), sim.now());
         run.settle(&mut sim, 10);
+        let secs = (sim.now() - start).as_secs_f64().max(1e-9);
+        let quiet = (sim.totals().bytes - before.bytes) as f64;
+        fig.steady_bytes_per_node_per_s = Some(round2(quiet / cfg.nodes as f64 / secs));
         run.tracker.false_downs = 0;
         goal = match cfg.scenario {
             Scenario::Converge => true,

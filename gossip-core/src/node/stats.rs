@@ -128,7 +128,7 @@ pub struct Stats {
     /// Their bytes.
     pub bytes_out: u64,
     /// Datagrams sent, by kind: SYN, ACK, ACK2, SHUTDOWN, PING, PING-REQ,
-    /// PING-ACK, NACK, NEWS.
+    /// PING-ACK, NACK, NEWS, CATCH-UP.
     pub sent_by_kind: [u64; KINDS],
     /// Datagrams accepted, by kind (as `sent_by_kind`).
     pub received_by_kind: [u64; KINDS],
@@ -193,7 +193,7 @@ impl Stats {
 }
 
 /// Message kinds counted in [`Stats`].
-pub const KINDS: usize = 9;
+pub const KINDS: usize = 10;
 
 pub(super) fn kind_index(kind: Kind) -> usize {
     kind as usize - 1

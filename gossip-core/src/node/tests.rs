@@ -345,8 +345,8 @@ fn three_nodes_exchange_syn_ack_ack2_step_by_step() {
     assert!(a.endpoint(&addr(1)).unwrap().is_alive());
     assert_eq!(a.endpoint_count(), 2);
     assert_eq!(a.live_count(), 2);
-    assert_eq!(a.stats().received_by_kind, [2, 0, 2, 0, 0, 0, 0, 0, 0]);
-    assert_eq!(a.stats().sent_by_kind, [0, 2, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(a.stats().received_by_kind, [2, 0, 2, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(a.stats().sent_by_kind, [0, 2, 0, 0, 0, 0, 0, 0, 0, 0]);
 
     // B's events: A and C discovered and up, with their states.
     let mut events = Vec::new();
