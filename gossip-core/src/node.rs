@@ -787,6 +787,14 @@ impl<S: Storage, R: Rng> Node<S, R> {
         Ok(())
     }
 
+    /// Whether `addr` is a member in the table (not removed).
+    fn is_member(&self, addr: &SocketAddr) -> bool {
+        self.index
+            .find(addr, self.peers.as_slice())
+            .and_then(|i| self.peers.as_slice().get(i as usize))
+            .is_some_and(|p| p.is_member())
+    }
+
     /// Checks every delta, then applies them all (an ACK2's, a
     /// CATCH-UP's).
     #[inline(never)]

@@ -331,6 +331,8 @@ pub enum Op {
     Keyring(Option<u8>),
     /// An ACK2 sealed with key `k` and sequence number `seq`.
     SealedAck2(u8, u64, Who, Vec<FuzzDelta>),
+    /// A CATCH-UP with these deltas, resume position and "ask again".
+    CatchUp(Who, Vec<FuzzDelta>, u32, bool),
 }
 
 /// The operations and the configuration of one `node_ops` run.
@@ -461,6 +463,21 @@ impl Harness {
                     &rumors(news),
                     deltas.iter().map(|d| (d.who.addr(), d)),
                 );
+                self.node.handle_datagram(self.now, from.addr(), &out[..n]);
+            }
+            Op::CatchUp(from, deltas, next, more) => {
+                let Ok(mut w) = wire::CatchUpWriter::new(out, &Self::header(*from), &[]) else {
+                    return;
+                };
+                for d in deltas {
+                    w.push_delta(
+                        d.who.addr(),
+                        d.generation.value(),
+                        d.claim.claim(),
+                        d.items(),
+                    );
+                }
+                let n = w.finish(*next, *more);
                 self.node.handle_datagram(self.now, from.addr(), &out[..n]);
             }
             Op::Probe(from, kind, seq, target, news) => {

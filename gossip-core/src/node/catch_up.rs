@@ -220,11 +220,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
     fn burst_allowed(&self, to: SocketAddr) -> bool {
         #[cfg(feature = "auth")]
         if self.auth.is_some() {
-            return self
-                .index
-                .find(&to, self.peers.as_slice())
-                .and_then(|i| self.peers.as_slice().get(i as usize))
-                .is_some_and(|p| p.is_member());
+            return self.is_member(&to);
         }
         let _ = to;
         true
@@ -320,12 +316,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
     /// next SYN's stretch starts where the burst got to, and a burst that
     /// asks for more gets a SYN now.
     pub(super) fn caught_up(&mut self, sender: SocketAddr, next: u32, more: bool) {
-        let member = self
-            .index
-            .find(&sender, self.peers.as_slice())
-            .and_then(|i| self.peers.as_slice().get(i as usize))
-            .is_some_and(|p| p.is_member());
-        if !member {
+        if !self.is_member(&sender) {
             return;
         }
         self.ring_cursor = next;

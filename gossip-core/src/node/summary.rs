@@ -19,12 +19,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
             return;
         }
         // Members only: a stranger's SYN gets its ACK, no more.
-        let member = self
-            .index
-            .find(&sender, self.peers.as_slice())
-            .and_then(|i| self.peers.as_slice().get(i as usize))
-            .is_some_and(|p| p.is_member());
-        if !member {
+        if !self.is_member(&sender) {
             return;
         }
         // A SYN's stretch covers `MIN_STRETCH` members at least: a segment

@@ -231,33 +231,8 @@ impl<'b> Ack2Writer<'b> {
     /// Writes the header and `rumors` into `buf`. Fails when not even an
     /// empty ACK2 fits.
     pub fn new(buf: &'b mut [u8], header: &Header, rumors: &[Rumor]) -> Result<Self, Error> {
-        let mut cur = Cursor::new(buf);
-        write_header(&mut cur, header, Kind::Ack2, rumors)?;
-        let list = List::begin(&mut cur)?;
+        let (cur, list) = begin_deltas(buf, header, Kind::Ack2, rumors, 0)?;
         Ok(Self { cur, list })
-    }
-
-    /// Adds one endpoint's delta, as [`AckWriter::push_delta`] does.
-    pub fn push_delta<'x>(
-        &mut self,
-        endpoint: SocketAddr,
-        generation: Generation,
-        claim: Claim,
-        items: impl IntoIterator<Item = DeltaItem<'x>>,
-    ) -> usize {
-        push_endpoint_delta(
-            &mut self.cur,
-            &mut self.list,
-            endpoint,
-            generation,
-            claim,
-            items,
-        )
-    }
-
-    /// Endpoint deltas written so far.
-    pub fn deltas(&self) -> usize {
-        self.list.count as usize
     }
 
     /// Finishes the datagram; returns its length.
@@ -320,7 +295,6 @@ pub fn rumor_len(rumor: &Rumor) -> usize {
         + codec::varint_len(rumor.claim.key())
 }
 
-/// Lowers the cursor's limit by `n` bytes kept for what ends the message.
 /// Room kept at the end of a CATCH-UP for `next` and `more`: a 32-bit
 /// varint and a byte.
 const CATCH_UP_RESERVE: usize = 5 + 1;
@@ -336,34 +310,8 @@ impl<'b> CatchUpWriter<'b> {
     /// Writes the header and `rumors` into `buf`. Fails when not even an
     /// empty CATCH-UP fits.
     pub fn new(buf: &'b mut [u8], header: &Header, rumors: &[Rumor]) -> Result<Self, Error> {
-        let mut cur = Cursor::new(buf);
-        write_header(&mut cur, header, Kind::CatchUp, rumors)?;
-        let list = List::begin(&mut cur)?;
-        reserve_tail(&mut cur, CATCH_UP_RESERVE)?;
+        let (cur, list) = begin_deltas(buf, header, Kind::CatchUp, rumors, CATCH_UP_RESERVE)?;
         Ok(Self { cur, list })
-    }
-
-    /// Adds one endpoint's delta, as [`AckWriter::push_delta`] does.
-    pub fn push_delta<'x>(
-        &mut self,
-        endpoint: SocketAddr,
-        generation: Generation,
-        claim: Claim,
-        items: impl IntoIterator<Item = DeltaItem<'x>>,
-    ) -> usize {
-        push_endpoint_delta(
-            &mut self.cur,
-            &mut self.list,
-            endpoint,
-            generation,
-            claim,
-            items,
-        )
-    }
-
-    /// Endpoint deltas written so far.
-    pub fn deltas(&self) -> usize {
-        self.list.count as usize
     }
 
     /// Finishes the datagram with the receiver's next ring position and
@@ -382,6 +330,7 @@ impl<'b> CatchUpWriter<'b> {
     }
 }
 
+/// Lowers the cursor's limit by `n` bytes kept for what ends the message.
 fn reserve_tail(cur: &mut Cursor<'_>, n: usize) -> Result<(), Error> {
     let limit = cur
         .limit()
@@ -483,6 +432,55 @@ fn push_endpoint_delta_of<'x>(
     });
     if pushed { written } else { 0 }
 }
+
+/// Starts a delta-only message (ACK2, CATCH-UP): header, rumors, the delta
+/// list, and `tail` bytes kept for what ends it.
+fn begin_deltas<'b>(
+    buf: &'b mut [u8],
+    header: &Header,
+    kind: Kind,
+    rumors: &[Rumor],
+    tail: usize,
+) -> Result<(Cursor<'b>, List), Error> {
+    let mut cur = Cursor::new(buf);
+    write_header(&mut cur, header, kind, rumors)?;
+    let list = List::begin(&mut cur)?;
+    reserve_tail(&mut cur, tail)?;
+    Ok((cur, list))
+}
+
+/// The delta-only writers' shared methods: ACK2 and CATCH-UP.
+macro_rules! delta_list {
+    ($writer:ident) => {
+        impl $writer<'_> {
+            /// Adds one endpoint's delta, as [`AckWriter::push_delta`] does.
+            pub fn push_delta<'x>(
+                &mut self,
+                endpoint: SocketAddr,
+                generation: Generation,
+                claim: Claim,
+                items: impl IntoIterator<Item = DeltaItem<'x>>,
+            ) -> usize {
+                push_endpoint_delta(
+                    &mut self.cur,
+                    &mut self.list,
+                    endpoint,
+                    generation,
+                    claim,
+                    items,
+                )
+            }
+
+            /// Endpoint deltas written so far.
+            pub fn deltas(&self) -> usize {
+                self.list.count as usize
+            }
+        }
+    };
+}
+
+delta_list!(Ack2Writer);
+delta_list!(CatchUpWriter);
 
 /// Writers of endpoint deltas, with a way to add a delta only whole.
 macro_rules! whole_delta {
