@@ -12,9 +12,13 @@
 //! (the exponential-distribution form Cassandra uses). Cassandra keeps a
 //! window of samples and averages it; here the mean is the average of the
 //! first [`WINDOW`] intervals, then moves an eighth of the way to each new
-//! one (as TCP smooths round trips), so it follows about the last
-//! [`WINDOW`] intervals without storing them, and testing a peer is a
-//! multiplication.
+//! one (an exponentially weighted mean, as TCP smooths round trips), so
+//! it follows recent intervals without storing them and testing a peer is
+//! a multiplication. An outlier fades by 7/8 an arrival rather than
+//! leaving after [`WINDOW`] of them: one interval of an hour (a healed
+//! partition) still counts about 3 minutes in the mean 8 arrivals later,
+//! delaying phi's early-warning probe meanwhile (phi decides nothing
+//! else).
 //!
 //! Phi is reported to users (snapshots, `gossip info`), and a member whose
 //! phi passes the threshold (8 by default: about 18.4 mean intervals of

@@ -708,9 +708,14 @@ impl<B: StateBuf> EndpointState<B> {
     }
 
     /// How many items [`items_above`](Self::items_above)`(Version(0))`
-    /// yields: every state, and the heartbeat once it has beaten.
+    /// yields: every state above version 0, and the heartbeat once it has
+    /// beaten.
     pub fn item_count(&self) -> usize {
-        self.len() + usize::from(self.version > 0)
+        let states = self
+            .entries()
+            .filter(|(_, v)| v.version > Version(0))
+            .count();
+        states + usize::from(self.version > 0)
     }
 
     /// Bytes of state storage in use (not counting the buffer's own header).

@@ -89,7 +89,13 @@ fn encode(d: &Datagram<'_>, buf: &mut [u8]) -> Result<usize, wire::Error> {
     let rumors = rumors.as_slice();
     Ok(match d.message {
         Message::Syn(syn) => {
-            let mut w = SynWriter::new(buf, &d.header, rumors)?;
+            let mut w = match syn.summary {
+                Some(raw) => {
+                    let summary = wire::Summary::from_wire(raw);
+                    SynWriter::with_summary(buf, &d.header, rumors, &summary)?
+                }
+                None => SynWriter::new(buf, &d.header, rumors)?,
+            };
             let pushed = syn.digests.filter(|g| w.push(g)).count();
             all(pushed, syn.digests.len())?;
             w.finish(syn.range)

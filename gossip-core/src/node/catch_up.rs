@@ -83,7 +83,9 @@ impl CatchUps {
     /// How many datagrams a burst to `to` may have now (0: none).
     #[cfg(feature = "catch-up")]
     fn grant(&self, to: SocketAddr, per_round: u16) -> u16 {
-        if per_round == 0 || self.bursts.is_full() {
+        // One burst to a peer at a time: a second SYN over the same range
+        // would only send the same endpoints again.
+        if per_round == 0 || self.bursts.is_full() || self.bursts.iter().any(|b| b.to == to) {
             return 0;
         }
         let per_burst = (per_round / 4).max(1);

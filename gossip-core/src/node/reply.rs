@@ -254,9 +254,14 @@ trait DeltaSink {
         whole: usize,
     ) -> usize;
 
+    /// The message's buffer size.
+    fn capacity(&self) -> usize;
+
     /// Pushes everything of `state` above `above`, with our claim. An
     /// endpoint sent whole goes whole or not at all, so no receiver learns
-    /// an endpoint without all its states.
+    /// an endpoint without all its states; but one whose states take more
+    /// than half a message, or that does not fit even first in one, goes
+    /// in part (the rest follows in later exchanges, by its version).
     fn push<B: StateBuf>(
         &mut self,
         addr: SocketAddr,
@@ -264,7 +269,11 @@ trait DeltaSink {
         claim: Claim,
         above: Version,
     ) -> usize {
-        let whole = if above == Version(0) {
+        // (Without the `catch-up` feature, in part as they fit.)
+        let whole = if cfg!(feature = "catch-up")
+            && above == Version(0)
+            && state.stored_bytes() <= self.capacity() / 2
+        {
             state.item_count()
         } else {
             0
@@ -282,6 +291,10 @@ trait DeltaSink {
 macro_rules! delta_sink {
     ($writer:ident) => {
         impl DeltaSink for $writer<'_> {
+            fn capacity(&self) -> usize {
+                $writer::capacity(self)
+            }
+
             fn push_items(
                 &mut self,
                 addr: SocketAddr,
@@ -292,8 +305,10 @@ macro_rules! delta_sink {
             ) -> usize {
                 if whole == 0 {
                     self.push_delta(addr, generation, claim, items)
-                } else if self.push_whole_delta(addr, generation, claim, items, whole) {
+                } else if self.push_whole_delta(addr, generation, claim, items.clone(), whole) {
                     whole
+                } else if self.deltas() == 0 {
+                    self.push_delta(addr, generation, claim, items)
                 } else {
                     0
                 }

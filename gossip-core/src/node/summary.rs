@@ -35,6 +35,11 @@ impl<S: Storage, R: Rng> Node<S, R> {
             let Some(segment) = self.summary.first_difference(theirs, from) else {
                 return;
             };
+            // Around the ring back to a segment already queued: done.
+            let queued = |&(a, s): &(SocketAddr, u32)| a == to && Summary::segment(s) == segment;
+            if self.syncs.iter().any(queued) {
+                return;
+            }
             from = segment + 1;
             let part = self.rng.next_u32() % parts;
             let offset = ((1u64 << 26) * u64::from(part) / u64::from(parts)) as u32;
@@ -47,9 +52,6 @@ impl<S: Storage, R: Rng> Node<S, R> {
             }
             self.synced += 1;
             self.stats.summary_syncs += 1;
-            if from >= wire::SUMMARY_SEGMENTS + segment {
-                return;
-            }
         }
     }
 

@@ -6,7 +6,7 @@
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 2 | magic [`MAGIC`], `0x47 0x53` (`"GS"`) |
-//! | 2 | 1 | protocol version, [`PROTOCOL_VERSION`] (2) |
+//! | 2 | 1 | protocol version, [`PROTOCOL_VERSION`] (3) |
 //! | 3 | 1 | flags: bit 0 [`FLAG_AUTH`] means an authentication trailer ends the datagram; other bits must be 0 |
 //! | 4 | 4 | cluster identifier, [`ClusterId`], little endian |
 //! | 8 | 1 | message kind, [`Kind`]: 1 SYN, 2 ACK, 3 ACK2, 4 SHUTDOWN, 5 PING, 6 PING-REQ, 7 PING-ACK, 8 NACK, 9 NEWS, 10 CATCH-UP |
@@ -100,7 +100,7 @@ pub use writer::{
 /// The first two bytes of every datagram: `"GS"`.
 pub const MAGIC: [u8; 2] = *b"GS";
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u8 = 2;
+pub const PROTOCOL_VERSION: u8 = 3;
 /// Flag bit: an authentication trailer (tag, then its one-byte length) ends
 /// the datagram.
 pub const FLAG_AUTH: u8 = 0b0000_0001;

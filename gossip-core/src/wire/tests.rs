@@ -216,7 +216,7 @@ fn golden_messages() -> Vec<(&'static str, Header, OwnedMessage, &'static str)> 
                 RingRange::WHOLE,
                 None,
             ),
-            "4753020044ad051701000a000001d836 01 000a000003d83682e2cfaa068512 02 000a000001d83680e2cfaa062a00 000a000002d83681e2cfaa06078008 00 ffffffff0f 00",
+            "4753030044ad051701000a000001d836 01 000a000003d83682e2cfaa068512 02 000a000001d83680e2cfaa062a00 000a000002d83681e2cfaa06078008 00 ffffffff0f 00",
         ),
         (
             "ack",
@@ -234,7 +234,7 @@ fn golden_messages() -> Vec<(&'static str, Header, OwnedMessage, &'static str)> 
                     heartbeat: Some(8),
                 }],
             ),
-            "4753020044ad051702000a000002d836 00 01 000a000003d83682e2cfaa060000 01 000a000002d83681e2cfaa06801c 02 0105064e4f524d414c 00047a6f6e65060465752d31 0108",
+            "4753030044ad051702000a000002d836 00 01 000a000003d83682e2cfaa060000 01 000a000002d83681e2cfaa06801c 02 0105064e4f524d414c 00047a6f6e65060465752d31 0108",
         ),
         (
             "ack2",
@@ -249,7 +249,7 @@ fn golden_messages() -> Vec<(&'static str, Header, OwnedMessage, &'static str)> 
                 ],
                 heartbeat: None,
             }]),
-            "4753020044ad0517030100000000000000000000000000000001d936 00 01 000a000003d83682e2cfaa0600 02 020303302e35 ac0204017800",
+            "4753030044ad0517030100000000000000000000000000000001d936 00 01 000a000003d83682e2cfaa0600 02 020303302e35 ac0204017800",
         ),
         (
             "shutdown",
@@ -261,13 +261,13 @@ fn golden_messages() -> Vec<(&'static str, Header, OwnedMessage, &'static str)> 
                 entries: std::vec![(status, 43, b"shutdown,true".to_vec())],
                 heartbeat: Some(Version::MAX.0),
             }),
-            "4753020044ad051704000a000001d836 00 80e2cfaa06 01 012b0d73687574646f776e2c74727565 01ffffffff0f",
+            "4753030044ad051704000a000001d836 00 80e2cfaa06 01 012b0d73687574646f776e2c74727565 01ffffffff0f",
         ),
         (
             "ping",
             header("10.0.0.1:7000"),
             OwnedMessage::Probe(Probe::Ping { seq: 300 }),
-            "4753020044ad051705000a000001d836 00 ac02",
+            "4753030044ad051705000a000001d836 00 ac02",
         ),
         (
             "ping-req",
@@ -276,19 +276,19 @@ fn golden_messages() -> Vec<(&'static str, Header, OwnedMessage, &'static str)> 
                 seq: 7,
                 target: addr("[::1]:7001"),
             }),
-            "4753020044ad051706000a000001d836 00 07 0100000000000000000000000000000001d936",
+            "4753030044ad051706000a000001d836 00 07 0100000000000000000000000000000001d936",
         ),
         (
             "ping-ack",
             header("10.0.0.1:7000"),
             OwnedMessage::Probe(Probe::PingAck { seq: 300 }),
-            "4753020044ad051707000a000001d836 00 ac02",
+            "4753030044ad051707000a000001d836 00 ac02",
         ),
         (
             "nack",
             header("10.0.0.1:7000"),
             OwnedMessage::Probe(Probe::Nack { seq: 0 }),
-            "4753020044ad051708000a000001d836 00 00",
+            "4753030044ad051708000a000001d836 00 00",
         ),
         (
             "catch-up",
@@ -308,13 +308,13 @@ fn golden_messages() -> Vec<(&'static str, Header, OwnedMessage, &'static str)> 
                 300,
                 true,
             ),
-            "4753020044ad05170a000a000001d836 00 01 000a000003d83682e2cfaa0600 01 0105064e4f524d414c 0109 ac02 01",
+            "4753030044ad05170a000a000001d836 00 01 000a000003d83682e2cfaa0600 01 0105064e4f524d414c 0109 ac02 01",
         ),
         (
             "news",
             header("10.0.0.1:7000"),
             OwnedMessage::Probe(Probe::News),
-            "4753020044ad051709000a000001d836 01 000a000002d83681e2cfaa068006",
+            "4753030044ad051709000a000001d836 01 000a000002d83681e2cfaa068006",
         ),
     ]
 }

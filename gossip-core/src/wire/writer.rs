@@ -504,6 +504,11 @@ macro_rules! whole_delta {
                 };
                 push_endpoint_delta_of(cur, list, endpoint, generation, claim, items, count) > 0
             }
+
+            /// The buffer's size (what one message may take in all).
+            pub fn capacity(&self) -> usize {
+                self.cur.capacity()
+            }
         }
     };
 }
