@@ -154,39 +154,12 @@ impl<'b> AckWriter<'b> {
         }
     }
 
-    /// Adds one endpoint's delta, with the sender's claim about its
-    /// liveness: the items in order (ascending version) until one does not
-    /// fit. Returns how many items were written; 0 leaves the message as it
-    /// was.
-    pub fn push_delta<'x>(
-        &mut self,
-        endpoint: SocketAddr,
-        generation: Generation,
-        claim: Claim,
-        items: impl IntoIterator<Item = DeltaItem<'x>>,
-    ) -> usize {
-        if self.deltas.is_none() && self.start_deltas().is_err() {
-            return 0;
-        }
-        match &mut self.deltas {
-            Some(list) => {
-                push_endpoint_delta(&mut self.cur, list, endpoint, generation, claim, items)
-            }
-            None => 0,
-        }
-    }
-
     /// Requests written so far.
     pub fn requests(&self) -> usize {
         match &self.requests {
             Some(list) => list.count as usize,
             None => self.request_count,
         }
-    }
-
-    /// Endpoint deltas written so far.
-    pub fn deltas(&self) -> usize {
-        self.deltas.as_ref().map_or(0, |list| list.count as usize)
     }
 
     /// Bytes written so far.
@@ -397,20 +370,9 @@ impl List {
     }
 }
 
-fn push_endpoint_delta<'x>(
-    cur: &mut Cursor<'_>,
-    list: &mut List,
-    endpoint: SocketAddr,
-    generation: Generation,
-    claim: Claim,
-    items: impl IntoIterator<Item = DeltaItem<'x>>,
-) -> usize {
-    push_endpoint_delta_of(cur, list, endpoint, generation, claim, items, 1)
-}
-
 /// Pushes the delta when at least `need` of its items fit (at least one:
 /// an empty delta says nothing); otherwise leaves the message as it was.
-fn push_endpoint_delta_of<'x>(
+fn push_endpoint_delta<'x>(
     cur: &mut Cursor<'_>,
     list: &mut List,
     endpoint: SocketAddr,
@@ -449,11 +411,15 @@ fn begin_deltas<'b>(
     Ok((cur, list))
 }
 
-/// The delta-only writers' shared methods: ACK2 and CATCH-UP.
-macro_rules! delta_list {
-    ($writer:ident) => {
+/// The delta methods of the writers that carry endpoint deltas (ACK, ACK2,
+/// CATCH-UP): `$list` gives the cursor and the open delta list, if any.
+macro_rules! delta_writer {
+    ($writer:ident, |$w:ident| $list:expr, |$r:ident| $count:expr) => {
         impl $writer<'_> {
-            /// Adds one endpoint's delta, as [`AckWriter::push_delta`] does.
+            /// Adds one endpoint's delta, with the sender's claim about its
+            /// liveness: the items in order (ascending version) until one
+            /// does not fit. Returns how many items were written; 0 leaves
+            /// the message as it was.
             pub fn push_delta<'x>(
                 &mut self,
                 endpoint: SocketAddr,
@@ -461,31 +427,9 @@ macro_rules! delta_list {
                 claim: Claim,
                 items: impl IntoIterator<Item = DeltaItem<'x>>,
             ) -> usize {
-                push_endpoint_delta(
-                    &mut self.cur,
-                    &mut self.list,
-                    endpoint,
-                    generation,
-                    claim,
-                    items,
-                )
+                self.push_some(endpoint, generation, claim, items, 1)
             }
 
-            /// Endpoint deltas written so far.
-            pub fn deltas(&self) -> usize {
-                self.list.count as usize
-            }
-        }
-    };
-}
-
-delta_list!(Ack2Writer);
-delta_list!(CatchUpWriter);
-
-/// Writers of endpoint deltas, with a way to add a delta only whole.
-macro_rules! whole_delta {
-    ($writer:ident, |$w:ident| $list:expr) => {
-        impl $writer<'_> {
             /// Adds one endpoint's delta only if all `count` of its items
             /// fit (an endpoint's states and heartbeat: a receiver that
             /// learns it from this message then has all of it). Returns
@@ -498,11 +442,28 @@ macro_rules! whole_delta {
                 items: impl IntoIterator<Item = DeltaItem<'x>>,
                 count: usize,
             ) -> bool {
+                self.push_some(endpoint, generation, claim, items, count) > 0
+            }
+
+            fn push_some<'x>(
+                &mut self,
+                endpoint: SocketAddr,
+                generation: Generation,
+                claim: Claim,
+                items: impl IntoIterator<Item = DeltaItem<'x>>,
+                need: usize,
+            ) -> usize {
                 let $w = self;
                 let Some((cur, list)) = ($list) else {
-                    return false;
+                    return 0;
                 };
-                push_endpoint_delta_of(cur, list, endpoint, generation, claim, items, count) > 0
+                push_endpoint_delta(cur, list, endpoint, generation, claim, items, need)
+            }
+
+            /// Endpoint deltas written so far.
+            pub fn deltas(&self) -> usize {
+                let $r = self;
+                $count
             }
 
             /// The buffer's size (what one message may take in all).
@@ -513,15 +474,27 @@ macro_rules! whole_delta {
     };
 }
 
-whole_delta!(AckWriter, |w| {
-    if w.deltas.is_none() && w.start_deltas().is_err() {
-        None
-    } else {
-        w.deltas.as_mut().map(|list| (&mut w.cur, list))
-    }
-});
-whole_delta!(Ack2Writer, |w| Some((&mut w.cur, &mut w.list)));
-whole_delta!(CatchUpWriter, |w| Some((&mut w.cur, &mut w.list)));
+delta_writer!(
+    AckWriter,
+    |w| {
+        if w.deltas.is_none() && w.start_deltas().is_err() {
+            None
+        } else {
+            w.deltas.as_mut().map(|list| (&mut w.cur, list))
+        }
+    },
+    |w| w.deltas.as_ref().map_or(0, |list| list.count as usize)
+);
+delta_writer!(
+    Ack2Writer,
+    |w| Some((&mut w.cur, &mut w.list)),
+    |w| w.list.count as usize
+);
+delta_writer!(
+    CatchUpWriter,
+    |w| Some((&mut w.cur, &mut w.list)),
+    |w| w.list.count as usize
+);
 
 /// Writes `list<Entry>` then `option<heartbeat>` from items in ascending
 /// version order, stopping at the first state that does not fit. Returns the
