@@ -37,7 +37,7 @@ pub struct Config {
     /// 1 to 8.
     pub indirect_probes: u8,
     /// The shortest suspicion, in gossip intervals per decade of cluster
-    /// size: `suspicion_mult * gossip_interval * max(1, log10(N))` once
+    /// size: `suspicion_mult * gossip_interval * max(2, log10(N))` once
     /// fully confirmed. Above 0, at most 100.
     pub suspicion_mult: f64,
     /// The longest suspicion (no confirmation) as a multiple of the

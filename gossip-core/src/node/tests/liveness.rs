@@ -273,9 +273,10 @@ fn a_ping_req_is_relayed_and_nacked_when_the_target_is_silent() {
 fn suspicions_shorten_with_confirmations_and_stretch_with_poor_health() {
     let now = Instant::from_millis(1000);
     let mut a = node_knowing_two(now);
-    // Three members: log10 is below 1, so the shortest suspicion is
-    // suspicion_mult rounds; the longest suspicion_max_mult times that.
-    let min = config().gossip_interval.mul_f64(config().suspicion_mult);
+    // Three members: log10 is below 2, so the shortest suspicion is twice
+    // suspicion_mult rounds (as at 100 members); the longest
+    // suspicion_max_mult times that.
+    let min = config().gossip_interval.mul_f64(config().suspicion_mult) * 2;
     let max = min * config().suspicion_max_mult;
     let close = |a: Duration, b: Duration| a.abs_diff(b) < Duration::from_millis(2);
     assert!(close(a.suspicion_timeout(0), max));
