@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 /// What `gossip agent` was asked to do.
 pub(crate) struct AgentOptions {
     pub(crate) listen: SocketAddr,
+    pub(crate) advertise: Option<SocketAddr>,
     pub(crate) seeds: Vec<String>,
     pub(crate) cluster: String,
     pub(crate) states: Vec<(String, String)>,
@@ -85,6 +86,7 @@ pub(crate) async fn run(opts: AgentOptions) -> Result<(), String> {
     let mut gossip = Config::new(ClusterId::from_name(&opts.cluster));
     gossip.gossip_interval = Duration::from_millis(opts.interval_ms);
     let mut cfg = NodeConfig::new(opts.listen, gossip);
+    cfg.advertise = opts.advertise;
     cfg.seeds = seeds;
     cfg.data_dir = opts.data_dir.clone();
     cfg.states = opts
@@ -265,11 +267,11 @@ pub(crate) fn gossipinfo(s: &Snapshot) -> String {
     let mut out = String::new();
     for e in all {
         let _ = writeln!(out, "/{}", e.address);
-        let _ = writeln!(out, "  generation:{}", e.generation);
-        let _ = writeln!(out, "  heartbeat:{}", e.heartbeat);
+        let _ = writeln!(out, "  generation:{}", e.generation.0);
+        let _ = writeln!(out, "  heartbeat:{}", e.heartbeat.0);
         let _ = writeln!(out, "  liveness:{}:{}", e.liveness, e.incarnation);
         for st in &e.states {
-            let _ = writeln!(out, "  {}:{}:{}", st.key, st.version, st.value_text());
+            let _ = writeln!(out, "  {}:{}:{}", st.key, st.version.0, st.value_text());
         }
     }
     out
@@ -282,14 +284,14 @@ fn endpoint_json(e: &gossip_tokio::EndpointSnapshot) -> serde_json::Value {
         .map(|s| {
             (
                 s.key.clone(),
-                serde_json::json!({ "version": s.version, "value": s.value_text() }),
+                serde_json::json!({ "version": s.version.0, "value": s.value_text() }),
             )
         })
         .collect();
     serde_json::json!({
         "address": e.address.to_string(),
-        "generation": e.generation,
-        "heartbeat": e.heartbeat,
+        "generation": e.generation.0,
+        "heartbeat": e.heartbeat.0,
         "alive": e.alive,
         "liveness": e.liveness.name(),
         "incarnation": e.incarnation,

@@ -119,8 +119,8 @@ fn print_table(members: &[Member], snaps: &[Option<Snapshot>]) {
                 println!(
                     "  {:<22} {:>12} {:>10} {:>6} {:>10.2}  {status}",
                     m.listen.to_string(),
-                    s.local.generation,
-                    s.local.heartbeat,
+                    s.local.generation.0,
+                    s.local.heartbeat.0,
                     format!("{}/{}", s.alive(), members.len() - 1),
                     phi
                 );
@@ -196,12 +196,12 @@ async fn steps(nodes: usize, base: &std::path::Path) -> Result<(), String> {
     println!("3. restart: node {victim_addr} comes back with a new generation");
     let old_generation = snapshots(&members).await[0]
         .as_ref()
-        .and_then(|s| s.endpoint(&victim_addr).map(|e| e.generation))
+        .and_then(|s| s.endpoint(&victim_addr).map(|e| e.generation.0))
         .unwrap_or(0);
     let running = start(victim_addr, seed, members[victim].data_dir.clone(), victim).await?;
-    let new_generation = running.handle.generation().0;
+    let new_generation = running.handle.generation();
     members[victim].running = Some(running);
-    println!("  generation {old_generation} -> {new_generation}");
+    println!("  generation {old_generation} -> {}", new_generation.0);
     wait_for(
         "every node sees it up again",
         &members,

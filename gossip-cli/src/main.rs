@@ -127,9 +127,15 @@ enum Command {
 
 #[derive(clap::Args)]
 struct AgentArgs {
-    /// The UDP address to gossip on (this node's identity).
+    /// The UDP address to bind, and this node's identity unless --advertise
+    /// gives another (0.0.0.0:PORT binds every interface, and then needs
+    /// --advertise).
     #[arg(long)]
     listen: std::net::SocketAddr,
+    /// The address peers reach this node at, its identity in the cluster
+    /// (Cassandra's broadcast_address); default: the --listen address.
+    #[arg(long)]
+    advertise: Option<std::net::SocketAddr>,
     /// A seed to join through, host:port (repeat for more).
     #[arg(long = "seed")]
     seeds: Vec<String>,
@@ -271,6 +277,7 @@ fn agent(args: AgentArgs) -> ExitCode {
     };
     let opts = agent::AgentOptions {
         listen: args.listen,
+        advertise: args.advertise,
         seeds: args.seeds,
         cluster: args.cluster,
         states: args.states,

@@ -32,6 +32,10 @@
 //! **Randomness** comes from a [`rand_core::Rng`] the caller supplies: with
 //! the same seed and the same inputs, a node's outputs are the same, byte for
 //! byte, which is what makes simulation and fuzzing reproducible.
+//! The traits are `rand_core` 0.10's, re-exported as
+//! [`gossip_core::rand_core`](rand_core) so the version always matches: any
+//! RNG of `rand` 0.10 or `rand_xoshiro` 0.8 fits (`rand` 0.9's `StdRng`
+//! implements `rand_core` 0.9's traits, and does not).
 //!
 //! **Bad input** (malformed datagrams, other clusters, hostile values over the
 //! limits) never panics and is never an error the caller must handle: it is
@@ -128,7 +132,7 @@
 //! - **suspicion**: no answer at all makes the member SUSPECT at the
 //!   incarnation known, a [`claim::Claim`] that spreads as a rumor. Its
 //!   timeout runs from `suspicion_max_mult × min` down to `min =
-//!   suspicion_mult × gossip_interval × max(1, log10 N)` as other nodes'
+//!   suspicion_mult × gossip_interval × max(2, log10 N)` as other nodes'
 //!   own failed probes confirm it; then it is DOWN. A node convicts only
 //!   after its own probe failed (it probes first otherwise), and a death it
 //!   hears of a member it has no reason to doubt is a suspicion to it;
@@ -236,21 +240,13 @@
 
 #[cfg(feature = "alloc")]
 extern crate alloc;
-#[cfg(feature = "std")]
-extern crate std;
 
 #[cfg(feature = "auth")]
 pub mod auth;
 pub mod claim;
 pub mod config;
-#[cfg(feature = "driver")]
-pub mod driver;
 pub mod fd;
 mod node;
-#[cfg(feature = "alloc")]
-pub mod owned;
-#[cfg(feature = "std")]
-pub mod persist;
 pub mod state;
 pub mod storage;
 pub mod table;
@@ -261,6 +257,8 @@ pub use config::{Config, ConfigError};
 pub use node::{
     DropReason, Event, KINDS, MAX_HEALTH, MAX_SEEDS, Node, SHUTDOWN_STATUS, Stats, Transmit,
 };
+/// The RNG traits a [`Node`] needs (version 0.10).
+pub use rand_core;
 #[cfg(feature = "alloc")]
 pub use table::HeapStorage;
 pub use table::{FixedStorage, Liveness, Peer};

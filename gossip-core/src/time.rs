@@ -2,8 +2,8 @@
 //!
 //! The core never reads a clock: every time-sensitive call takes `now`, an
 //! [`Instant`] the caller made from its own monotonic clock (a binding maps
-//! `std::time::Instant`, an embassy timer or a simulator's virtual clock to
-//! it). Durations are [`core::time::Duration`].
+//! the standard library's `Instant`, an embassy timer or a simulator's
+//! virtual clock to it). Durations are [`core::time::Duration`].
 
 use core::fmt;
 use core::ops::{Add, Sub};

@@ -1,41 +1,60 @@
-//! Owned copies of what a [`Node`] reports, for bindings that
-//! hand events and snapshots to other tasks (feature `alloc`).
-//!
-//! Every binding needs these conversions; they live here so there is one copy.
+//! Owned copies of what a [`Node`] reports, for the subscribers and
+//! callers of a running node. State values are [`Bytes`]: an event sent to
+//! many subscribers clones a reference count, not the value.
 
-use alloc::string::{String, ToString};
-use alloc::vec::Vec;
-use core::net::SocketAddr;
+use std::net::SocketAddr;
 
-use crate::node::{Event, Node, Stats};
-use crate::state::{EndpointState, StateKey, VersionedValue};
-use crate::storage::StateBuf;
-use crate::table::{Liveness, Peer, Storage};
-use crate::time::Instant;
+use bytes::Bytes;
+use gossip_core::state::{EndpointState, StateKey, VersionedValue};
+use gossip_core::storage::StateBuf;
+use gossip_core::table::{Peer, Storage};
+use gossip_core::{Event, Instant, Liveness, Node, Stats};
 
-/// An owned [`Event`].
+use crate::{Generation, Version};
+
+/// An owned [`Event`], with the same variants and field names. The order
+/// they come in is in the crate's documentation.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum MembershipEvent {
     /// A new endpoint entered the table.
-    Discovered(SocketAddr),
+    Discovered {
+        /// Its address.
+        endpoint: SocketAddr,
+    },
     /// An endpoint is believed up (again, after `Down` or `Restarted`).
-    Up(SocketAddr),
+    Up {
+        /// Its address.
+        endpoint: SocketAddr,
+    },
     /// An endpoint is suspected (down unless it refutes in time).
-    Suspect(SocketAddr),
+    Suspect {
+        /// Its address.
+        endpoint: SocketAddr,
+    },
     /// An endpoint that was up is believed down.
-    Down(SocketAddr),
+    Down {
+        /// Its address.
+        endpoint: SocketAddr,
+    },
     /// An endpoint came back with a newer generation: not believed up until
     /// an `Up` follows.
     Restarted {
         /// Its address.
         endpoint: SocketAddr,
         /// Its new generation.
-        generation: u64,
+        generation: Generation,
     },
     /// An endpoint announced a graceful shutdown.
-    ShutDown(SocketAddr),
+    ShutDown {
+        /// Its address.
+        endpoint: SocketAddr,
+    },
     /// An endpoint was removed after being down too long.
-    Removed(SocketAddr),
+    Removed {
+        /// Its address.
+        endpoint: SocketAddr,
+    },
     /// An application state of an endpoint changed.
     StateChanged {
         /// Its address.
@@ -43,28 +62,44 @@ pub enum MembershipEvent {
         /// The key's name (`STATUS`, or a user key).
         key: String,
         /// The new value.
-        value: Vec<u8>,
+        value: Bytes,
         /// Its version.
-        version: u64,
+        version: Version,
     },
+}
+
+impl MembershipEvent {
+    /// The endpoint the event is about.
+    pub fn endpoint(&self) -> SocketAddr {
+        match self {
+            MembershipEvent::Discovered { endpoint }
+            | MembershipEvent::Up { endpoint }
+            | MembershipEvent::Suspect { endpoint }
+            | MembershipEvent::Down { endpoint }
+            | MembershipEvent::Restarted { endpoint, .. }
+            | MembershipEvent::ShutDown { endpoint }
+            | MembershipEvent::Removed { endpoint }
+            | MembershipEvent::StateChanged { endpoint, .. } => *endpoint,
+        }
+    }
 }
 
 impl From<Event<'_>> for MembershipEvent {
     fn from(e: Event<'_>) -> Self {
         match e {
-            Event::Discovered { endpoint } => MembershipEvent::Discovered(endpoint),
-            Event::Up { endpoint } => MembershipEvent::Up(endpoint),
-            Event::Suspect { endpoint } => MembershipEvent::Suspect(endpoint),
-            Event::Down { endpoint } => MembershipEvent::Down(endpoint),
+            Event::Discovered { endpoint } => MembershipEvent::Discovered { endpoint },
+            Event::Up { endpoint } => MembershipEvent::Up { endpoint },
+            Event::Suspect { endpoint } => MembershipEvent::Suspect { endpoint },
+            Event::Down { endpoint } => MembershipEvent::Down { endpoint },
             Event::Restarted {
                 endpoint,
                 generation,
             } => MembershipEvent::Restarted {
                 endpoint,
-                generation: generation.0,
+                generation,
             },
-            Event::ShutDown { endpoint } => MembershipEvent::ShutDown(endpoint),
-            Event::Removed { endpoint } => MembershipEvent::Removed(endpoint),
+            Event::ShutDown { endpoint } => MembershipEvent::ShutDown { endpoint },
+            Event::Removed { endpoint } => MembershipEvent::Removed { endpoint },
             Event::StateChanged {
                 endpoint,
                 key,
@@ -72,8 +107,8 @@ impl From<Event<'_>> for MembershipEvent {
             } => MembershipEvent::StateChanged {
                 endpoint,
                 key: key.to_string(),
-                value: value.value.to_vec(),
-                version: value.version.0,
+                value: Bytes::copy_from_slice(value.value),
+                version: value.version,
             },
         }
     }
@@ -84,16 +119,16 @@ impl core::fmt::Display for MembershipEvent {
     /// `state 10.0.0.1:7000 LOAD=0.5 (v7)`.
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            MembershipEvent::Discovered(a) => write!(f, "discovered {a}"),
-            MembershipEvent::Up(a) => write!(f, "up {a}"),
-            MembershipEvent::Suspect(a) => write!(f, "suspect {a}"),
-            MembershipEvent::Down(a) => write!(f, "down {a}"),
+            MembershipEvent::Discovered { endpoint } => write!(f, "discovered {endpoint}"),
+            MembershipEvent::Up { endpoint } => write!(f, "up {endpoint}"),
+            MembershipEvent::Suspect { endpoint } => write!(f, "suspect {endpoint}"),
+            MembershipEvent::Down { endpoint } => write!(f, "down {endpoint}"),
             MembershipEvent::Restarted {
                 endpoint,
                 generation,
-            } => write!(f, "restarted {endpoint} generation {generation}"),
-            MembershipEvent::ShutDown(a) => write!(f, "shut down {a}"),
-            MembershipEvent::Removed(a) => write!(f, "removed {a}"),
+            } => write!(f, "restarted {endpoint} generation {}", generation.0),
+            MembershipEvent::ShutDown { endpoint } => write!(f, "shut down {endpoint}"),
+            MembershipEvent::Removed { endpoint } => write!(f, "removed {endpoint}"),
             MembershipEvent::StateChanged {
                 endpoint,
                 key,
@@ -101,8 +136,9 @@ impl core::fmt::Display for MembershipEvent {
                 version,
             } => write!(
                 f,
-                "state {endpoint} {key}={} (v{version})",
-                String::from_utf8_lossy(value)
+                "state {endpoint} {key}={} (v{})",
+                String::from_utf8_lossy(value),
+                version.0
             ),
         }
     }
@@ -114,17 +150,17 @@ pub struct StateSnapshot {
     /// The key's name.
     pub key: String,
     /// When it was written, in its owner's version counter.
-    pub version: u64,
+    pub version: Version,
     /// The value.
-    pub value: Vec<u8>,
+    pub value: Bytes,
 }
 
 impl StateSnapshot {
     fn of(key: StateKey<'_>, value: VersionedValue<'_>) -> Self {
         Self {
             key: key.to_string(),
-            version: value.version.0,
-            value: value.value.to_vec(),
+            version: value.version,
+            value: Bytes::copy_from_slice(value.value),
         }
     }
 
@@ -140,9 +176,9 @@ pub struct EndpointSnapshot {
     /// Its address.
     pub address: SocketAddr,
     /// Its generation.
-    pub generation: u64,
+    pub generation: Generation,
     /// Its heartbeat version.
-    pub heartbeat: u64,
+    pub heartbeat: Version,
     /// Whether it is believed up (alive or suspected).
     pub alive: bool,
     /// What the node believes of it: alive, suspect, down or left.
@@ -160,8 +196,8 @@ impl EndpointSnapshot {
     fn of_state<B: StateBuf>(address: SocketAddr, state: &EndpointState<B>) -> Self {
         Self {
             address,
-            generation: state.generation().0,
-            heartbeat: state.heartbeat().version.0,
+            generation: state.generation(),
+            heartbeat: state.heartbeat().version,
             alive: true,
             liveness: Liveness::Alive,
             incarnation: 0,

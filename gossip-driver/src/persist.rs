@@ -6,7 +6,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::Path;
 
-use crate::state::Generation;
+use crate::Generation;
 
 /// The file, inside the data directory, that holds the last generation.
 pub const GENERATION_FILE: &str = "generation";

@@ -1,115 +1,22 @@
-//! The async run loop every server binding shares (feature `driver`).
-//!
-//! A binding (`gossip-tokio`, `gossip-smol`) supplies two small things, a
-//! [`Transport`] (its UDP socket) and a [`Runtime`] (its clock and timer),
-//! and spawns the future [`start`] returns on its executor. Everything else,
-//! the configuration, the generation file, the command channel, the
-//! [`Handle`] and the loop itself, is this module, so both bindings run the
-//! same code and a user switches runtime by changing one import.
-//!
-//! The loop is the core's drain rule around a three-way wait:
-//!
-//! ```text
-//! loop {
-//!     wait for the first of:
-//!         the deadline passed        => node.handle_timeout(now)
-//!         a command arrived          => set a state, take a snapshot, subscribe, or shut down
-//!         a datagram arrived         => node.handle_datagram(now, from, datagram)
-//!     while let Some(t) = node.poll_transmit(now, &mut buf) { transport.send_to(..) }
-//!     deadline = node.poll_timeout();
-//!     while let Some(e) = node.poll_event() { subscribers.send(e.into()) }
-//! }
-//! ```
-//!
-//! The wait is biased in that order: a flood of datagrams can neither hold
-//! back the node's own rounds nor its handle's commands.
-//!
-//! The channels are `tokio::sync`'s, which need no tokio runtime: they work
-//! the same under smol, async-std or any other executor.
+//! The loop itself: the [`Transport`] and [`Runtime`] a binding supplies,
+//! [`start`], and the drain rule around a three-way wait (see the crate's
+//! documentation).
 
-use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::pin::pin;
-use std::string::String;
 use std::task::Poll;
 use std::time::{SystemTime, UNIX_EPOCH};
-use std::vec;
-use std::vec::Vec;
 
+use gossip_core::state::StateKey;
+use gossip_core::{HeapStorage, Instant, Node};
 use rand_core::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::auth::Keyring;
+use crate::handle::{Command, Handle};
 use crate::owned::{MembershipEvent, Snapshot};
-use crate::state::{Generation, MergeError, StateKey, Version};
-use crate::{Config, ConfigError, HeapStorage, Instant, Node};
-
-/// How to run one node.
-#[derive(Clone, Debug)]
-pub struct NodeConfig {
-    /// The address to bind and gossip as (its identity in the cluster).
-    pub listen: SocketAddr,
-    /// Seeds to join through.
-    pub seeds: Vec<SocketAddr>,
-    /// The protocol configuration.
-    pub gossip: Config,
-    /// Where the generation is kept; `None`: the wall clock alone decides it
-    /// (a restart within the same second, or after the clock went back,
-    /// would not be seen as one).
-    pub data_dir: Option<PathBuf>,
-    /// Application states to publish from the start.
-    pub states: Vec<(String, Vec<u8>)>,
-    /// Cluster keys: with a ring, every datagram is authenticated
-    /// ([`crate::auth`]); `None`: no authentication.
-    pub keyring: Option<Keyring>,
-}
-
-impl NodeConfig {
-    /// A node at `listen` with `gossip`, no seeds, no data directory.
-    pub fn new(listen: SocketAddr, gossip: Config) -> Self {
-        Self {
-            listen,
-            seeds: Vec::new(),
-            gossip,
-            data_dir: None,
-            states: Vec::new(),
-            keyring: None,
-        }
-    }
-}
-
-/// What can go wrong.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Error {
-    /// The socket could not be bound (in use, not a local address, ...).
-    Bind(SocketAddr, std::io::Error),
-    /// The configuration is invalid.
-    Config(ConfigError),
-    /// The data directory could not be read or written.
-    DataDir(PathBuf, std::io::Error),
-    /// A state was refused (limits).
-    State(MergeError),
-    /// The node's task has ended.
-    Stopped,
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Bind(addr, e) => write!(f, "cannot bind {addr}: {e}"),
-            Error::Config(e) => write!(f, "invalid configuration: {e}"),
-            Error::DataDir(dir, e) => write!(f, "data directory {}: {e}", dir.display()),
-            Error::State(e) => write!(f, "state refused: {e}"),
-            Error::Stopped => f.write_str("the node has stopped"),
-        }
-    }
-}
-
-impl std::error::Error for Error {}
+use crate::{Error, Generation, NodeConfig};
 
 /// What the node sends and receives datagrams through: a binding's UDP
 /// socket, or a wrapper around one (tests inject loss and partitions this
@@ -150,126 +57,6 @@ pub const EVENT_BUFFER: usize = 256;
 /// The node type the loop runs.
 pub type DriverNode = Node<HeapStorage, Xoshiro256PlusPlus>;
 
-enum Command {
-    SetState(
-        String,
-        Vec<u8>,
-        oneshot::Sender<Result<Version, MergeError>>,
-    ),
-    Snapshot(oneshot::Sender<Snapshot>),
-    Subscribe(oneshot::Sender<(Snapshot, broadcast::Receiver<MembershipEvent>)>),
-    Keyring(Option<Keyring>, oneshot::Sender<()>),
-    Shutdown(oneshot::Sender<()>),
-}
-
-/// Talks to a running node. Cheap to clone.
-#[derive(Clone)]
-pub struct Handle {
-    commands: mpsc::Sender<Command>,
-    events: broadcast::Sender<MembershipEvent>,
-    local: SocketAddr,
-    generation: Generation,
-}
-
-impl fmt::Debug for Handle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Handle")
-            .field("local", &self.local)
-            .field("generation", &self.generation)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Handle {
-    /// The node's address.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local
-    }
-
-    /// The node's generation.
-    pub fn generation(&self) -> Generation {
-        self.generation
-    }
-
-    /// Sets one of the node's application states.
-    pub async fn set_state(&self, key: &str, value: &[u8]) -> Result<Version, Error> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Command::SetState(key.into(), value.into(), tx))
-            .await?;
-        rx.await.map_err(|_| Error::Stopped)?.map_err(Error::State)
-    }
-
-    /// A new subscription to membership events from now on. Nothing before
-    /// is replayed: the node's loop runs from the moment it is spawned, so
-    /// members it has already seen up are never announced to this
-    /// subscription. To follow the membership, start from
-    /// [`subscribe_with_snapshot`](Self::subscribe_with_snapshot) instead.
-    ///
-    /// A subscriber that falls more than [`EVENT_BUFFER`] events behind gets
-    /// `RecvError::Lagged(n)`, then the oldest event kept: the `n` missed
-    /// ones are gone (an `Up` among them is not sent again).
-    pub fn subscribe(&self) -> broadcast::Receiver<MembershipEvent> {
-        self.events.subscribe()
-    }
-
-    /// The node's view and a subscription that starts exactly there: both
-    /// taken by the loop between two steps, so the snapshot shows the effect
-    /// of every event sent before the subscription's first, and of none
-    /// after.
-    ///
-    /// To follow who is alive (and the states likewise):
-    ///
-    /// 1. start from the snapshot's endpoints with `alive`;
-    /// 2. apply each event in order: [`Up`](MembershipEvent::Up) puts an
-    ///    endpoint in; [`Down`](MembershipEvent::Down),
-    ///    [`Restarted`](MembershipEvent::Restarted) and
-    ///    [`Removed`](MembershipEvent::Removed) take it out (a restarted
-    ///    endpoint is announced `Up` again once alive);
-    ///    [`Suspect`](MembershipEvent::Suspect) changes nothing (a suspect is
-    ///    up until it is down);
-    /// 3. on `RecvError::Lagged`, drop the receiver and start over at 1 with
-    ///    a new call: the new snapshot replaces the whole view (what the
-    ///    missed events did is in it).
-    ///
-    /// Once the subscriber has received every event sent, its view is the
-    /// node's ([`Snapshot::endpoints`] with `alive`).
-    pub async fn subscribe_with_snapshot(
-        &self,
-    ) -> Result<(Snapshot, broadcast::Receiver<MembershipEvent>), Error> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Command::Subscribe(tx)).await?;
-        rx.await.map_err(|_| Error::Stopped)
-    }
-
-    /// The node's view of the cluster now.
-    pub async fn snapshot(&self) -> Result<Snapshot, Error> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Command::Snapshot(tx)).await?;
-        rx.await.map_err(|_| Error::Stopped)
-    }
-
-    /// Replaces the key ring (rotation: see [`crate::auth`]); `None` turns
-    /// authentication off. Takes effect for the next datagram.
-    pub async fn set_keyring(&self, keyring: Option<Keyring>) -> Result<(), Error> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Command::Keyring(keyring, tx)).await?;
-        rx.await.map_err(|_| Error::Stopped)
-    }
-
-    /// Leaves gracefully: STATUS becomes `shutdown,true` and every live peer
-    /// is told; returns when the notices are sent and the loop has ended
-    /// (the transport is dropped with it).
-    pub async fn shutdown(&self) -> Result<(), Error> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Command::Shutdown(tx)).await?;
-        rx.await.map_err(|_| Error::Stopped)
-    }
-
-    async fn send(&self, c: Command) -> Result<(), Error> {
-        self.commands.send(c).await.map_err(|_| Error::Stopped)
-    }
-}
-
 /// A running node: its [`Handle`] and its task, of the binding's executor
 /// (`tokio::task::JoinHandle<()>`, `smol::Task<()>`).
 #[derive(Debug)]
@@ -300,7 +87,9 @@ pub type Loop = std::pin::Pin<std::boxed::Box<dyn Future<Output = ()> + Send + '
 
 /// Picks the generation, builds the node with `config`'s seeds and states,
 /// and returns its [`Handle`] and the loop to spawn on `transport` (already
-/// bound; `config.listen` is only used in error messages). The node's
+/// bound; `config.listen` is only used in error messages). The node is
+/// known as `config.advertise`, or else as the transport's address; an
+/// unspecified address or port 0 there is [`Error::Identity`]. The node's
 /// first round is due as soon as the loop starts.
 pub fn start<T: Transport, R: Runtime>(
     config: NodeConfig,
@@ -308,6 +97,13 @@ pub fn start<T: Transport, R: Runtime>(
     runtime: R,
 ) -> Result<(Handle, impl Future<Output = ()> + Send + 'static), Error> {
     config.gossip.validate().map_err(Error::Config)?;
+    let bound = transport
+        .local_addr()
+        .map_err(|e| Error::Bind(config.listen, e))?;
+    let local = config.advertise.unwrap_or(bound);
+    if local.ip().is_unspecified() || local.port() == 0 {
+        return Err(Error::Identity(local));
+    }
     let wall = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -316,9 +112,6 @@ pub fn start<T: Transport, R: Runtime>(
             .map_err(|e| Error::DataDir(dir.clone(), e))?,
         None => Generation(wall),
     };
-    let local = transport
-        .local_addr()
-        .map_err(|e| Error::Bind(config.listen, e))?;
     let rng = Xoshiro256PlusPlus::seed_from_u64(seed_from_environment(local));
     let mut node = DriverNode::new(
         config.gossip.clone(),
@@ -349,7 +142,7 @@ pub fn start<T: Transport, R: Runtime>(
         local,
         generation,
     };
-    tracing::info!(%local, generation = generation.0, seeds = ?config.seeds, "gossip node started");
+    tracing::info!(%local, %bound, generation = generation.0, seeds = ?config.seeds, "gossip node started");
     Ok((handle, run(node, transport, runtime, rx, events)))
 }
 
@@ -485,7 +278,7 @@ async fn drain<T: Transport, R: Runtime>(
             continue;
         }
         let event = MembershipEvent::from(event);
-        if matches!(event, MembershipEvent::Down(_)) {
+        if matches!(event, MembershipEvent::Down { .. }) {
             tracing::warn!(%event);
         } else if matches!(event, MembershipEvent::StateChanged { .. }) {
             tracing::debug!(%event);

@@ -2,7 +2,7 @@
 //! async-std, which is built on the same reactor.
 //!
 //! The node is the run loop every server binding shares
-//! ([`gossip_core::driver`]), here on an [`async_io::Async`] UDP socket and
+//! ([`gossip_driver`]), here on an [`async_io::Async`] UDP socket and
 //! an [`async_io::Timer`]:
 //!
 //! ```text
@@ -32,8 +32,7 @@
 //! # On smol
 //!
 //! ```no_run
-//! use gossip_core::Config;
-//! use gossip_core::wire::ClusterId;
+//! use gossip_smol::{ClusterId, Config};
 //! use gossip_smol::{NodeConfig, spawn};
 //!
 //! smol::block_on(async {
@@ -59,8 +58,7 @@
 //! which runs its own reactor thread when nothing else drives it.
 //!
 //! ```no_run
-//! use gossip_core::Config;
-//! use gossip_core::wire::ClusterId;
+//! use gossip_smol::{ClusterId, Config};
 //! use gossip_smol::{NodeConfig, start};
 //!
 //! async_std::task::block_on(async {
@@ -80,11 +78,14 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant as StdInstant};
 
 use async_io::{Async, Timer};
-use gossip_core::driver::{self, Runtime};
+use gossip_driver::{self as driver, Runtime};
 use smol::Task;
 
-pub use gossip_core::driver::{Error, Handle, NodeConfig, Transport};
-pub use gossip_core::owned::{EndpointSnapshot, MembershipEvent, Snapshot, StateSnapshot};
+pub use gossip_driver::{
+    Bytes, ClusterId, Config, ConfigError, EndpointSnapshot, Error, Events, Generation, Handle,
+    Key, Keyring, Lagged, Liveness, MembershipEvent, NodeConfig, RecvError, Snapshot,
+    StateSnapshot, Stats, Transport, Version, gossip_core,
+};
 
 /// A running node: its [`Handle`] and its task on smol's global executor
 /// (drop or cancel the task to make the node vanish without a word, as a
@@ -158,11 +159,11 @@ impl Clock {
 }
 
 impl Runtime for Clock {
-    fn now(&self) -> gossip_core::Instant {
-        gossip_core::Instant::ZERO + self.origin.elapsed()
+    fn now(&self) -> gossip_driver::Instant {
+        gossip_driver::Instant::ZERO + self.origin.elapsed()
     }
 
-    async fn sleep_until(&self, deadline: gossip_core::Instant) {
+    async fn sleep_until(&self, deadline: gossip_driver::Instant) {
         let at = self.origin + Duration::from_micros(deadline.as_micros());
         Timer::at(at).await;
     }

@@ -34,13 +34,13 @@ fn smol_nodes_join_share_state_and_see_crash_and_shutdown() {
         )
         .await;
         let mut told = false;
-        while let Ok(e) = events.try_recv() {
+        while let Ok(Some(e)) = events.try_recv() {
             told |= e
                 == MembershipEvent::StateChanged {
                     endpoint: seed,
                     key: "LOAD".into(),
-                    value: b"0.5".to_vec(),
-                    version: version.0,
+                    value: gossip_smol::Bytes::from_static(b"0.5"),
+                    version,
                 };
         }
         assert!(told, "C's subscriber heard of the change");
@@ -97,7 +97,7 @@ fn async_std_nodes_converge_and_restart_with_a_higher_generation() {
         assert!(b.generation() > first);
         until(&[&a], "B's restart", Duration::from_secs(10), |s| {
             s.endpoint(&b.local_addr())
-                .is_some_and(|e| e.alive && e.generation == b.generation().0)
+                .is_some_and(|e| e.alive && e.generation == b.generation())
         })
         .await;
         b.shutdown().await.unwrap();

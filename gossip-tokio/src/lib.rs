@@ -2,7 +2,7 @@
 //!
 //! [`spawn`] binds the socket and spawns one task that owns the node. The
 //! task is the run loop shared by every server binding
-//! ([`gossip_core::driver`]), on tokio's socket and timer:
+//! ([`gossip_driver`]), on tokio's socket and timer:
 //!
 //! ```text
 //! loop {
@@ -27,8 +27,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), gossip_tokio::Error> {
-//! use gossip_core::Config;
-//! use gossip_core::wire::ClusterId;
+//! use gossip_tokio::{ClusterId, Config};
 //! use gossip_tokio::{NodeConfig, spawn};
 //!
 //! let mut config = NodeConfig::new("127.0.0.1:7000".parse().unwrap(), Config::new(ClusterId::from_name("demo")));
@@ -48,13 +47,16 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use gossip_core::driver::{self, Runtime};
+use gossip_driver::{self as driver, Runtime};
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 use tokio::time::Instant as TokioInstant;
 
-pub use gossip_core::driver::{Error, Handle, NodeConfig, Transport};
-pub use gossip_core::owned::{EndpointSnapshot, MembershipEvent, Snapshot, StateSnapshot};
+pub use gossip_driver::{
+    Bytes, ClusterId, Config, ConfigError, EndpointSnapshot, Error, Events, Generation, Handle,
+    Key, Keyring, Lagged, Liveness, MembershipEvent, NodeConfig, RecvError, Snapshot,
+    StateSnapshot, Stats, Transport, Version, gossip_core,
+};
 
 /// A running node: its [`Handle`] and its task (abort the task to make the
 /// node vanish without a word, as a crash would).
@@ -105,7 +107,7 @@ impl Transport for Socket {
     }
 }
 
-/// Maps the core's [`gossip_core::Instant`] to tokio's clock (so
+/// Maps the core's [`gossip_driver::Instant`] to tokio's clock (so
 /// `tokio::time::pause` works in tests).
 struct Clock {
     origin: TokioInstant,
@@ -120,11 +122,11 @@ impl Clock {
 }
 
 impl Runtime for Clock {
-    fn now(&self) -> gossip_core::Instant {
-        gossip_core::Instant::ZERO + self.origin.elapsed()
+    fn now(&self) -> gossip_driver::Instant {
+        gossip_driver::Instant::ZERO + self.origin.elapsed()
     }
 
-    fn sleep_until(&self, deadline: gossip_core::Instant) -> impl Future<Output = ()> + Send {
+    fn sleep_until(&self, deadline: gossip_driver::Instant) -> impl Future<Output = ()> + Send {
         tokio::time::sleep_until(self.origin + Duration::from_micros(deadline.as_micros()))
     }
 }

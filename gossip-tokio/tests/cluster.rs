@@ -4,8 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use gossip_core::Config;
-use gossip_core::wire::ClusterId;
+use gossip_tokio::{ClusterId, Config};
 mod common;
 use common::eventually;
 use gossip_tokio::{MembershipEvent, NodeConfig, Running, spawn_task};
@@ -42,11 +41,11 @@ async fn three_nodes_join_share_state_and_see_crash_and_shutdown() {
     eventually(&[&b, &c], "the LOAD change", Duration::from_secs(10), |s| {
         s.endpoint(&a_addr)
             .and_then(|e| e.state("LOAD"))
-            .is_some_and(|v| v.value == b"0.5")
+            .is_some_and(|v| v.value == b"0.5".as_slice())
     })
     .await;
     let mut told = false;
-    while let Ok(e) = events.try_recv() {
+    while let Ok(Some(e)) = events.try_recv() {
         told |= matches!(e, MembershipEvent::StateChanged { endpoint, ref key, .. } if endpoint == a_addr && key == "LOAD");
     }
     assert!(told, "C's subscriber heard of the change");

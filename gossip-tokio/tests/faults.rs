@@ -7,8 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use gossip_core::Config;
-use gossip_core::wire::ClusterId;
+use gossip_tokio::{ClusterId, Config};
 mod common;
 use common::eventually;
 use gossip_tokio::{NodeConfig, Running, Transport, spawn_on};

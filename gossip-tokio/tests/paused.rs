@@ -8,10 +8,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use gossip_core::Config;
-use gossip_core::wire::ClusterId;
-use gossip_tokio::{Handle, MembershipEvent, NodeConfig, Running, Snapshot, Transport, spawn_on};
-use tokio::sync::broadcast::{self, error::TryRecvError};
+use gossip_tokio::{ClusterId, Config};
+use gossip_tokio::{
+    Events, Handle, MembershipEvent, NodeConfig, RecvError, Running, Snapshot, Transport, spawn_on,
+};
 use tokio::sync::mpsc;
 
 type Inbox = mpsc::UnboundedSender<(Vec<u8>, SocketAddr)>;
@@ -100,7 +100,9 @@ async fn a_crashed_node_is_suspected_then_down_on_the_virtual_clock() {
     let crashed_at = tokio::time::Instant::now();
     let down_at = loop {
         match tokio::time::timeout(Duration::from_secs(120), events.recv()).await {
-            Ok(Ok(MembershipEvent::Down(a))) if a == victim => break tokio::time::Instant::now(),
+            Ok(Ok(MembershipEvent::Down { endpoint: a })) if a == victim => {
+                break tokio::time::Instant::now();
+            }
             Ok(Ok(_)) => {}
             other => panic!("no conviction: {other:?}"),
         }
@@ -121,7 +123,7 @@ async fn a_crashed_node_is_suspected_then_down_on_the_virtual_clock() {
 /// `Handle::subscribe_with_snapshot`.
 struct Follower {
     alive: BTreeSet<SocketAddr>,
-    events: broadcast::Receiver<MembershipEvent>,
+    events: Events,
     lagged: usize,
 }
 
@@ -139,24 +141,24 @@ impl Follower {
     async fn catch_up(&mut self, handle: &Handle) {
         loop {
             match self.events.try_recv() {
-                Ok(MembershipEvent::Up(a)) => {
+                Ok(Some(MembershipEvent::Up { endpoint: a })) => {
                     self.alive.insert(a);
                 }
-                Ok(
-                    MembershipEvent::Down(a)
+                Ok(Some(
+                    MembershipEvent::Down { endpoint: a }
                     | MembershipEvent::Restarted { endpoint: a, .. }
-                    | MembershipEvent::Removed(a),
-                ) => {
+                    | MembershipEvent::Removed { endpoint: a },
+                )) => {
                     self.alive.remove(&a);
                 }
-                Ok(_) => {}
-                Err(TryRecvError::Lagged(_)) => {
+                Ok(Some(_)) => {}
+                Err(RecvError::Lagged(_)) => {
                     let lagged = self.lagged + 1;
                     *self = Follower::start(handle).await;
                     self.lagged = lagged;
                 }
-                Err(TryRecvError::Empty) => return,
-                Err(TryRecvError::Closed) => panic!("the node stopped"),
+                Ok(None) => return,
+                Err(e) => panic!("the node stopped: {e}"),
             }
         }
     }

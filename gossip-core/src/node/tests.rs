@@ -29,8 +29,57 @@ fn config() -> Config {
     Config::new(CLUSTER)
 }
 
-/// Events as the tests record them: the owned form bindings use.
-type Ev = crate::owned::MembershipEvent;
+/// An owned [`Event`], as the tests record them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Ev {
+    Discovered(SocketAddr),
+    Up(SocketAddr),
+    Suspect(SocketAddr),
+    Down(SocketAddr),
+    Restarted {
+        endpoint: SocketAddr,
+        generation: u64,
+    },
+    ShutDown(SocketAddr),
+    Removed(SocketAddr),
+    StateChanged {
+        endpoint: SocketAddr,
+        key: String,
+        value: Vec<u8>,
+        version: u64,
+    },
+}
+
+impl From<Event<'_>> for Ev {
+    fn from(e: Event<'_>) -> Self {
+        use std::string::ToString;
+        match e {
+            Event::Discovered { endpoint } => Ev::Discovered(endpoint),
+            Event::Up { endpoint } => Ev::Up(endpoint),
+            Event::Suspect { endpoint } => Ev::Suspect(endpoint),
+            Event::Down { endpoint } => Ev::Down(endpoint),
+            Event::Restarted {
+                endpoint,
+                generation,
+            } => Ev::Restarted {
+                endpoint,
+                generation: generation.0,
+            },
+            Event::ShutDown { endpoint } => Ev::ShutDown(endpoint),
+            Event::Removed { endpoint } => Ev::Removed(endpoint),
+            Event::StateChanged {
+                endpoint,
+                key,
+                value,
+            } => Ev::StateChanged {
+                endpoint,
+                key: key.to_string(),
+                value: value.value.to_vec(),
+                version: value.version.0,
+            },
+        }
+    }
+}
 
 /// Whether `e` is a change of `key` to `value` at `endpoint` (any version).
 fn is_change(endpoint: SocketAddr, key: &str, value: &[u8]) -> impl Fn(&Ev) -> bool {

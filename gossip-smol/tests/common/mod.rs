@@ -5,8 +5,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use gossip_core::Config;
-use gossip_core::wire::ClusterId;
+use gossip_smol::{ClusterId, Config};
 use gossip_smol::{Handle, NodeConfig, Snapshot};
 
 /// The protocol configuration of every test node: 50 ms rounds.

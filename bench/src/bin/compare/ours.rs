@@ -75,7 +75,7 @@ impl Cluster for Ours {
 
 /// The node's view from a snapshot: who it believes alive (and who it had
 /// believed alive that is no longer: a down), and whether it has the key.
-fn apply(view: &Mutex<View>, s: &gossip_core::owned::Snapshot) {
+fn apply(view: &Mutex<View>, s: &gossip_tokio::Snapshot) {
     let mut v = view.lock().unwrap();
     for e in s.endpoints.iter().filter(|e| !e.alive) {
         if v.alive.contains(&e.address) {
@@ -118,7 +118,7 @@ pub(super) async fn start(n: usize, views: Views, counters: Arc<Counters>) -> Ou
             loop {
                 let e = match events.recv().await {
                     Ok(e) => e,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    Err(gossip_tokio::RecvError::Lagged(_)) => {
                         // Fell behind (a busy join): a new subscription and
                         // the snapshot taken with it replace the view.
                         match handle.subscribe_with_snapshot().await {
@@ -134,15 +134,15 @@ pub(super) async fn start(n: usize, views: Views, counters: Arc<Counters>) -> Ou
                 };
                 let mut v = views[i].lock().unwrap();
                 match e {
-                    MembershipEvent::Up(a) => {
+                    MembershipEvent::Up { endpoint: a } => {
                         v.alive.insert(a);
                     }
-                    MembershipEvent::Down(a) => {
+                    MembershipEvent::Down { endpoint: a } => {
                         v.alive.remove(&a);
                         v.downed.insert(a);
                     }
                     MembershipEvent::Restarted { endpoint: a, .. }
-                    | MembershipEvent::Removed(a) => {
+                    | MembershipEvent::Removed { endpoint: a } => {
                         v.alive.remove(&a);
                     }
                     MembershipEvent::StateChanged { key, value, .. } => {
