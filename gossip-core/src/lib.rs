@@ -170,6 +170,53 @@
 //! slots in ring order (a SYN's stretch of the ring is walked, not the whole
 //! table) and run the same state machine under the same [`Config`] limits.
 //!
+//! # Features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `alloc` | on | [`HeapStorage`]; needs an allocator |
+//! | `auth` | on | cluster keys ([`auth`]): HMAC-SHA256 on every datagram; no allocator needed |
+//! | `catch-up` | on | sending catch-up bursts and membership summaries (large clusters) |
+//!
+//! No feature reads a clock, spawns a task or pulls a runtime crate.
+//!
+//! # Without an allocator
+//!
+//! On a microcontroller (or anywhere without a global allocator), turn the
+//! default features off, so `alloc` is not asked for:
+//!
+//! ```toml
+//! [dependencies]
+//! gossip-core = { version = "0.1", default-features = false, features = ["auth"] }
+//! rand_xoshiro = "0.8"   # any rand_core 0.10 RNG
+//! ```
+//!
+//! Then pick a [`FixedStorage`] and let [`Config::fit`] shrink a
+//! configuration to its capacities (the peer table, the state buffer, the
+//! datagram and reply buffers), so [`Node::new`] accepts the pair:
+//!
+//! ```
+//! use gossip_core::rand_core::SeedableRng;
+//! use gossip_core::state::Generation;
+//! use gossip_core::wire::ClusterId;
+//! use gossip_core::{Config, FixedStorage, Instant, Node};
+//!
+//! // 16 peers, 488 bytes of state each, 512-byte datagrams, 2 replies:
+//! // about 15 KB, inline in the node.
+//! type Storage = FixedStorage<16, 488, 512, 2>;
+//!
+//! let config = Config::lan(ClusterId::from_name("fleet")).fit::<Storage>()?;
+//! let me = "10.0.0.1:7946".parse()?;
+//! let rng = rand_xoshiro::Xoshiro128PlusPlus::seed_from_u64(7);
+//! let node = Node::<Storage, _>::new(config, me, Generation(1), &[], rng, Instant::ZERO)?;
+//! # let _ = node;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! `scripts/outside-crate.sh` builds exactly this, from a crate outside the
+//! workspace, for `thumbv7em-none-eabihf`, as CI does. `gossip-embedded`
+//! runs such a node on `embedded-nal` and smoltcp.
+//!
 //! # The state model ([`state`])
 //!
 //! Every node owns one [`EndpointState`](state::EndpointState):

@@ -130,3 +130,8 @@ impl Runtime for Clock {
         tokio::time::sleep_until(self.origin + Duration::from_micros(deadline.as_micros()))
     }
 }
+
+/// The README's example, compiled as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
