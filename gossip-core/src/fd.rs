@@ -44,7 +44,7 @@ pub const WINDOW: usize = 8;
 
 /// A peer's heartbeat arrivals: the last one and the mean interval.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ArrivalWindow {
+pub(crate) struct ArrivalWindow {
     last: Instant,
     /// The mean interval in microseconds (capped at `u32::MAX`, about 71
     /// minutes).
@@ -60,7 +60,13 @@ impl ArrivalWindow {
     /// `count_interval` is false (the interval spans a local pause) or it is
     /// shorter than `min` (the same news arriving by two paths, which says
     /// nothing about the peer's rhythm: it only refreshes the last arrival).
-    pub fn record(&mut self, now: Instant, initial: Duration, min: Duration, count_interval: bool) {
+    pub(crate) fn record(
+        &mut self,
+        now: Instant,
+        initial: Duration,
+        min: Duration,
+        count_interval: bool,
+    ) {
         if self.arrivals == 0 {
             self.push(initial);
         } else {
@@ -74,27 +80,28 @@ impl ArrivalWindow {
     }
 
     /// Forgets everything (a new incarnation).
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         *self = Self::default();
     }
 
     /// Heartbeat arrivals recorded (saturating at 255).
-    pub fn arrivals(&self) -> u8 {
+    #[cfg(test)]
+    pub(crate) fn arrivals(&self) -> u8 {
         self.arrivals
     }
 
     /// When the last arrival was recorded.
-    pub fn last_arrival(&self) -> Option<Instant> {
+    pub(crate) fn last_arrival(&self) -> Option<Instant> {
         (self.arrivals > 0).then_some(self.last)
     }
 
     /// The mean interval, `None` before the first arrival.
-    pub fn mean(&self) -> Option<Duration> {
+    pub(crate) fn mean(&self) -> Option<Duration> {
         (self.len > 0).then(|| Duration::from_micros(u64::from(self.mean_micros)))
     }
 
     /// Phi at `now`: 0 before the first arrival.
-    pub fn phi(&self, now: Instant) -> f64 {
+    pub(crate) fn phi(&self, now: Instant) -> f64 {
         match self.mean() {
             Some(mean) if !mean.is_zero() => {
                 let elapsed = (now - self.last).as_micros() as f64;
@@ -107,7 +114,7 @@ impl ArrivalWindow {
     }
 
     /// The instant phi reaches `threshold`: `last + mean * threshold * ln(10)`.
-    pub fn convict_at(&self, threshold: f64) -> Instant {
+    pub(crate) fn convict_at(&self, threshold: f64) -> Instant {
         match self.mean() {
             Some(mean) => {
                 let micros = mean.as_micros() as f64 * threshold * core::f64::consts::LN_10;

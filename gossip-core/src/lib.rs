@@ -161,7 +161,7 @@
 //! longer than `removal_delay` is removed and its address quarantined, so
 //! stale gossip cannot bring it back.
 //!
-//! # Storage ([`table`])
+//! # Storage ([`Storage`])
 //!
 //! [`HeapStorage`] (feature `alloc`, on by default) grows up to the
 //! configured limits and finds peers through a hash index; [`FixedStorage`]
@@ -296,17 +296,15 @@ pub mod fd;
 mod node;
 pub mod state;
 pub mod storage;
-pub mod table;
+mod table;
 pub mod time;
 pub mod wire;
 
 pub use config::{Config, ConfigError};
-pub use node::{
-    DropReason, Event, KINDS, MAX_HEALTH, MAX_SEEDS, Node, SHUTDOWN_STATUS, Stats, Transmit,
-};
+pub use node::{DropReason, Event, MAX_HEALTH, MAX_SEEDS, Node, SHUTDOWN_STATUS, Stats, Transmit};
 /// The RNG traits a [`Node`] needs (version 0.10).
 pub use rand_core;
 #[cfg(feature = "alloc")]
 pub use table::HeapStorage;
-pub use table::{FixedStorage, Liveness, Peer};
+pub use table::{FixedStorage, Liveness, Peer, Storage};
 pub use time::Instant;

@@ -42,7 +42,7 @@ pub use events::Event;
 use events::{EventKind, take_event};
 use reply::{ReplyContext, StoredReply, write_ack, write_ack2};
 use stats::kind_index;
-pub use stats::{DropReason, KINDS, Stats};
+pub use stats::{DropReason, Stats};
 
 pub use suspicion::MAX_HEALTH;
 
@@ -61,7 +61,8 @@ const FOUND_SCRATCH: usize = 256;
 
 /// A SYN's digests as [`Node::note_digests`] decoded them, each with the slot
 /// its endpoint was found in.
-type Found<S> = <S as Storage>::Scratch<(u32, GossipDigest), FOUND_SCRATCH>;
+type Found<S> =
+    <S as crate::table::sealed::Containers>::Scratch<(u32, GossipDigest), FOUND_SCRATCH>;
 
 /// The digests of `syn` past those `found` holds (none, unless the SYN
 /// carried more than the scratch's size).
@@ -594,6 +595,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
     /// handle for [`endpoint_at`](Self::endpoint_at) that saves the lookup.
     /// It stays valid while the endpoint is in the table; once the endpoint
     /// is removed, the slot may hold another.
+    #[cfg(feature = "internals")]
     pub fn endpoint_slot(&self, addr: &SocketAddr) -> Option<usize> {
         let idx = self.index.find(addr, self.peers.as_slice())? as usize;
         self.peers.as_slice().get(idx)?.is_member().then_some(idx)
@@ -601,6 +603,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
 
     /// The endpoint in table slot `slot` (see
     /// [`endpoint_slot`](Self::endpoint_slot)), if the slot holds one.
+    #[cfg(feature = "internals")]
     pub fn endpoint_at(&self, slot: usize) -> Option<&Peer<S::StateBuf>> {
         self.peers.as_slice().get(slot).filter(|p| p.is_member())
     }

@@ -414,32 +414,44 @@ fn rehash<'a, B>(
     }
 }
 
-/// Every container a [`Node`](crate::Node) uses.
-pub trait Storage {
-    /// Holds one endpoint's packed application states.
-    type StateBuf: StateBuf;
-    /// The peer table's slots.
-    type Peers: Seq<Peer<Self::StateBuf>> + Default;
-    /// Slot numbers (free slots, peers with pending events).
-    type Indices: Seq<u32> + Default;
-    /// One stored datagram (a SYN or ACK awaiting its reply).
-    type Datagram: StateBuf;
-    /// Datagrams awaiting their reply.
-    type Replies: Seq<Reply<Self::Datagram>> + Default;
-    /// Finds slots by address.
-    type Index: AddrIndex;
-    /// Scratch on the stack for one call (rankings, a SYN's decoded digests
-    /// while answering it): up to `N` items with [`HeapStorage`] (answering
-    /// a SYN holds up to 256 digests of 56 bytes, about 14 KB, beside the
-    /// rankings), up to the table's capacity with [`FixedStorage`] (a table
-    /// of 16 peers never ranks more than 17 endpoints, and a
-    /// microcontroller's stack is small).
-    /// Past its capacity the node takes slower paths or leaves the rest
-    /// unranked; it never fails for it.
-    type Scratch<T, const N: usize>: Seq<T> + Default;
-    /// Per slot, the seqs seen from the peer in it (authenticated clusters).
-    #[cfg(feature = "auth")]
-    type Replays: Seq<crate::auth::ReplayWindow> + Default;
+/// The containers a [`Node`](crate::Node) keeps its peer table and
+/// buffers in: [`FixedStorage`] (compile-time capacities, no allocator) or
+/// [`HeapStorage`] (growable). Sealed: the node relies on how these
+/// containers behave, so no other type implements it.
+pub trait Storage: sealed::Containers {}
+
+impl<T: sealed::Containers> Storage for T {}
+
+pub(crate) mod sealed {
+    use super::*;
+
+    /// Every container a [`Node`](crate::Node) uses.
+    pub trait Containers {
+        /// Holds one endpoint's packed application states.
+        type StateBuf: StateBuf;
+        /// The peer table's slots.
+        type Peers: Seq<Peer<Self::StateBuf>> + Default;
+        /// Slot numbers (free slots, peers with pending events).
+        type Indices: Seq<u32> + Default;
+        /// One stored datagram (a SYN or ACK awaiting its reply).
+        type Datagram: StateBuf;
+        /// Datagrams awaiting their reply.
+        type Replies: Seq<Reply<Self::Datagram>> + Default;
+        /// Finds slots by address.
+        type Index: AddrIndex;
+        /// Scratch on the stack for one call (rankings, a SYN's decoded digests
+        /// while answering it): up to `N` items with [`HeapStorage`] (answering
+        /// a SYN holds up to 256 digests of 56 bytes, about 14 KB, beside the
+        /// rankings), up to the table's capacity with [`FixedStorage`] (a table
+        /// of 16 peers never ranks more than 17 endpoints, and a
+        /// microcontroller's stack is small).
+        /// Past its capacity the node takes slower paths or leaves the rest
+        /// unranked; it never fails for it.
+        type Scratch<T, const N: usize>: Seq<T> + Default;
+        /// Per slot, the seqs seen from the peer in it (authenticated clusters).
+        #[cfg(feature = "auth")]
+        type Replays: Seq<crate::auth::ReplayWindow> + Default;
+    }
 }
 
 /// Fixed capacities, no allocator: up to `PEERS` endpoints of at most
@@ -461,7 +473,7 @@ pub struct FixedStorage<
 >;
 
 impl<const PEERS: usize, const STATE_BYTES: usize, const DATAGRAM: usize, const REPLIES: usize>
-    Storage for FixedStorage<PEERS, STATE_BYTES, DATAGRAM, REPLIES>
+    sealed::Containers for FixedStorage<PEERS, STATE_BYTES, DATAGRAM, REPLIES>
 {
     type StateBuf = heapless::Vec<u8, STATE_BYTES>;
     type Peers = heapless::Vec<Peer<Self::StateBuf>, PEERS>;
@@ -483,7 +495,7 @@ impl<const PEERS: usize, const STATE_BYTES: usize, const DATAGRAM: usize, const 
 pub struct HeapStorage;
 
 #[cfg(feature = "alloc")]
-impl Storage for HeapStorage {
+impl sealed::Containers for HeapStorage {
     type StateBuf = alloc::boxed::Box<[u8]>;
     type Peers = alloc::vec::Vec<Peer<Self::StateBuf>>;
     type Indices = alloc::vec::Vec<u32>;

@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use gossip_core::state::{EndpointState, StateKey, VersionedValue};
 use gossip_core::storage::StateBuf;
-use gossip_core::table::{Peer, Storage};
 use gossip_core::{Event, Instant, Liveness, Node, Stats};
+use gossip_core::{Peer, Storage};
 
 use crate::{Generation, Version};
 

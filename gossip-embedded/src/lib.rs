@@ -43,8 +43,8 @@ use core::net::SocketAddr;
 use core::pin::pin;
 use core::task::Poll;
 
+use gossip_core::Storage;
 use gossip_core::state::{MergeError, StateKey, Version};
-use gossip_core::table::Storage;
 use gossip_core::wire::ClusterId;
 use gossip_core::{Config, Event, FixedStorage, Instant, Node};
 use rand_core::Rng;

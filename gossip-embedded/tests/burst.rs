@@ -99,7 +99,7 @@ fn a_full_burst_asks_to_be_called_again_now() {
     let stats = g.node().stats();
     assert_eq!(stats.dropped(DropReason::ReplyQueueFull), 0, "{stats:?}");
     assert_eq!(
-        stats.sent_by_kind[1],
+        stats.sent(gossip_core::wire::Kind::Ack),
         (RECEIVE_BURST + 3) as u64,
         "one ACK per SYN: {stats:?}"
     );

@@ -154,7 +154,8 @@ struct TopK<T, V> {
 }
 
 /// A [`TopK`] in `S`'s scratch, of up to `N` items.
-type Top<S, T, const N: usize> = TopK<T, <S as Storage>::Scratch<(u64, T), N>>;
+type Top<S, T, const N: usize> =
+    TopK<T, <S as crate::table::sealed::Containers>::Scratch<(u64, T), N>>;
 
 impl<T: Copy, V: Seq<(u64, T)> + Default> TopK<T, V> {
     fn new() -> Self {

@@ -127,11 +127,10 @@ pub struct Stats {
     pub datagrams_out: u64,
     /// Their bytes.
     pub bytes_out: u64,
-    /// Datagrams sent, by kind: SYN, ACK, ACK2, SHUTDOWN, PING, PING-REQ,
-    /// PING-ACK, NACK, NEWS, CATCH-UP.
-    pub sent_by_kind: [u64; KINDS],
-    /// Datagrams accepted, by kind (as `sent_by_kind`).
-    pub received_by_kind: [u64; KINDS],
+    /// Datagrams sent, by kind: read with [`Stats::sent`].
+    pub(crate) sent_by_kind: [u64; KINDS],
+    /// Datagrams accepted, by kind: read with [`Stats::received`].
+    pub(crate) received_by_kind: [u64; KINDS],
     /// Gossip rounds run.
     pub rounds: u64,
     /// Rounds that started more than half an interval late (this node was
@@ -184,6 +183,22 @@ impl Stats {
         DropReason::ALL.iter().map(|r| (*r, self.dropped(*r)))
     }
 
+    /// Datagrams of `kind` this node sent.
+    pub fn sent(&self, kind: Kind) -> u64 {
+        self.sent_by_kind
+            .get(kind_index(kind))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Datagrams of `kind` this node accepted.
+    pub fn received(&self, kind: Kind) -> u64 {
+        self.received_by_kind
+            .get(kind_index(kind))
+            .copied()
+            .unwrap_or(0)
+    }
+
     pub(super) fn drop(&mut self, reason: DropReason) {
         if let Some(c) = self.dropped.get_mut(reason as usize) {
             *c = c.saturating_add(1);
@@ -193,7 +208,7 @@ impl Stats {
 }
 
 /// Message kinds counted in [`Stats`].
-pub const KINDS: usize = 10;
+pub(crate) const KINDS: usize = 10;
 
 pub(super) fn kind_index(kind: Kind) -> usize {
     kind as usize - 1

@@ -394,8 +394,12 @@ fn three_nodes_exchange_syn_ack_ack2_step_by_step() {
     assert!(a.endpoint(&addr(1)).unwrap().is_alive());
     assert_eq!(a.endpoint_count(), 2);
     assert_eq!(a.live_count(), 2);
-    assert_eq!(a.stats().received_by_kind, [2, 0, 2, 0, 0, 0, 0, 0, 0, 0]);
-    assert_eq!(a.stats().sent_by_kind, [0, 2, 0, 0, 0, 0, 0, 0, 0, 0]);
+    let (sent, received) = (a.stats().sent_by_kind, a.stats().received_by_kind);
+    assert_eq!(received, [2, 0, 2, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(sent, [0, 2, 0, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(a.stats().received(Kind::Syn), 2);
+    assert_eq!(a.stats().received(Kind::Ack2), 2);
+    assert_eq!(a.stats().sent(Kind::Ack), 2);
 
     // B's events: A and C discovered and up, with their states.
     let mut events = Vec::new();
@@ -534,7 +538,7 @@ fn graceful_shutdown_is_seen_at_once() {
     assert!(net.node(leaving).is_shut_down());
     assert_eq!(net.node(leaving).poll_timeout(), None);
     // One notice per live peer.
-    assert_eq!(net.node(leaving).stats().sent_by_kind[3], 5);
+    assert_eq!(net.node(leaving).stats().sent(Kind::Shutdown), 5);
     net.run_for(LATENCY); // deliver the notices
     for i in (0..6).filter(|i| *i != leaving) {
         let p = net.node(i).endpoint(&addr(leaving)).unwrap();
@@ -1483,7 +1487,7 @@ fn application_news_gossips_to_one_more_peer() {
     let mut net = net(6);
     assert!(net.run_until(Duration::from_secs(30), |n| n.converged()));
     net.run_for(Duration::from_secs(20));
-    let syns = |n: &Net<HeapStorage>| n.node(1).stats().sent_by_kind[0];
+    let syns = |n: &Net<HeapStorage>| n.node(1).stats().sent(Kind::Syn);
     // Quiet rounds: one live peer a round (plus, now and then, the seed).
     let before = syns(&net);
     net.run_for(Duration::from_secs(30));
