@@ -197,12 +197,14 @@ impl fmt::Display for Claim {
 }
 
 /// As its [`key`](Claim::key), a varint in postcard.
+#[cfg(any(test, feature = "serde"))]
 impl serde::Serialize for Claim {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u64(self.key())
     }
 }
 
+#[cfg(any(test, feature = "serde"))]
 impl<'de> serde::Deserialize<'de> for Claim {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let key = u64::deserialize(d)?;

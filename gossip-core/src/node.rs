@@ -595,7 +595,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
     /// handle for [`endpoint_at`](Self::endpoint_at) that saves the lookup.
     /// It stays valid while the endpoint is in the table; once the endpoint
     /// is removed, the slot may hold another.
-    #[cfg(feature = "internals")]
+    #[cfg(any(test, feature = "internals"))]
     pub fn endpoint_slot(&self, addr: &SocketAddr) -> Option<usize> {
         let idx = self.index.find(addr, self.peers.as_slice())? as usize;
         self.peers.as_slice().get(idx)?.is_member().then_some(idx)
@@ -603,7 +603,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
 
     /// The endpoint in table slot `slot` (see
     /// [`endpoint_slot`](Self::endpoint_slot)), if the slot holds one.
-    #[cfg(feature = "internals")]
+    #[cfg(any(test, feature = "internals"))]
     pub fn endpoint_at(&self, slot: usize) -> Option<&Peer<S::StateBuf>> {
         self.peers.as_slice().get(slot).filter(|p| p.is_member())
     }

@@ -17,8 +17,6 @@
 
 use core::fmt;
 
-use serde::{Deserialize, Serialize};
-
 use crate::storage::StateBuf;
 use crate::wire::codec::{self, Cursor, Reader};
 
@@ -28,14 +26,18 @@ use crate::wire::codec::{self, Cursor, Reader};
 /// Unix epoch when the node started, kept strictly increasing across restarts
 /// by the binding that persists it. The bogus-generation check
 /// ([`Limits::max_generation_drift`]) is expressed in the same unit.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(
+    any(test, feature = "serde"),
+    derive(serde::Serialize, serde::Deserialize)
 )]
 pub struct Generation(pub u64);
 
 /// A point in one node's version counter. Starts at zero for every generation.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(
+    any(test, feature = "serde"),
+    derive(serde::Serialize, serde::Deserialize)
 )]
 pub struct Version(pub u64);
 

@@ -6,6 +6,7 @@
 //! parse reports [`Malformed`]. Nothing panics.
 
 #[cfg(test)]
+#[cfg(test)]
 use serde::{Deserialize, Serialize};
 
 use core::net::SocketAddr;

@@ -88,8 +88,6 @@ mod writer;
 use core::fmt;
 use core::net::SocketAddr;
 
-use serde::{Deserialize, Serialize};
-
 pub use crate::claim::{Claim, Status};
 use crate::state::{Delta, Entries, Generation, Version};
 use codec::Reader;
@@ -195,7 +193,11 @@ pub struct Header {
 }
 
 /// `(endpoint, generation, max_version)`: what a node knows of an endpoint.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    any(test, feature = "serde"),
+    derive(serde::Serialize, serde::Deserialize)
+)]
 pub struct GossipDigest {
     /// The endpoint described.
     pub endpoint: SocketAddr,
