@@ -168,3 +168,8 @@ impl Runtime for Clock {
         Timer::at(at).await;
     }
 }
+
+/// The workspace README's example, compiled as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
