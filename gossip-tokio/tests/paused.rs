@@ -16,9 +16,13 @@ use tokio::sync::mpsc;
 
 type Inbox = mpsc::UnboundedSender<(Vec<u8>, SocketAddr)>;
 
-/// Datagrams between nodes of one process, delivered at once.
+/// Datagrams between nodes of one process, delivered at once, except to or
+/// from a muted address.
 #[derive(Clone, Default)]
-struct MemNet(Arc<Mutex<HashMap<SocketAddr, Inbox>>>);
+struct MemNet(
+    Arc<Mutex<HashMap<SocketAddr, Inbox>>>,
+    Arc<Mutex<BTreeSet<SocketAddr>>>,
+);
 
 struct MemSocket {
     addr: SocketAddr,
@@ -40,6 +44,16 @@ impl MemNet {
     fn unplug(&self, addr: &SocketAddr) {
         self.0.lock().unwrap().remove(addr);
     }
+
+    /// Drops every datagram to or from `addr` while `muted`.
+    fn mute(&self, addr: SocketAddr, muted: bool) {
+        let mut set = self.1.lock().unwrap();
+        if muted {
+            set.insert(addr);
+        } else {
+            set.remove(&addr);
+        }
+    }
 }
 
 impl Transport for MemSocket {
@@ -57,6 +71,11 @@ impl Transport for MemSocket {
     }
 
     async fn send_to(&self, buf: &[u8], target: SocketAddr) -> std::io::Result<usize> {
+        let muted = self.net.1.lock().unwrap();
+        if muted.contains(&self.addr) || muted.contains(&target) {
+            return Ok(buf.len());
+        }
+        drop(muted);
         if let Some(tx) = self.net.0.lock().unwrap().get(&target) {
             let _ = tx.send((buf.to_vec(), self.addr));
         }
@@ -243,4 +262,66 @@ async fn a_subscriber_by_the_contract_ends_with_the_nodes_view() {
     for n in &nodes[..8] {
         n.handle.shutdown().await.unwrap();
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refuted_suspicion_is_suspect_then_up() {
+    let net = MemNet::default();
+    let nodes: Vec<Running> = (1..=4)
+        .map(|i| start(&net, i, (i > 1).then(|| "10.0.0.1:7000".parse().unwrap())))
+        .collect();
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let mut done = true;
+        for n in &nodes {
+            done &= n.handle.snapshot().await.unwrap().alive() == 3;
+        }
+        if done {
+            break;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let victim = nodes[3].handle.local_addr();
+    let mut events = nodes[0].handle.subscribe();
+    // Node 4 goes silent until node 1 suspects it, then speaks again: it
+    // hears the suspicion and refutes it before it times out.
+    net.mute(victim, true);
+    let mut seen = Vec::new();
+    let suspected = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            match events.recv().await.unwrap() {
+                e @ MembershipEvent::Suspect { endpoint } if endpoint == victim => {
+                    seen.push(e);
+                    return;
+                }
+                e if e.endpoint() == victim => seen.push(e),
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert!(suspected.is_ok(), "node 1 never suspected node 4: {seen:?}");
+    net.mute(victim, false);
+    let refuted = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            match events.recv().await.unwrap() {
+                e @ MembershipEvent::Up { endpoint } if endpoint == victim => {
+                    seen.push(e);
+                    return;
+                }
+                e if e.endpoint() == victim => seen.push(e),
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert!(refuted.is_ok(), "no Up after the suspicion: {seen:?}");
+    assert_eq!(
+        seen,
+        [
+            MembershipEvent::Suspect { endpoint: victim },
+            MembershipEvent::Up { endpoint: victim }
+        ],
+        "a refuted suspicion is Suspect, then Up"
+    );
 }
