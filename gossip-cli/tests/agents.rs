@@ -166,6 +166,37 @@ fn agent_errors_are_clear() {
         "127.0.0.31:0",
     ]);
     assert!(!ok && err.contains("cannot bind"), "{err}");
+    // Every interface bound, and no address to be known by.
+    let (ok, err) = run(&["agent", "--listen", "0.0.0.0:0", "--admin", "127.0.0.31:0"]);
+    assert!(
+        !ok && err.contains("cannot gossip as 0.0.0.0:") && err.contains("advertise"),
+        "{err}"
+    );
     let (ok, err) = run(&["info", "--admin", "127.0.0.31:9"]);
     assert!(!ok && err.contains("cannot reach"), "{err}");
+}
+
+#[test]
+fn an_agent_on_every_interface_is_known_by_its_advertised_address() {
+    let mut agents = Agents(Vec::new());
+    let mut a = agent_command("0.0.0.0:7981", "127.0.0.71:7982", "advertise", None);
+    a.args(["--advertise", "127.0.0.71:7981"]);
+    agents.0.push(Some(a.spawn().unwrap()));
+    let mut b = agent_command(
+        "127.0.0.72:7983",
+        "127.0.0.72:7984",
+        "advertise",
+        Some("127.0.0.71:7981"),
+    );
+    agents.0.push(Some(b.spawn().unwrap()));
+    wait(
+        "each sees the other alive, A by its advertised address",
+        Duration::from_secs(20),
+        || {
+            view_at("127.0.0.72:7984", "127.0.0.71:7981").is_some_and(|e| e["alive"] == true)
+                && view_at("127.0.0.71:7982", "127.0.0.72:7983").is_some_and(|e| e["alive"] == true)
+        },
+    );
+    let local = cluster_at("127.0.0.71:7982").unwrap()["local"]["address"].clone();
+    assert_eq!(local, "127.0.0.71:7981");
 }
