@@ -80,6 +80,22 @@ fn name(e: &MembershipEvent) -> &'static str {
     }
 }
 
+/// Node A (the seed) on `a_ip`, an address for B on `b_ip` kept across its
+/// restarts, B's data directory, and a recorder of what A says about B.
+async fn setup(a_ip: u8, b_ip: u8, name: &str) -> (Running, SocketAddr, PathBuf, Recorder) {
+    let a = start(format!("127.0.0.{a_ip}:0").parse().unwrap(), None, None).await;
+    let b_addr = std::net::UdpSocket::bind(format!("127.0.0.{b_ip}:0"))
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let rec = Recorder {
+        events: a.handle.subscribe(),
+        about: b_addr,
+        log: Vec::new(),
+    };
+    (a, b_addr, data_dir(name), rec)
+}
+
 /// The events of a restart: `Restarted`, then the new generation's states,
 /// then `Up`, and nothing else.
 fn assert_restart(seen: &[&str]) {
@@ -98,19 +114,8 @@ fn assert_restart(seen: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn join_crash_and_restart_after_a_crash() {
-    let a = start("127.0.0.41:0".parse().unwrap(), None, None).await;
+    let (a, b_addr, dir, mut rec) = setup(41, 42, "crash").await;
     let seed = a.handle.local_addr();
-    let dir = data_dir("crash");
-    let b_addr: SocketAddr = {
-        // A free port for B, kept across its restart.
-        let probe = std::net::UdpSocket::bind("127.0.0.42:0").unwrap();
-        probe.local_addr().unwrap()
-    };
-    let mut rec = Recorder {
-        events: a.handle.subscribe(),
-        about: b_addr,
-        log: Vec::new(),
-    };
     let limit = Duration::from_secs(10);
 
     // Join: Discovered first, then Up (its states may come between).
@@ -150,18 +155,8 @@ async fn join_crash_and_restart_after_a_crash() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_faster_than_the_crash_is_seen() {
-    let a = start("127.0.0.46:0".parse().unwrap(), None, None).await;
+    let (a, b_addr, dir, mut rec) = setup(46, 47, "fast").await;
     let seed = a.handle.local_addr();
-    let dir = data_dir("fast");
-    let b_addr: SocketAddr = {
-        let probe = std::net::UdpSocket::bind("127.0.0.47:0").unwrap();
-        probe.local_addr().unwrap()
-    };
-    let mut rec = Recorder {
-        events: a.handle.subscribe(),
-        about: b_addr,
-        log: Vec::new(),
-    };
     let limit = Duration::from_secs(10);
     let b = start(b_addr, Some(seed), Some(&dir)).await;
     rec.until("up", limit, |e| matches!(e, MembershipEvent::Up { .. }))
@@ -184,18 +179,8 @@ async fn a_restart_faster_than_the_crash_is_seen() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_restart_after_a_shutdown_and_removal() {
-    let a = start("127.0.0.43:0".parse().unwrap(), None, None).await;
+    let (a, b_addr, dir, mut rec) = setup(43, 44, "shutdown").await;
     let seed = a.handle.local_addr();
-    let dir = data_dir("shutdown");
-    let b_addr: SocketAddr = {
-        let probe = std::net::UdpSocket::bind("127.0.0.44:0").unwrap();
-        probe.local_addr().unwrap()
-    };
-    let mut rec = Recorder {
-        events: a.handle.subscribe(),
-        about: b_addr,
-        log: Vec::new(),
-    };
     let limit = Duration::from_secs(10);
     let b = start(b_addr, Some(seed), Some(&dir)).await;
     rec.until("up", limit, |e| matches!(e, MembershipEvent::Up { .. }))
