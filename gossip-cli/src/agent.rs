@@ -1,18 +1,18 @@
-//! `gossip agent` (one node and its admin endpoint) and `gossip info` (asks
-//! an agent's admin endpoint).
+//! `gossip agent`: one node and its admin endpoint, until SIGINT or
+//! SIGTERM; then it leaves gracefully.
 
-use std::fmt::Write as _;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::{Context, Result, anyhow, bail};
 use gossip_core::auth::{Key, Keyring};
-use gossip_core::wire::ClusterId;
-use gossip_core::{Config, Liveness};
-use gossip_tokio::{Handle, NodeConfig, Snapshot, spawn_task};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use gossip_tokio::{ClusterId, Config, Handle, NodeConfig, RecvError, spawn_task};
 use tokio::net::TcpListener;
+
+use crate::admin::{Admin, Transitions};
+use crate::page::Recent;
 
 /// What `gossip agent` was asked to do.
 pub(crate) struct AgentOptions {
@@ -27,27 +27,38 @@ pub(crate) struct AgentOptions {
     pub(crate) key_files: Vec<PathBuf>,
 }
 
+/// The agent's `STATUS` while it catches up with the cluster (Cassandra's
+/// lifecycle: joining, then `NORMAL`, then `shutdown,true` on leaving).
+pub(crate) const STATUS_JOINING: &str = "joining";
+/// The agent's `STATUS` once it has the cluster's state.
+pub(crate) const STATUS_NORMAL: &str = "NORMAL";
+
 /// Reads the key files into a ring: the first key seals, all are accepted.
 /// `None` when there are no key files.
-pub(crate) fn load_keys(files: &[PathBuf]) -> Result<Option<Keyring>, String> {
+pub(crate) fn load_keys(files: &[PathBuf]) -> Result<Option<Keyring>> {
     let mut ring: Option<Keyring> = None;
     for file in files {
-        let bytes = std::fs::read(file).map_err(|e| format!("key file {}: {e}", file.display()))?;
-        let key = Key::parse(&bytes).map_err(|e| format!("key file {}: {e}", file.display()))?;
+        let context = || format!("key file {}", file.display());
+        let bytes = std::fs::read(file).with_context(context)?;
+        let key = Key::parse(&bytes)
+            .map_err(|e| anyhow!("{e}"))
+            .with_context(context)?;
         match &mut ring {
             None => ring = Some(Keyring::new(key)),
             Some(r) => r
                 .install(key)
-                .map_err(|e| format!("key file {}: {e}", file.display()))?,
+                .map_err(|e| anyhow!("{e}"))
+                .with_context(context)?,
         }
     }
     Ok(ring)
 }
 
-/// Reads the key files again and hands the ring to the node.
-async fn reload_keys(handle: &Handle, files: &[PathBuf]) -> Result<String, String> {
+/// Reads the key files again and hands the ring to the node; what was
+/// loaded, in one line.
+pub(crate) async fn reload_keys(handle: &Handle, files: &[PathBuf]) -> Result<String> {
     if files.is_empty() {
-        return Err("the agent was started without --key-file".into());
+        bail!("the agent was started without --key-file");
     }
     let ring = load_keys(files)?;
     let summary = ring.as_ref().map_or_else(String::new, |r| {
@@ -57,7 +68,8 @@ async fn reload_keys(handle: &Handle, files: &[PathBuf]) -> Result<String, Strin
             r.keys().count()
         )
     });
-    handle.set_keyring(ring).await.map_err(|e| e.to_string())?;
+    handle.set_keyring(ring).await?;
+    tracing::info!("{}", summary.trim_end());
     Ok(summary)
 }
 
@@ -70,15 +82,15 @@ pub(crate) fn parse_state(s: &str) -> Result<(String, String), String> {
 }
 
 /// Resolves `host:port` to one address.
-fn resolve(what: &str, s: &str) -> Result<SocketAddr, String> {
+pub(crate) fn resolve(what: &str, s: &str) -> Result<SocketAddr> {
     s.to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {what} '{s}': {e}"))?
+        .with_context(|| format!("cannot resolve {what} '{s}'"))?
         .next()
-        .ok_or_else(|| format!("{what} '{s}' resolves to no address"))
+        .ok_or_else(|| anyhow!("{what} '{s}' resolves to no address"))
 }
 
 /// Runs the agent until SIGINT or SIGTERM, then leaves gracefully.
-pub(crate) async fn run(opts: AgentOptions) -> Result<(), String> {
+pub(crate) async fn run(opts: AgentOptions) -> Result<()> {
     let mut seeds = Vec::new();
     for s in &opts.seeds {
         seeds.push(resolve("seed", s)?);
@@ -89,341 +101,150 @@ pub(crate) async fn run(opts: AgentOptions) -> Result<(), String> {
     cfg.advertise = opts.advertise;
     cfg.seeds = seeds;
     cfg.data_dir = opts.data_dir.clone();
-    cfg.states = opts
-        .states
-        .into_iter()
-        .map(|(k, v)| (k, v.into_bytes()))
-        .collect();
+    let own_status = opts.states.iter().any(|(k, _)| k == "STATUS");
+    if !own_status {
+        cfg.states
+            .push(("STATUS".into(), STATUS_JOINING.as_bytes().to_vec()));
+    }
+    cfg.states
+        .extend(opts.states.into_iter().map(|(k, v)| (k, v.into_bytes())));
     cfg.keyring = load_keys(&opts.key_files)?;
     let authenticated = cfg.keyring.is_some();
+    let no_seeds = cfg.seeds.is_empty();
     let admin = TcpListener::bind(opts.admin)
         .await
-        .map_err(|e| format!("cannot bind the admin endpoint {}: {e}", opts.admin))?;
-    let admin_addr = admin.local_addr().map_err(|e| e.to_string())?;
-    let running = spawn_task(cfg).await.map_err(|e| e.to_string())?;
+        .with_context(|| format!("cannot bind the admin endpoint {}", opts.admin))?;
+    let admin_addr = admin.local_addr()?;
+    let running = spawn_task(cfg).await?;
     let handle = running.handle.clone();
-    println!(
-        "gossip agent {} (generation {}, cluster '{}'{}), admin on http://{admin_addr}",
-        handle.local_addr(),
-        handle.generation().0,
-        opts.cluster,
-        if authenticated { ", authenticated" } else { "" }
+    tracing::info!(
+        local = %handle.local_addr(),
+        generation = handle.generation().0,
+        cluster = %opts.cluster,
+        authenticated,
+        admin = %format!("http://{admin_addr}"),
+        "gossip agent started"
     );
-    let key_files = std::sync::Arc::new(opts.key_files);
-    let server = tokio::spawn(serve(admin, handle.clone(), key_files.clone()));
-    let hangups = tokio::spawn(reload_on_hangup(handle.clone(), key_files));
-    let lonely = tokio::spawn(warn_if_alone(
-        handle.clone(),
-        opts.interval_ms,
-        opts.cluster.clone(),
-    ));
+    let state = Admin {
+        handle: handle.clone(),
+        key_files: Arc::new(opts.key_files),
+        transitions: Arc::new(Transitions::default()),
+        recent: Arc::new(Recent::default()),
+    };
+    let interval = Duration::from_millis(opts.interval_ms);
+    let tasks = [
+        tokio::spawn(follow(state.clone())),
+        tokio::spawn(serve(admin, state.clone())),
+        tokio::spawn(reload_on_hangup(state.clone())),
+        tokio::spawn(warn_if_alone(handle.clone(), interval, opts.cluster)),
+        tokio::spawn(lifecycle(handle.clone(), interval, no_seeds, own_status)),
+    ];
     wait_for_signal().await?;
-    println!("shutting down gracefully");
-    server.abort();
-    lonely.abort();
-    hangups.abort();
-    handle.shutdown().await.map_err(|e| e.to_string())?;
+    tracing::info!("shutting down gracefully");
+    for t in &tasks {
+        t.abort();
+    }
+    handle.shutdown().await?;
     let _ = running.task.await;
     Ok(())
 }
 
-async fn warn_if_alone(handle: Handle, interval_ms: u64, cluster: String) {
-    tokio::time::sleep(Duration::from_millis(interval_ms.saturating_mul(10))).await;
+/// Counts every membership event for `/metrics` and keeps it for the
+/// page's timeline (the run loop logs each in one line).
+async fn follow(admin: Admin) {
+    let mut events = admin.handle.subscribe();
+    loop {
+        match events.recv().await {
+            Ok(event) => {
+                let kind = admin.transitions.count(&event);
+                admin.recent.push(kind, &event);
+            }
+            Err(RecvError::Lagged(n)) => {
+                tracing::warn!(
+                    missed = n,
+                    "membership events missed by the agent's counters"
+                );
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+/// Serves the admin endpoint until the agent stops. Errors accepting a
+/// connection (out of file descriptors, ...) are axum's to pace.
+async fn serve(listener: TcpListener, admin: Admin) {
+    if let Err(e) = axum::serve(listener, crate::admin::router(admin)).await {
+        tracing::error!(error = %e, "the admin endpoint stopped");
+    }
+}
+
+/// `STATUS` goes from joining to `NORMAL` once the agent has the cluster's
+/// state: a seed or another member answered, and the membership it knows
+/// held still for two rounds (a node without seeds is the first: `NORMAL`
+/// after its first round).
+async fn lifecycle(handle: Handle, interval: Duration, no_seeds: bool, own_status: bool) {
+    if own_status {
+        return;
+    }
+    let mut known = usize::MAX;
+    let mut still = 0;
+    loop {
+        tokio::time::sleep(interval).await;
+        let Ok(s) = handle.snapshot().await else {
+            return;
+        };
+        let now = s.endpoints.len();
+        still = if now == known { still + 1 } else { 0 };
+        known = now;
+        if no_seeds || (s.alive() > 0 && still >= 2) {
+            break;
+        }
+    }
+    match handle.set_state("STATUS", STATUS_NORMAL.as_bytes()).await {
+        Ok(_) => tracing::info!(members = known, "has the cluster's state: STATUS NORMAL"),
+        Err(e) => tracing::warn!(error = %e, "could not set STATUS"),
+    }
+}
+
+async fn warn_if_alone(handle: Handle, interval: Duration, cluster: String) {
+    tokio::time::sleep(interval.saturating_mul(10)).await;
     if let Ok(s) = handle.snapshot().await
         && s.endpoints.is_empty()
     {
-        eprintln!(
-            "warning: no peer heard from after 10 rounds: are the seeds reachable, and in cluster '{cluster}'?"
+        tracing::warn!(
+            "no peer heard from after 10 rounds: are the seeds reachable, and in cluster '{cluster}'?"
         );
     }
 }
 
 #[cfg(unix)]
-async fn wait_for_signal() -> Result<(), String> {
+async fn wait_for_signal() -> Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut term = signal(SignalKind::terminate())?;
     tokio::select! {
-        r = tokio::signal::ctrl_c() => r.map_err(|e| e.to_string()),
+        r = tokio::signal::ctrl_c() => Ok(r?),
         _ = term.recv() => Ok(()),
     }
 }
 
+#[cfg(not(unix))]
+async fn wait_for_signal() -> Result<()> {
+    Ok(tokio::signal::ctrl_c().await?)
+}
+
 /// Reloads the key files on every SIGHUP.
 #[cfg(unix)]
-async fn reload_on_hangup(handle: Handle, files: std::sync::Arc<Vec<PathBuf>>) {
+async fn reload_on_hangup(admin: Admin) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
         return;
     };
     while hup.recv().await.is_some() {
-        match reload_keys(&handle, &files).await {
-            Ok(summary) => print!("{summary}"),
-            Err(e) => eprintln!("SIGHUP: {e} (keys unchanged)"),
+        if let Err(e) = reload_keys(&admin.handle, &admin.key_files).await {
+            tracing::error!("SIGHUP: {e:#} (keys unchanged)");
         }
     }
 }
 
 #[cfg(not(unix))]
-async fn reload_on_hangup(_: Handle, _: std::sync::Arc<Vec<PathBuf>>) {}
-
-#[cfg(not(unix))]
-async fn wait_for_signal() -> Result<(), String> {
-    tokio::signal::ctrl_c().await.map_err(|e| e.to_string())
-}
-
-/// The admin endpoint: a minimal HTTP/1.1 server for three GET paths and
-/// `POST /keys/reload`.
-async fn serve(listener: TcpListener, handle: Handle, key_files: std::sync::Arc<Vec<PathBuf>>) {
-    loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let handle = handle.clone();
-        let key_files = key_files.clone();
-        tokio::spawn(async move {
-            let mut request = Vec::with_capacity(1024);
-            let mut chunk = [0u8; 1024];
-            // Read the head (bounded: 8 KiB, 5 s).
-            let read = tokio::time::timeout(Duration::from_secs(5), async {
-                while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
-                    match stream.read(&mut chunk).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => request.extend_from_slice(chunk.get(..n).unwrap_or(&[])),
-                    }
-                }
-            })
-            .await;
-            let (status, content_type, body) = if read.is_err() {
-                ("408 Request Timeout", "text/plain", "timeout\n".to_string())
-            } else {
-                respond(&request, &handle, &key_files).await
-            };
-            let head = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = stream.write_all(head.as_bytes()).await;
-            let _ = stream.write_all(body.as_bytes()).await;
-            let _ = stream.shutdown().await;
-        });
-    }
-}
-
-async fn respond(
-    request: &[u8],
-    handle: &Handle,
-    key_files: &[PathBuf],
-) -> (&'static str, &'static str, String) {
-    let line = request.split(|b| *b == b'\r').next().unwrap_or(&[]);
-    let line = String::from_utf8_lossy(line);
-    let mut parts = line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    if (method, path) == ("POST", "/keys/reload") {
-        return match reload_keys(handle, key_files).await {
-            Ok(summary) => ("200 OK", "text/plain", summary),
-            Err(e) => (
-                "409 Conflict",
-                "text/plain",
-                format!("{e} (keys unchanged)\n"),
-            ),
-        };
-    }
-    if method != "GET" {
-        return (
-            "405 Method Not Allowed",
-            "text/plain",
-            "GET /gossipinfo /cluster /metrics, POST /keys/reload\n".into(),
-        );
-    }
-    let Ok(snapshot) = handle.snapshot().await else {
-        return (
-            "503 Service Unavailable",
-            "text/plain",
-            "node stopped\n".into(),
-        );
-    };
-    match path {
-        "/gossipinfo" => ("200 OK", "text/plain; charset=utf-8", gossipinfo(&snapshot)),
-        "/cluster" => (
-            "200 OK",
-            "application/json",
-            cluster_json(&snapshot).to_string(),
-        ),
-        "/metrics" => ("200 OK", "text/plain; version=0.0.4", metrics(&snapshot)),
-        _ => (
-            "404 Not Found",
-            "text/plain",
-            "paths: /gossipinfo /cluster /metrics\n".into(),
-        ),
-    }
-}
-
-/// `nodetool gossipinfo`'s layout: `/address`, then `generation:`,
-/// `heartbeat:` and `KEY:version:value` lines, every endpoint by address.
-pub(crate) fn gossipinfo(s: &Snapshot) -> String {
-    let mut all: Vec<&gossip_tokio::EndpointSnapshot> = s.endpoints.iter().collect();
-    all.push(&s.local);
-    all.sort_by_key(|e| e.address);
-    let mut out = String::new();
-    for e in all {
-        let _ = writeln!(out, "/{}", e.address);
-        let _ = writeln!(out, "  generation:{}", e.generation.0);
-        let _ = writeln!(out, "  heartbeat:{}", e.heartbeat.0);
-        let _ = writeln!(out, "  liveness:{}:{}", e.liveness, e.incarnation);
-        for st in &e.states {
-            let _ = writeln!(out, "  {}:{}:{}", st.key, st.version.0, st.value_text());
-        }
-    }
-    out
-}
-
-fn endpoint_json(e: &gossip_tokio::EndpointSnapshot) -> serde_json::Value {
-    let states: serde_json::Map<String, serde_json::Value> = e
-        .states
-        .iter()
-        .map(|s| {
-            (
-                s.key.clone(),
-                serde_json::json!({ "version": s.version.0, "value": s.value_text() }),
-            )
-        })
-        .collect();
-    serde_json::json!({
-        "address": e.address.to_string(),
-        "generation": e.generation.0,
-        "heartbeat": e.heartbeat.0,
-        "alive": e.alive,
-        "liveness": e.liveness.name(),
-        "incarnation": e.incarnation,
-        "phi": if e.phi.is_finite() { e.phi } else { f64::MAX },
-        "states": states,
-    })
-}
-
-/// `/cluster`: the node and every endpoint it knows.
-pub(crate) fn cluster_json(s: &Snapshot) -> serde_json::Value {
-    serde_json::json!({
-        "local": endpoint_json(&s.local),
-        "endpoints": s.endpoints.iter().map(endpoint_json).collect::<Vec<_>>(),
-    })
-}
-
-/// `/metrics`: Prometheus text.
-pub(crate) fn metrics(s: &Snapshot) -> String {
-    let st = &s.stats;
-    let mut out = String::new();
-    let mut counter = |name: &str, help: &str, value: u64| {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-        );
-    };
-    counter(
-        "gossip_datagrams_received_total",
-        "Datagrams received.",
-        st.datagrams_in,
-    );
-    counter(
-        "gossip_bytes_received_total",
-        "Bytes received.",
-        st.bytes_in,
-    );
-    counter(
-        "gossip_datagrams_sent_total",
-        "Datagrams sent.",
-        st.datagrams_out,
-    );
-    counter("gossip_bytes_sent_total", "Bytes sent.", st.bytes_out);
-    counter("gossip_rounds_total", "Gossip rounds run.", st.rounds);
-    let _ = writeln!(
-        out,
-        "# HELP gossip_dropped_datagrams_total Datagrams dropped, by reason.\n# TYPE gossip_dropped_datagrams_total counter"
-    );
-    for (reason, n) in st.drops() {
-        let _ = writeln!(
-            out,
-            "gossip_dropped_datagrams_total{{reason=\"{reason}\"}} {n}"
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP gossip_endpoints Endpoints known, by liveness (this node not counted).\n# TYPE gossip_endpoints gauge"
-    );
-    for l in [
-        Liveness::Alive,
-        Liveness::Suspect,
-        Liveness::Down,
-        Liveness::Left,
-    ] {
-        let _ = writeln!(out, "gossip_endpoints{{state=\"{l}\"}} {}", s.count(l));
-    }
-    for (name, help, n) in [
-        ("probes_sent", "Probes started.", st.probes_sent),
-        (
-            "probe_failures",
-            "Probes that failed, directly and through others.",
-            st.probe_failures,
-        ),
-        (
-            "ping_reqs_sent",
-            "Indirect probes asked of others.",
-            st.ping_reqs_sent,
-        ),
-        (
-            "suspicions_raised",
-            "Suspicions this node raised or confirmed.",
-            st.suspicions_raised,
-        ),
-        (
-            "convictions",
-            "Suspicions that timed out here (members claimed down).",
-            st.convictions,
-        ),
-        (
-            "refutations",
-            "Suspicions of this node that it refuted.",
-            st.refutations,
-        ),
-        (
-            "late_rounds",
-            "Rounds that started more than half an interval late.",
-            st.late_rounds,
-        ),
-    ] {
-        let _ = writeln!(
-            out,
-            "# HELP gossip_{name}_total {help}\n# TYPE gossip_{name}_total counter\ngossip_{name}_total {n}"
-        );
-    }
-    out
-}
-
-/// `gossip info`: GETs `/gossipinfo` or `/cluster` from an agent.
-pub(crate) fn info(admin: &str, json: bool) -> Result<String, String> {
-    let addr = resolve("admin endpoint", admin)?;
-    let path = if json { "/cluster" } else { "/gossipinfo" };
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .map_err(|e| format!("cannot reach the agent at {addr}: {e}"))?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| e.to_string())?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .map_err(|e| format!("reading from {addr}: {e}"))?;
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("{addr} did not answer in HTTP"))?;
-    if !head.starts_with("HTTP/1.1 200") {
-        return Err(format!(
-            "{addr} answered: {}",
-            head.lines().next().unwrap_or("")
-        ));
-    }
-    Ok(body.to_string())
-}
+async fn reload_on_hangup(_: Admin) {}

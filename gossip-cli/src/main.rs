@@ -1,105 +1,48 @@
 //! `gossip`: the command-line front end.
 //!
 //! - `gossip agent`: runs one node until SIGINT or SIGTERM, with an admin
-//!   endpoint (`/gossipinfo`, `/cluster`, `/metrics`).
-//! - `gossip info`: prints an agent's gossipinfo, or its cluster as JSON.
+//!   endpoint (a page at `/`, `/gossipinfo`, `/cluster`, `/status`,
+//!   `/events`, `/metrics`).
+//! - `gossip info`: prints an agent's gossipinfo, its members one line
+//!   each, or its cluster as JSON, once or refreshed in place.
 //! - `gossip demo`: a real cluster on 127.0.0.1 in one process: converges,
 //!   loses a node, sees it restart, sees another leave; every step timed.
 //! - `gossip sim`: runs a simulated cluster scenario and prints its figures.
 
-use std::alloc::{GlobalAlloc, Layout};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use gossip_sim::scenario::{self, Hooks};
 use gossip_sim::{Figures, Scenario, ScenarioConfig};
 
+mod admin;
 mod agent;
 mod demo;
+mod info;
+mod page;
 mod plot;
 
-/// mimalloc, counting the bytes on the heap so `sim` can report memory per
-/// known peer (mimalloc: the simulator's threads allocate and free a lot,
-/// often what another thread allocated). The counter is split in shards,
-/// one per thread most of the time (picked by the stack's address), so the
-/// simulator's threads do not fight over one cache line on every
-/// allocation.
-struct CountingAlloc;
-
-static INNER: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-#[repr(align(128))]
-struct Shard(AtomicUsize);
-
-const SHARDS: usize = 16;
+/// mimalloc: the simulator's threads allocate and free a lot, often what
+/// another thread allocated.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// How long `sim` runs before its progress bar is drawn.
 const PROGRESS_AFTER: Duration = Duration::from_secs(2);
 
-static HEAP: [Shard; SHARDS] = [const { Shard(AtomicUsize::new(0)) }; SHARDS];
-
-/// This thread's shard: threads' stacks lie megabytes apart.
-fn shard() -> &'static AtomicUsize {
-    let marker = 0u8;
-    let at = core::ptr::addr_of!(marker) as usize;
-    &HEAP[(at >> 21) % SHARDS].0
-}
-
-// SAFETY: every method forwards to mimalloc's `GlobalAlloc` with the
-// caller's arguments unchanged, so its guarantees hold; the only addition is a relaxed
-// counter update, which touches no memory the allocation hands out.
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded with the caller's layout (non-zero size is the
-        // caller's obligation, as for any allocator).
-        let p = unsafe { INNER.alloc(layout) };
-        if !p.is_null() {
-            shard().fetch_add(layout.size(), Ordering::Relaxed);
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` was allocated by `INNER` (through `alloc` above) with
-        // this layout, as the caller guarantees.
-        unsafe { INNER.dealloc(ptr, layout) };
-        shard().fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: as for `alloc`.
-        let p = unsafe { INNER.alloc_zeroed(layout) };
-        if !p.is_null() {
-            shard().fetch_add(layout.size(), Ordering::Relaxed);
-        }
-        p
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: `ptr` came from `INNER` with `layout`, and `new_size` meets
-        // `realloc`'s rules, as the caller guarantees.
-        let p = unsafe { INNER.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            let shard = shard();
-            shard.fetch_sub(layout.size(), Ordering::Relaxed);
-            shard.fetch_add(new_size, Ordering::Relaxed);
-        }
-        p
-    }
-}
-
-#[global_allocator]
-static GLOBAL: CountingAlloc = CountingAlloc;
-
-fn heap_bytes() -> usize {
-    // A shard goes below zero when a thread frees what another allocated:
-    // the wrapping sum is still exact.
-    HEAP.iter().fold(0usize, |sum, s| {
-        sum.wrapping_add(s.0.load(Ordering::Relaxed))
-    })
+/// The process's resident memory (`VmRSS`, Linux), for the simulator's
+/// memory per known peer; 0 where it cannot be read.
+fn resident_bytes() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+            let kb: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+            kb.checked_mul(1024)
+        })
+        .unwrap_or(0)
 }
 
 #[derive(Parser)]
@@ -160,6 +103,10 @@ struct AgentArgs {
     /// again on SIGHUP or `POST /keys/reload` on the admin endpoint.
     #[arg(long = "key-file")]
     key_files: Vec<PathBuf>,
+    /// How to log: one line of text an event, or one JSON object a line
+    /// (RUST_LOG sets the level, `info` by default).
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
 }
 
 #[derive(clap::Args)]
@@ -168,8 +115,33 @@ struct InfoArgs {
     #[arg(long)]
     admin: String,
     /// Print the /cluster JSON instead.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "status")]
     json: bool,
+    /// One line a member (address, liveness, generation, heartbeat, phi,
+    /// STATUS, DC, RACK), as `nodetool status`.
+    #[arg(long)]
+    status: bool,
+    /// Refresh in place every SECONDS until interrupted.
+    #[arg(long, value_name = "SECONDS", value_parser = parse_watch)]
+    watch: Option<Duration>,
+}
+
+/// How the agent logs.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    /// One line of text an event.
+    Text,
+    /// One JSON object a line.
+    Json,
+}
+
+fn parse_watch(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    if (0.1..=3600.0).contains(&secs) {
+        Ok(Duration::from_secs_f64(secs))
+    } else {
+        Err("--watch takes 0.1 to 3600 seconds".into())
+    }
 }
 
 #[derive(clap::Args)]
@@ -241,39 +213,60 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Agent(args) => agent(args),
-        Command::Info(args) => match agent::info(&args.admin, args.json) {
-            Ok(body) => {
-                print!("{body}");
-                if args.json {
-                    println!();
-                }
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(1)
-            }
-        },
+        Command::Info(args) => {
+            let view = if args.json {
+                info::View::Json
+            } else if args.status {
+                info::View::Status
+            } else {
+                info::View::GossipInfo
+            };
+            exit(info::run(&args.admin, view, args.watch))
+        }
         Command::Demo(args) => demo(args),
         Command::Sim(args) => sim(args),
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+/// Prints an error with its causes; the exit code.
+fn exit(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context as _;
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| {
-            eprintln!("error: cannot start the runtime: {e}");
-            ExitCode::from(1)
-        })
+        .context("cannot start the runtime")
+}
+
+/// Logs to stdout, as text or JSON lines; `RUST_LOG` sets the filter.
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout);
+    // Another subscriber already set (only in tests) keeps logging.
+    let _ = match format {
+        LogFormat::Text => builder.with_target(false).try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
 }
 
 fn agent(args: AgentArgs) -> ExitCode {
+    init_logs(args.log_format);
     let rt = match runtime() {
         Ok(rt) => rt,
-        Err(code) => return code,
+        Err(e) => return exit(Err(e)),
     };
     let opts = agent::AgentOptions {
         listen: args.listen,
@@ -286,27 +279,19 @@ fn agent(args: AgentArgs) -> ExitCode {
         data_dir: args.data_dir,
         key_files: args.key_files,
     };
-    match rt.block_on(agent::run(opts)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(1)
-        }
-    }
+    exit(rt.block_on(agent::run(opts)))
 }
 
 fn demo(args: DemoArgs) -> ExitCode {
     let runtime = match runtime() {
         Ok(rt) => rt,
-        Err(code) => return code,
+        Err(e) => return exit(Err(e)),
     };
-    match runtime.block_on(demo::run(usize::from(args.nodes))) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(1)
-        }
-    }
+    exit(
+        runtime
+            .block_on(demo::run(usize::from(args.nodes)))
+            .map_err(anyhow::Error::msg),
+    )
 }
 
 fn sim(args: SimArgs) -> ExitCode {
@@ -355,7 +340,7 @@ fn sim(args: SimArgs) -> ExitCode {
     };
     let hooks = Hooks {
         progress: Some(&mut progress),
-        heap_bytes: Some(&heap_bytes),
+        heap_bytes: Some(&resident_bytes),
     };
     let mut pool = rayon::ThreadPoolBuilder::new();
     if let Some(n) = args.threads {

@@ -265,7 +265,9 @@ pub struct Progress {
 pub struct Hooks<'a> {
     /// Called about once a simulated round.
     pub progress: Option<&'a mut (dyn FnMut(Progress) + Send)>,
-    /// Bytes of heap in use now, to report memory per known peer.
+    /// Bytes of memory in use now (the heap, or the process's resident
+    /// memory), to report memory per known peer: what grew between the
+    /// start and the goal, per (node, known peer) pair.
     pub heap_bytes: Option<&'a (dyn Fn() -> usize + Sync)>,
 }
 

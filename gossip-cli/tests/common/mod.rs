@@ -2,21 +2,30 @@
 //! guard that kills agent processes when a test ends.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)] // test helpers
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// `METHOD path` on the admin endpoint at `admin`: the status line and the
-/// body, if it answers.
+/// `METHOD path` on the admin endpoint at `admin`: the status line (`200
+/// OK`, ...) and the body, if it answers.
 pub(crate) fn admin(admin: &str, method: &str, path: &str) -> Option<(String, String)> {
-    let mut s = TcpStream::connect_timeout(&admin.parse().ok()?, Duration::from_secs(1)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(s, "{method} {path} HTTP/1.1\r\nConnection: close\r\n\r\n").ok()?;
-    let mut response = String::new();
-    s.read_to_string(&mut response).ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    Some((head.lines().next()?.to_string(), body.to_string()))
+    let http: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(2)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let url = format!("http://{admin}{path}");
+    let mut response = match method {
+        "POST" => http.post(&url).send_empty().ok()?,
+        _ => http.get(&url).call().ok()?,
+    };
+    let status = response.status();
+    let line = format!(
+        "{} {}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
+    let body = response.body_mut().read_to_string().ok()?;
+    Some((line, body))
 }
 
 /// `/cluster` of the agent at `admin`, if it answers.

@@ -473,7 +473,7 @@ fn rotation(env: &Env) -> Result<Report> {
             let text = std::fs::read_to_string(log).unwrap_or_default();
             let reloads: Vec<&str> = text
                 .lines()
-                .filter(|l| l.starts_with("keys reloaded"))
+                .filter(|l| l.contains("keys reloaded"))
                 .collect();
             reloads.len() == 3
                 && reloads
