@@ -1,14 +1,14 @@
 //! `gossip agent`: one node and its admin endpoint, until SIGINT or
 //! SIGTERM; then it leaves gracefully.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use gossip_core::auth::{Key, Keyring};
-use gossip_tokio::{ClusterId, Config, Handle, NodeConfig, RecvError, spawn_task};
+use gossip_tokio::{Handle, NodeArgs, RecvError, spawn_task};
 use tokio::net::TcpListener;
 
 use crate::admin::{Admin, Transitions};
@@ -16,14 +16,8 @@ use crate::page::Recent;
 
 /// What `gossip agent` was asked to do.
 pub(crate) struct AgentOptions {
-    pub(crate) listen: SocketAddr,
-    pub(crate) advertise: Option<SocketAddr>,
-    pub(crate) seeds: Vec<String>,
-    pub(crate) cluster: String,
-    pub(crate) states: Vec<(String, String)>,
-    pub(crate) interval_ms: u64,
+    pub(crate) node: NodeArgs,
     pub(crate) admin: SocketAddr,
-    pub(crate) data_dir: Option<PathBuf>,
     pub(crate) key_files: Vec<PathBuf>,
 }
 
@@ -73,41 +67,19 @@ pub(crate) async fn reload_keys(handle: &Handle, files: &[PathBuf]) -> Result<St
     Ok(summary)
 }
 
-/// Parses `KEY=VALUE`.
-pub(crate) fn parse_state(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-        _ => Err(format!("'{s}' is not KEY=VALUE")),
-    }
-}
-
 /// Resolves `host:port` to one address.
 pub(crate) fn resolve(what: &str, s: &str) -> Result<SocketAddr> {
-    s.to_socket_addrs()
-        .with_context(|| format!("cannot resolve {what} '{s}'"))?
-        .next()
-        .ok_or_else(|| anyhow!("{what} '{s}' resolves to no address"))
+    gossip_tokio::resolve(what, s).map_err(anyhow::Error::msg)
 }
 
 /// Runs the agent until SIGINT or SIGTERM, then leaves gracefully.
 pub(crate) async fn run(opts: AgentOptions) -> Result<()> {
-    let mut seeds = Vec::new();
-    for s in &opts.seeds {
-        seeds.push(resolve("seed", s)?);
-    }
-    let mut gossip = Config::new(ClusterId::from_name(&opts.cluster));
-    gossip.gossip_interval = Duration::from_millis(opts.interval_ms);
-    let mut cfg = NodeConfig::new(opts.listen, gossip);
-    cfg.advertise = opts.advertise;
-    cfg.seeds = seeds;
-    cfg.data_dir = opts.data_dir.clone();
-    let own_status = opts.states.iter().any(|(k, _)| k == "STATUS");
+    let mut cfg = opts.node.node_config().map_err(anyhow::Error::msg)?;
+    let own_status = cfg.states.iter().any(|(k, _)| k == "STATUS");
     if !own_status {
         cfg.states
-            .push(("STATUS".into(), STATUS_JOINING.as_bytes().to_vec()));
+            .insert(0, ("STATUS".into(), STATUS_JOINING.as_bytes().to_vec()));
     }
-    cfg.states
-        .extend(opts.states.into_iter().map(|(k, v)| (k, v.into_bytes())));
     cfg.keyring = load_keys(&opts.key_files)?;
     let authenticated = cfg.keyring.is_some();
     let no_seeds = cfg.seeds.is_empty();
@@ -120,7 +92,7 @@ pub(crate) async fn run(opts: AgentOptions) -> Result<()> {
     tracing::info!(
         local = %handle.local_addr(),
         generation = handle.generation().0,
-        cluster = %opts.cluster,
+        cluster = %opts.node.cluster,
         authenticated,
         admin = %format!("http://{admin_addr}"),
         "gossip agent started"
@@ -131,12 +103,12 @@ pub(crate) async fn run(opts: AgentOptions) -> Result<()> {
         transitions: Arc::new(Transitions::default()),
         recent: Arc::new(Recent::default()),
     };
-    let interval = Duration::from_millis(opts.interval_ms);
+    let interval = opts.node.interval();
     let tasks = [
         tokio::spawn(follow(state.clone())),
         tokio::spawn(serve(admin, state.clone())),
         tokio::spawn(reload_on_hangup(state.clone())),
-        tokio::spawn(warn_if_alone(handle.clone(), interval, opts.cluster)),
+        tokio::spawn(warn_if_alone(handle.clone(), interval, opts.node.cluster)),
         tokio::spawn(lifecycle(handle.clone(), interval, no_seeds, own_status)),
     ];
     wait_for_signal().await?;

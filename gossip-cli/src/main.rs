@@ -70,33 +70,11 @@ enum Command {
 
 #[derive(clap::Args)]
 struct AgentArgs {
-    /// The UDP address to bind, and this node's identity unless --advertise
-    /// gives another (0.0.0.0:PORT binds every interface, and then needs
-    /// --advertise).
-    #[arg(long)]
-    listen: std::net::SocketAddr,
-    /// The address peers reach this node at, its identity in the cluster
-    /// (Cassandra's broadcast_address); default: the --listen address.
-    #[arg(long)]
-    advertise: Option<std::net::SocketAddr>,
-    /// A seed to join through, host:port (repeat for more).
-    #[arg(long = "seed")]
-    seeds: Vec<String>,
-    /// The cluster's name: nodes of other clusters are ignored.
-    #[arg(long, default_value = "gossip")]
-    cluster: String,
-    /// An application state to publish, KEY=VALUE (repeat for more).
-    #[arg(long = "state", value_parser = agent::parse_state)]
-    states: Vec<(String, String)>,
-    /// Gossip interval in milliseconds.
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
-    interval_ms: u64,
+    #[command(flatten)]
+    node: gossip_tokio::NodeArgs,
     /// The admin HTTP endpoint (loopback unless asked otherwise).
     #[arg(long, default_value = "127.0.0.1:0")]
     admin: std::net::SocketAddr,
-    /// Where to keep the generation, so it increases across restarts.
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
     /// A cluster key file: 32 random bytes (`head -c 32 /dev/urandom`) or
     /// 64 hex digits. Every datagram is then authenticated. Repeat for
     /// rotation: the first key seals, all are accepted. The files are read
@@ -269,14 +247,8 @@ fn agent(args: AgentArgs) -> ExitCode {
         Err(e) => return exit(Err(e)),
     };
     let opts = agent::AgentOptions {
-        listen: args.listen,
-        advertise: args.advertise,
-        seeds: args.seeds,
-        cluster: args.cluster,
-        states: args.states,
-        interval_ms: args.interval_ms,
+        node: args.node,
         admin: args.admin,
-        data_dir: args.data_dir,
         key_files: args.key_files,
     };
     exit(rt.block_on(agent::run(opts)))
@@ -464,5 +436,16 @@ fn print_summary(f: &Figures) {
     println!("  wall time           {} ms", f.wall_ms);
     if let Some(v) = &f.violation {
         println!("  VIOLATION           {v}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap's own checks of the whole command line (unique names, valid
+    /// defaults), which otherwise run only when a subcommand is parsed.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

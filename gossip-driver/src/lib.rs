@@ -57,6 +57,8 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "clap")]
+mod args;
 mod handle;
 mod owned;
 pub mod persist;
@@ -73,6 +75,8 @@ pub use gossip_core::state::{Generation, Version};
 pub use gossip_core::wire::ClusterId;
 pub use gossip_core::{Config, ConfigError, Instant, Liveness, Stats};
 
+#[cfg(feature = "clap")]
+pub use args::{NodeArgs, parse_state, resolve};
 pub use handle::{Events, Handle, Lagged, RecvError};
 pub use owned::{EndpointSnapshot, MembershipEvent, Snapshot, StateSnapshot};
 pub use run::{DriverNode, EVENT_BUFFER, Loop, Running, Runtime, Transport, spawn_with, start};

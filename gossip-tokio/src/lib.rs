@@ -57,6 +57,8 @@ pub use gossip_driver::{
     Key, Keyring, Lagged, Liveness, MembershipEvent, NodeConfig, RecvError, Snapshot,
     StateSnapshot, Stats, Transport, Version, gossip_core,
 };
+#[cfg(feature = "clap")]
+pub use gossip_driver::{NodeArgs, parse_state, resolve};
 
 /// A running node: its [`Handle`] and its task (abort the task to make the
 /// node vanish without a word, as a crash would).

@@ -267,46 +267,26 @@ fn one(system: &str, n: usize) -> Run {
 
 const SYSTEMS: [&str; 4] = ["gossip", "chitchat", "foca", "memberlist"];
 
-/// Sizes, repeats and systems from the command line.
-fn options(args: &[String]) -> Result<(Vec<usize>, usize, Vec<String>), String> {
-    let mut sizes = vec![10, 50, 100, 200, 500, 1000];
-    let mut repeats = 3;
-    let mut systems: Vec<String> = SYSTEMS.iter().take(4).map(|s| s.to_string()).collect();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let value = it.next().ok_or_else(|| format!("{a} needs a value"))?;
-        let bad = |what: &str| format!("{a}: '{value}' is not {what}");
-        match a.as_str() {
-            "--sizes" => {
-                sizes = value
-                    .split(',')
-                    .map(|s| s.parse().ok().filter(|n| (3..=5000).contains(n)))
-                    .collect::<Option<_>>()
-                    .ok_or_else(|| bad("a list of sizes from 3 to 5000"))?
-            }
-            "--repeats" => {
-                repeats = value
-                    .parse()
-                    .ok()
-                    .filter(|r| (1..=20).contains(r))
-                    .ok_or_else(|| bad("a count from 1 to 20"))?
-            }
-            "--systems" => {
-                systems = value.split(',').map(String::from).collect();
-                if let Some(s) = systems.iter().find(|s| !SYSTEMS.contains(&s.as_str())) {
-                    return Err(format!(
-                        "--systems: unknown system '{s}' (gossip, chitchat, foca, memberlist)"
-                    ));
-                }
-            }
-            other => {
-                return Err(format!(
-                    "unknown option {other} (--sizes, --repeats, --systems)"
-                ));
-            }
-        }
-    }
-    Ok((sizes, repeats, systems))
+/// This project beside chitchat, foca and memberlist: N nodes of each in
+/// one process on 127.0.0.1, 100 ms rounds; a markdown table on stdout.
+#[derive(clap::Parser)]
+#[command(name = "compare")]
+struct Cli {
+    /// Cluster sizes, 3 to 5000 each.
+    #[arg(long, value_delimiter = ',', default_values_t = [10, 50, 100, 200, 500, 1000],
+          value_parser = clap::value_parser!(u32).range(3..=5000))]
+    sizes: Vec<u32>,
+    /// Runs per system and size, 1 to 20 (each in a fresh process).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=20))]
+    repeats: u8,
+    /// Systems to run.
+    #[arg(long, value_delimiter = ',', default_values_t = SYSTEMS.map(String::from),
+          value_parser = clap::builder::PossibleValuesParser::new(SYSTEMS))]
+    systems: Vec<String>,
+    /// Run one system once at N nodes and print its JSON (the parent
+    /// process runs each measurement this way).
+    #[arg(long, num_args = 2, value_names = ["SYSTEM", "N"], hide = true)]
+    one: Option<Vec<String>>,
 }
 
 /// `median [min-max]` of the present values; "—" when none, and how many
@@ -360,10 +340,10 @@ fn run_child(me: &std::path::Path, system: &str, n: usize) -> Option<String> {
 }
 
 fn main() -> std::process::ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("--one") {
-        let system = args.get(1).map_or("", String::as_str);
-        let n = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(0);
+    let cli = <Cli as clap::Parser>::parse();
+    if let Some(one_run) = &cli.one {
+        let system = one_run.first().map_or("", String::as_str);
+        let n = one_run.get(1).and_then(|n| n.parse().ok()).unwrap_or(0);
         if !SYSTEMS.contains(&system) || n < 3 {
             eprintln!("usage: compare --one gossip|chitchat|foca|memberlist N (N >= 3)");
             return std::process::ExitCode::from(2);
@@ -371,13 +351,8 @@ fn main() -> std::process::ExitCode {
         println!("{}", serde_json::to_string(&one(system, n)).unwrap());
         return std::process::ExitCode::SUCCESS;
     }
-    let (sizes, repeats, systems) = match options(&args) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return std::process::ExitCode::from(2);
-        }
-    };
+    let sizes: Vec<usize> = cli.sizes.iter().map(|&n| n as usize).collect();
+    let (repeats, systems) = (cli.repeats, cli.systems);
     let me = std::env::current_exe().unwrap();
     println!(
         "| N | system | all see N members (s) | key change everywhere (s) | killed node down everywhere (s) | false downs | CPU ms/node/s | bytes/node/s | datagrams/node/s | peak RSS (MB) |"
