@@ -36,14 +36,14 @@ async fn start(
     seed: Option<SocketAddr>,
     data_dir: PathBuf,
     i: usize,
-) -> Result<Running, String> {
+) -> anyhow::Result<Running> {
     let mut cfg = NodeConfig::new(listen, config());
     cfg.seeds.extend(seed);
     cfg.data_dir = Some(data_dir);
     cfg.states.push(("STATUS".into(), b"NORMAL".to_vec()));
     cfg.states
         .push(("RACK".into(), format!("rack{}", i % 3 + 1).into_bytes()));
-    spawn_task(cfg).await.map_err(|e| e.to_string())
+    Ok(spawn_task(cfg).await?)
 }
 
 /// Every running member's snapshot, by index.
@@ -65,7 +65,7 @@ async fn wait_for(
     members: &[Member],
     limit: Duration,
     done: impl Fn(&[Option<Snapshot>]) -> bool,
-) -> Result<Duration, String> {
+) -> anyhow::Result<Duration> {
     let start = Instant::now();
     let mut last_print = Instant::now();
     loop {
@@ -77,10 +77,7 @@ async fn wait_for(
         }
         if start.elapsed() > limit {
             print_table(members, &snaps);
-            return Err(format!(
-                "{what} did not happen within {} s",
-                limit.as_secs()
-            ));
+            anyhow::bail!("{what} did not happen within {} s", limit.as_secs());
         }
         if last_print.elapsed() >= Duration::from_secs(1) {
             last_print = Instant::now();
@@ -145,20 +142,20 @@ fn all_see(
 }
 
 /// Runs the demo; the error says which step failed.
-pub(crate) async fn run(nodes: usize) -> Result<(), String> {
+pub(crate) async fn run(nodes: usize) -> anyhow::Result<()> {
     let base = std::env::temp_dir().join(format!("gossip-demo-{}", std::process::id()));
     let result = steps(nodes, &base).await;
     let _ = std::fs::remove_dir_all(&base);
     result
 }
 
-async fn steps(nodes: usize, base: &std::path::Path) -> Result<(), String> {
+async fn steps(nodes: usize, base: &std::path::Path) -> anyhow::Result<()> {
     println!("starting {nodes} nodes on 127.0.0.1 (200 ms rounds, fanout 2, node 0 the seed)");
     let mut members: Vec<Member> = Vec::with_capacity(nodes);
     let mut seed = None;
     for i in 0..nodes {
         let data_dir = base.join(format!("node-{i}"));
-        let listen: SocketAddr = "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?;
+        let listen: SocketAddr = "127.0.0.1:0".parse()?;
         let running = start(listen, seed, data_dir.clone(), i).await?;
         let listen = running.handle.local_addr();
         seed = seed.or(Some(listen));
@@ -218,7 +215,7 @@ async fn steps(nodes: usize, base: &std::path::Path) -> Result<(), String> {
     let leaving_addr = members[leaving].listen;
     println!("4. graceful shutdown: node {leaving_addr} leaves");
     if let Some(h) = members[leaving].handle() {
-        h.shutdown().await.map_err(|e| e.to_string())?;
+        h.shutdown().await?;
     }
     if let Some(r) = members[leaving].running.take() {
         let _ = r.task.await;
@@ -241,7 +238,7 @@ async fn steps(nodes: usize, base: &std::path::Path) -> Result<(), String> {
     println!("5. the rest shut down gracefully");
     for m in &mut members {
         if let Some(r) = m.running.take() {
-            r.handle.shutdown().await.map_err(|e| e.to_string())?;
+            r.handle.shutdown().await?;
             let _ = r.task.await;
         }
     }

@@ -259,11 +259,7 @@ fn demo(args: DemoArgs) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return exit(Err(e)),
     };
-    exit(
-        runtime
-            .block_on(demo::run(usize::from(args.nodes)))
-            .map_err(anyhow::Error::msg),
-    )
+    exit(runtime.block_on(demo::run(usize::from(args.nodes))))
 }
 
 fn sim(args: SimArgs) -> ExitCode {

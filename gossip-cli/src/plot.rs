@@ -6,8 +6,9 @@ use gossip_sim::Figures;
 use plotters::prelude::*;
 
 /// Plots the fraction of nodes at the scenario's goal over virtual time.
-pub(crate) fn converged_fraction(path: &Path, fig: &Figures) -> Result<(), String> {
-    let err = |e: &dyn std::fmt::Display| e.to_string();
+/// plotters' errors carry a backend's error type: kept as their message.
+pub(crate) fn converged_fraction(path: &Path, fig: &Figures) -> anyhow::Result<()> {
+    let err = |e: &dyn std::fmt::Display| anyhow::anyhow!("{e}");
     let end = fig
         .timeline
         .last()
