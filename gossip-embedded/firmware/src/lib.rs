@@ -45,10 +45,7 @@ pub fn state_value(node: u8, key: usize) -> [u8; 32] {
 }
 
 /// Whether `node` holds every state `peer` publishes, with its values.
-pub fn has_states<S: gossip_core::Storage, R: rand_core::Rng>(
-    node: &Node<S, R>,
-    peer: u8,
-) -> bool {
+pub fn has_states<S: gossip_core::Storage, R: rand_core::Rng>(node: &Node<S, R>, peer: u8) -> bool {
     let Some(p) = node.endpoint(&addr(peer)) else {
         return false;
     };
