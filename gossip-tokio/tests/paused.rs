@@ -285,35 +285,17 @@ async fn a_refuted_suspicion_is_suspect_then_up() {
     // hears the suspicion and refutes it before it times out.
     net.mute(victim, true);
     let mut seen = Vec::new();
-    let suspected = tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            match events.recv().await.unwrap() {
-                e @ MembershipEvent::Suspect { endpoint } if endpoint == victim => {
-                    seen.push(e);
-                    return;
-                }
-                e if e.endpoint() == victim => seen.push(e),
-                _ => {}
-            }
-        }
+    let suspected = record_until(&mut events, victim, &mut seen, |e| {
+        matches!(e, MembershipEvent::Suspect { .. })
     })
     .await;
-    assert!(suspected.is_ok(), "node 1 never suspected node 4: {seen:?}");
+    assert!(suspected, "node 1 never suspected node 4: {seen:?}");
     net.mute(victim, false);
-    let refuted = tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            match events.recv().await.unwrap() {
-                e @ MembershipEvent::Up { endpoint } if endpoint == victim => {
-                    seen.push(e);
-                    return;
-                }
-                e if e.endpoint() == victim => seen.push(e),
-                _ => {}
-            }
-        }
+    let refuted = record_until(&mut events, victim, &mut seen, |e| {
+        matches!(e, MembershipEvent::Up { .. })
     })
     .await;
-    assert!(refuted.is_ok(), "no Up after the suspicion: {seen:?}");
+    assert!(refuted, "no Up after the suspicion: {seen:?}");
     assert_eq!(
         seen,
         [
@@ -322,4 +304,29 @@ async fn a_refuted_suspicion_is_suspect_then_up() {
         ],
         "a refuted suspicion is Suspect, then Up"
     );
+}
+
+/// Records the events about `about` into `seen` until one matches `done`
+/// (at most 60 virtual seconds); whether one did.
+async fn record_until(
+    events: &mut Events,
+    about: SocketAddr,
+    seen: &mut Vec<MembershipEvent>,
+    done: impl Fn(&MembershipEvent) -> bool,
+) -> bool {
+    let found = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let e = events.recv().await.unwrap();
+            if e.endpoint() != about {
+                continue;
+            }
+            let last = done(&e);
+            seen.push(e);
+            if last {
+                return;
+            }
+        }
+    })
+    .await;
+    found.is_ok()
 }
