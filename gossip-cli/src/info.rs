@@ -55,14 +55,29 @@ pub(crate) fn fetch(admin: &str, view: View) -> Result<String> {
 }
 
 /// Prints `view` once, or every `watch` (clearing the terminal first, as
-/// `watch(1)` does) until interrupted.
+/// `watch(1)` does) until interrupted. A reader that stops reading (`|
+/// head`) ends it quietly.
 pub(crate) fn run(admin: &str, view: View, watch: Option<Duration>) -> Result<()> {
+    match print(admin, view, watch) {
+        Err(e) if is_broken_pipe(&e) => Ok(()),
+        other => other,
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<std::io::Error>()
+        .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+fn print(admin: &str, view: View, watch: Option<Duration>) -> Result<()> {
     let Some(every) = watch else {
         let body = fetch(admin, view)?;
-        print!("{body}");
+        let mut out = std::io::stdout().lock();
+        out.write_all(body.as_bytes())?;
         if view == View::Json {
-            println!();
+            writeln!(out)?;
         }
+        out.flush()?;
         return Ok(());
     };
     loop {
