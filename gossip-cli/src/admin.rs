@@ -22,7 +22,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -156,14 +156,14 @@ pub(crate) fn gossipinfo_text(s: &Snapshot) -> String {
 }
 
 /// `/cluster`: the node and every endpoint it knows.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize)]
 pub(crate) struct ClusterView {
     pub(crate) local: EndpointView,
     pub(crate) endpoints: Vec<EndpointView>,
 }
 
 /// One endpoint in `/cluster`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize)]
 pub(crate) struct EndpointView {
     pub(crate) address: String,
     pub(crate) generation: u64,
@@ -181,7 +181,7 @@ pub(crate) struct EndpointView {
 }
 
 /// One application state in `/cluster`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize)]
 pub(crate) struct StateView {
     pub(crate) version: u64,
     pub(crate) value: String,

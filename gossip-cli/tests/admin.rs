@@ -5,7 +5,6 @@
 //! installed). Every wait is bounded.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
 
-use std::io::BufRead;
 use std::process::Command;
 use std::time::Duration;
 
@@ -175,12 +174,7 @@ fn render_in_chromium() {
         .expect("chromium runs");
     let _ = std::fs::remove_dir_all(&profile);
     let dom = String::from_utf8_lossy(&out.stdout);
-    let rows: Vec<String> = dom
-        .as_bytes()
-        .lines()
-        .map_while(Result::ok)
-        .filter(|l| l.contains("data-address"))
-        .collect();
+    let rows: Vec<&str> = dom.lines().filter(|l| l.contains("data-address")).collect();
     assert!(
         dom.contains(&format!("data-address=\"{B}\" data-liveness=\"alive\"")),
         "Chromium rendered no live row for B: {rows:?}\n{}",
