@@ -33,7 +33,9 @@
 //! smoltcp interface and an in-memory Ethernet switch (a smoltcp `Device`)
 //! for running several nodes in one program, as the tests and the QEMU
 //! firmware do. With `embassy-time`, `EmbassyTime` is a [`Clock`] and a
-//! [`Timer`]. With `defmt`, drops and membership events are logged.
+//! [`Timer`]. With `embassy-net`, `Gossip::step_embassy` runs the async
+//! variant on an `embassy_net::udp::UdpSocket` (module `embassy`, with an
+//! example task). With `defmt`, drops and membership events are logged.
 //!
 //! Time is the core's [`Instant`]: microseconds from any origin the
 //! [`Clock`] picks (boot, say).
@@ -49,6 +51,12 @@ use gossip_core::wire::ClusterId;
 use gossip_core::{Config, Event, FixedStorage, Instant, Node};
 use rand_core::Rng;
 
+#[cfg(feature = "embassy-net")]
+pub mod embassy;
+#[cfg(any(feature = "smoltcp", feature = "embassy-net"))]
+mod hol;
+#[cfg(any(feature = "smoltcp", feature = "embassy-net"))]
+pub use hol::{QueueStats, SHUN_FOR, STUCK_AFTER};
 #[cfg(feature = "smoltcp")]
 pub mod net;
 
@@ -107,6 +115,9 @@ pub const RECEIVE_BURST: usize = 8;
 pub struct Gossip<S: Storage, R: Rng, const MTU: usize> {
     node: Node<S, R>,
     buf: [u8; MTU],
+    /// A datagram of the async variant still in `buf`, its destination and
+    /// size: the step sending it was dropped before the socket took it.
+    unsent: Option<(SocketAddr, usize)>,
     stats: BindingStats,
 }
 
@@ -146,6 +157,7 @@ impl<S: Storage, R: Rng, const MTU: usize> Gossip<S, R, MTU> {
         Ok(Self {
             node,
             buf: [0; MTU],
+            unsent: None,
             stats: BindingStats::default(),
         })
     }
@@ -236,6 +248,13 @@ impl<S: Storage, R: Rng, const MTU: usize> Gossip<S, R, MTU> {
     /// events and set states. Send
     /// failures are dropped and counted; a receive error is returned (the
     /// node is unchanged and the next call goes on).
+    ///
+    /// **Cancel-safe** (when `socket`'s `receive_into` is, as embassy-net's
+    /// is): the future may be dropped at any await, in a `select` with the
+    /// application's own work, say. Dropped while waiting, nothing was
+    /// taken; dropped while sending, the datagram stays in the buffer and
+    /// goes out first in the next step, and the ones after it are still in
+    /// the node. Nothing is lost and the node is never left half-updated.
     pub async fn step<U, C, T>(
         &mut self,
         socket: &mut U,
@@ -247,6 +266,14 @@ impl<S: Storage, R: Rng, const MTU: usize> Gossip<S, R, MTU> {
         C: Clock,
         T: Timer,
     {
+        let local = self.node.local_addr();
+        // What a dropped step left unsent goes first: `buf` still holds it.
+        if let Some((to, size)) = self.unsent {
+            let result = socket
+                .send(local, to, self.buf.get(..size).unwrap_or(&[]))
+                .await;
+            self.sent(result.is_ok());
+        }
         let deadline = self.node.poll_timeout();
         // Leaving: the SHUTDOWN notices go out now, without waiting.
         let received = if self.node.is_shutting_down() {
@@ -277,14 +304,24 @@ impl<S: Storage, R: Rng, const MTU: usize> Gossip<S, R, MTU> {
             None => {}
         }
         self.due(now);
-        let local = self.node.local_addr();
         while let Some(t) = self.node.poll_transmit(now, &mut self.buf) {
+            // Marked before the await, cleared after: a step dropped at the
+            // send leaves the datagram for the next one.
+            self.unsent = Some((t.destination, t.size));
             let bytes = self.buf.get(..t.size).unwrap_or(&[]);
-            if socket.send(local, t.destination, bytes).await.is_err() {
-                self.stats.send_failures = self.stats.send_failures.saturating_add(1);
-            }
+            let result = socket.send(local, t.destination, bytes).await;
+            self.sent(result.is_ok());
         }
         Ok(())
+    }
+
+    /// The unsent datagram has been handed to the socket (or refused by it:
+    /// dropped and counted).
+    fn sent(&mut self, ok: bool) {
+        self.unsent = None;
+        if !ok {
+            self.stats.send_failures = self.stats.send_failures.saturating_add(1);
+        }
     }
 
     fn received(&mut self, now: Instant, from: SocketAddr, n: usize) {
@@ -293,10 +330,10 @@ impl<S: Storage, R: Rng, const MTU: usize> Gossip<S, R, MTU> {
         let before = self.node.stats().dropped_total();
         self.node.handle_datagram(now, from, datagram);
         #[cfg(feature = "defmt")]
-        if self.node.stats().dropped_total() > before {
-            if let Some(reason) = self.node.stats().last_drop {
-                defmt::debug!("gossip: datagram dropped: {}", reason.name());
-            }
+        if self.node.stats().dropped_total() > before
+            && let Some(reason) = self.node.stats().last_drop
+        {
+            defmt::debug!("gossip: datagram dropped: {}", reason.name());
         }
     }
 
@@ -328,6 +365,7 @@ fn log_event(e: &Event<'_>) {
     match e {
         Event::Discovered { endpoint } => defmt::info!("gossip: discovered {}", D(endpoint)),
         Event::Up { endpoint } => defmt::info!("gossip: up {}", D(endpoint)),
+        Event::Suspect { endpoint } => defmt::info!("gossip: suspect {}", D(endpoint)),
         Event::Down { endpoint } => defmt::warn!("gossip: down {}", D(endpoint)),
         Event::Restarted {
             endpoint,

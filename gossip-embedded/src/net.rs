@@ -22,6 +22,9 @@ use smoltcp::socket::udp;
 use smoltcp::time::Instant as NetInstant;
 use smoltcp::wire::IpEndpoint;
 
+use crate::QueueStats;
+use crate::hol::HeadOfLine;
+
 /// What the smoltcp stack reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NetError {
@@ -40,12 +43,17 @@ pub enum NetError {
     NoSocket,
 }
 
-/// A UDP socket of a [`SmoltcpStack`]: the smoltcp handle and, when
-/// connected, the remote.
-#[derive(Clone, Copy, Debug)]
+/// A UDP socket of a [`SmoltcpStack`]: the smoltcp handle, when connected
+/// the remote, and the watch on its send queue: a datagram to a neighbor
+/// that does not answer ARP would hold the whole queue (smoltcp's
+/// head-of-line blocking); when the queue has not moved for
+/// [`STUCK_AFTER`](crate::STUCK_AFTER) it is cleared and that destination
+/// is left alone for [`SHUN_FOR`](crate::SHUN_FOR) or until heard from.
+#[derive(Debug)]
 pub struct UdpHandle {
     handle: SocketHandle,
     remote: Option<SocketAddr>,
+    hol: HeadOfLine,
 }
 
 impl UdpHandle {
@@ -54,7 +62,19 @@ impl UdpHandle {
         Self {
             handle,
             remote: None,
+            hol: HeadOfLine::default(),
         }
+    }
+
+    /// The smoltcp socket's handle.
+    pub fn handle(&self) -> SocketHandle {
+        self.handle
+    }
+
+    /// Times the send queue was cleared, and datagrams dropped because
+    /// their destination held it.
+    pub fn stats(&self) -> QueueStats {
+        self.hol.stats()
     }
 }
 
@@ -66,6 +86,7 @@ pub struct SmoltcpStack<'s, 'b, D: Device> {
     device: &'s mut D,
     sockets: &'s mut SocketSet<'b>,
     now: NetInstant,
+    clock: gossip_core::Instant,
 }
 
 impl<'s, 'b, D: Device> SmoltcpStack<'s, 'b, D> {
@@ -76,12 +97,14 @@ impl<'s, 'b, D: Device> SmoltcpStack<'s, 'b, D> {
         sockets: &'s mut SocketSet<'b>,
         now: gossip_core::Instant,
     ) -> Self {
+        let clock = now;
         let now = NetInstant::from_micros(i64::try_from(now.as_micros()).unwrap_or(i64::MAX));
         Self {
             iface,
             device,
             sockets,
             now,
+            clock,
         }
     }
 
@@ -99,12 +122,25 @@ impl<'s, 'b, D: Device> SmoltcpStack<'s, 'b, D> {
 
     fn send_slice(
         &mut self,
-        socket: &UdpHandle,
+        socket: &mut UdpHandle,
         remote: SocketAddr,
         buf: &[u8],
     ) -> nb::Result<(), NetError> {
         let to = Self::endpoint(remote)?;
         let s = self.sockets.get_mut::<udp::Socket>(socket.handle);
+        let verdict = socket
+            .hol
+            .before_send(self.clock, remote, s.send_queue() == 0);
+        if verdict.clear {
+            // Close and bind again: both queues are emptied.
+            let endpoint = s.endpoint();
+            s.close();
+            s.bind(endpoint).map_err(|_| NetError::Bind)?;
+        }
+        if !verdict.send {
+            // Shunned: dropped, counted in `UdpHandle::stats`.
+            return Ok(());
+        }
         match s.send_slice(buf, to) {
             Ok(()) => {}
             Err(udp::SendError::BufferFull) => {
@@ -152,7 +188,11 @@ impl<D: Device> embedded_nal::UdpClientStack for SmoltcpStack<'_, '_, D> {
         }
         let s = self.sockets.get_mut::<udp::Socket>(socket.handle);
         match s.recv_slice(buffer) {
-            Ok((n, meta)) => Ok((n, SocketAddr::from(meta.endpoint))),
+            Ok((n, meta)) => {
+                let from = SocketAddr::from(meta.endpoint);
+                socket.hol.heard_from(from);
+                Ok((n, from))
+            }
             Err(udp::RecvError::Exhausted) => Err(nb::Error::WouldBlock),
             Err(udp::RecvError::Truncated) => Err(nb::Error::Other(NetError::Truncated)),
         }

@@ -21,10 +21,13 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 
 type Queues = Rc<RefCell<Vec<VecDeque<(SocketAddr, Vec<u8>)>>>>;
 
-/// One node's socket: its inbox in the shared queues.
+/// One node's socket: its inbox in the shared queues. While `blocked`, a
+/// send waits (as a full send buffer makes it) and records what it holds.
 struct MemUdp {
     me: usize,
     queues: Queues,
+    blocked: Rc<Cell<bool>>,
+    held: Rc<RefCell<Vec<Vec<u8>>>>,
 }
 
 #[derive(Debug)]
@@ -58,6 +61,19 @@ impl embedded_nal_async::UnconnectedUdp for MemUdp {
         data: &[u8],
     ) -> Result<(), NoError> {
         assert_eq!(local, addr(self.me));
+        let blocked = self.blocked.clone();
+        let mut recorded = false;
+        std::future::poll_fn(|_| {
+            if !blocked.get() {
+                return Poll::Ready(());
+            }
+            if !recorded {
+                self.held.borrow_mut().push(data.to_vec());
+                recorded = true;
+            }
+            Poll::Pending
+        })
+        .await;
         let to = (0..self.queues.borrow().len()).find(|&i| addr(i) == remote);
         if let Some(to) = to {
             self.queues.borrow_mut()[to].push_back((local, data.to_vec()));
@@ -129,6 +145,8 @@ fn two_async_nodes_converge_and_see_a_state_change() {
                 MemUdp {
                     me: i,
                     queues: queues.clone(),
+                    blocked: Rc::new(Cell::new(false)),
+                    held: Rc::new(RefCell::new(Vec::new())),
                 },
                 clock.clone(),
             )
@@ -178,6 +196,40 @@ fn two_async_nodes_converge_and_see_a_state_change() {
     assert!(changed, "the two nodes never saw each other alive");
     let ms = seen_at.expect("node 1 never saw MODE=async");
     println!("converged and disseminated by {ms} ms");
+
+    // A step dropped while its send waits (a full send buffer) loses
+    // nothing: the datagram goes out first in the next step.
+    {
+        let (gossip, socket, timer) = &mut nodes[0];
+        queues.borrow_mut()[1].clear();
+        socket.blocked.set(true);
+        let round = gossip
+            .node()
+            .poll_timeout()
+            .expect("a running node has a deadline");
+        clock.0.set(round);
+        {
+            let step = pin!(gossip.step(socket, &clock, timer));
+            assert!(step.poll(&mut cx).is_pending(), "the send waits");
+        }
+        let held = socket
+            .held
+            .borrow_mut()
+            .pop()
+            .expect("the step reached a send");
+        assert!(
+            queues.borrow()[1].is_empty(),
+            "nothing went out while blocked"
+        );
+        socket.blocked.set(false);
+        {
+            let step = pin!(gossip.step(socket, &clock, timer));
+            let _ = step.poll(&mut cx);
+        }
+        let first = queues.borrow()[1].front().map(|(_, d)| d.clone());
+        assert_eq!(first, Some(held), "the held datagram goes out first");
+        assert_eq!(gossip.stats().send_failures, 0);
+    }
 
     // Node 0 leaves: one step sends its notice at once (no deadline or
     // datagram needed), and node 1 sees it shut down.

@@ -1,7 +1,9 @@
 //! Three nodes, each with its own smoltcp interface and UDP socket, joined by
 //! the in-memory Ethernet switch, on a virtual clock: they converge, see a
 //! state change, detect a stopped node and see it restart with a new
-//! generation. The blocking (`embedded-nal`) variant.
+//! generation. The blocking (`embedded-nal`) variant. Every node also lists
+//! a seed that never boots, whose datagrams would hold its socket's send
+//! queue (smoltcp's head-of-line blocking) if the glue did not clear it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
 
 use std::net::SocketAddr;
@@ -74,7 +76,13 @@ impl<'a> Host<'a> {
     }
 
     fn start(&mut self, i: usize, generation: u64, now: Instant) {
-        let seeds = if i == 0 { vec![] } else { vec![addr(0)] };
+        // Every node also lists a seed that never boots (no board answers
+        // ARP for it): gossip to it must not hold the socket's send queue.
+        let seeds = if i == 0 {
+            vec![addr(8)]
+        } else {
+            vec![addr(0), addr(8)]
+        };
         let rng = Xoshiro256PlusPlus::seed_from_u64(generation * 31 + i as u64);
         let node = Node::new(config(), addr(i), Generation(generation), &seeds, rng, now).unwrap();
         self.gossip = Some(Gossip::new(node).unwrap());
@@ -86,7 +94,10 @@ impl<'a> Host<'a> {
     /// reopened), as after a reboot.
     fn restart(&mut self, i: usize, generation: u64, now: Instant) {
         let mut stack = SmoltcpStack::new(&mut self.iface, &mut self.port, &mut self.sockets, now);
-        stack.close(self.socket).unwrap();
+        let fresh = UdpHandle::new(self.socket.handle());
+        stack
+            .close(std::mem::replace(&mut self.socket, fresh))
+            .unwrap();
         self.start(i, generation, now);
     }
 
@@ -200,6 +211,7 @@ fn three_smoltcp_nodes_converge_detect_a_stop_and_see_a_restart() {
     )
     .expect("in time");
     println!("stop detected in {took:?}");
+
     // Not before a probe and its indirect probes failed (three probe
     // timeouts) and the shortest suspicion passed.
     let c = config();
@@ -230,6 +242,11 @@ fn three_smoltcp_nodes_converge_detect_a_stop_and_see_a_restart() {
         .endpoint(&addr(2))
         .unwrap();
     assert_eq!(seen.state().generation(), Generation(1_001));
+    for h in &hosts[..2] {
+        let queue = h.socket.stats();
+        println!("{queue:?}");
+        assert!(queue.cleared > 0, "the dead seed never held the queue");
+    }
 }
 
 fn run_for(

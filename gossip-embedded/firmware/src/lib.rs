@@ -91,9 +91,16 @@ pub fn now() -> Instant {
     Instant::from_millis(u64::from(MILLIS.load(Ordering::Relaxed)))
 }
 
-/// Whole milliseconds (u64: formatting a u128 costs flash).
-pub fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+/// Whole milliseconds, saturating at `u32::MAX` (49 days).
+pub fn millis(d: Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
+}
+
+/// `n`, saturating at `u32::MAX`: the figures are printed as `u32`, the
+/// one integer formatting the firmware links anyway (`usize` on this
+/// target, for core's panic messages); a second one costs flash.
+pub fn small(n: u64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// Prints why and exits 1 through semihosting.

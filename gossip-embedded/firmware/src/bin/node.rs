@@ -26,8 +26,8 @@ use gossip_embedded::net::{SmoltcpStack, UdpHandle};
 use gossip_embedded::{Gossip, SmallStorage};
 use gossip_firmware::lan9118::{self, Lan9118};
 use gossip_firmware::{
-    STATE_KEYS, addr, config, has_states, millis, now, paint_stack, run_to_exit, stack_high_water,
-    state_value, static_ram,
+    STATE_KEYS, addr, config, has_states, millis, now, paint_stack, run_to_exit, small,
+    stack_high_water, state_value, static_ram,
 };
 use rand_core::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -138,9 +138,9 @@ fn run() -> Result<(), &'static str> {
     hprintln!(
         "node{}: datagrams_out={} bytes_out={} dropped={} frames_rx={} frames_tx={} frames_dropped={}",
         me,
-        s.datagrams_out,
-        s.bytes_out,
-        s.dropped_total(),
+        small(s.datagrams_out),
+        small(s.bytes_out),
+        small(s.dropped_total()),
         n.rx_frames,
         n.tx_frames,
         n.rx_dropped + n.tx_dropped

@@ -25,7 +25,7 @@ use gossip_core::{Event, Node};
 use gossip_embedded::net::{Port, SmoltcpStack, Switch, UdpHandle};
 use gossip_embedded::{Gossip, SmallStorage};
 use gossip_firmware::{
-    STATE_KEYS, addr, config, fail, has_states, millis, now, paint_stack, run_to_exit,
+    STATE_KEYS, addr, config, fail, has_states, millis, now, paint_stack, run_to_exit, small,
     stack_high_water, state_value, static_ram,
 };
 use rand_core::SeedableRng;
@@ -195,9 +195,9 @@ fn run() -> Result<(), &'static str> {
     hprintln!("state_change_ms={}", millis(disseminated - converged));
     hprintln!(
         "node0 datagrams_out={} bytes_out={} dropped={}",
-        s.datagrams_out,
-        s.bytes_out,
-        s.dropped_total()
+        small(s.datagrams_out),
+        small(s.bytes_out),
+        small(s.dropped_total())
     );
     hprintln!("switch_dropped_frames={}", switch.dropped());
     // What each node keeps for as long as it runs: its gossip state, its
