@@ -57,15 +57,21 @@ impl<'a> Board<'a> {
         iface.update_ip_addrs(|a| {
             let _ = a.push(IpCidr::new(IpAddress::v4(10, 0, 0, 1 + i), 24));
         });
-        let mut sockets = SocketSet::new(&mut leak([SocketStorage::EMPTY; 1])[..]);
+        let mut sockets = SocketSet::new(&mut leak([SocketStorage::EMPTY; 2])[..]);
         let buffer = || {
             udp::PacketBuffer::new(
                 &mut leak([udp::PacketMetadata::EMPTY; 8])[..],
                 &mut leak([0u8; 4096])[..],
             )
         };
-        let handle = sockets.add(udp::Socket::new(buffer(), buffer()));
-        let mut socket = UdpHandle::new(handle);
+        // The main socket receives (added first); the spare one only sends,
+        // to destinations not heard from lately.
+        let main = sockets.add(udp::Socket::new(buffer(), buffer()));
+        let spare = sockets.add(udp::Socket::new(
+            udp::PacketBuffer::new(&mut [][..], &mut [][..]),
+            buffer(),
+        ));
+        let mut socket = UdpHandle::new(main, spare);
         let mut config = small_config(ClusterId::from_name("example"));
         config.gossip_interval = Duration::from_millis(200);
         // A board without a clock keeps a boot counter for its generation.

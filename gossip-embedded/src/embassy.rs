@@ -7,12 +7,16 @@
 //! rule as every other binding, no protocol code here. It is cancel-safe,
 //! so it can sit in a `select` with the application's own work.
 //!
-//! [`EmbassyUdp`] also keeps the socket out of smoltcp's head-of-line
+//! [`EmbassyUdp`] also keeps the node out of smoltcp's head-of-line
 //! blocking: a datagram to a board that no longer answers ARP (a crashed
 //! member, a seed that never booted) would otherwise hold the socket's whole
-//! send queue. When the queue does not move for half a second it is
-//! cleared and that destination is left alone for 30 s or until it is heard
-//! from ([`EmbassyUdp::stats`] counts both).
+//! send queue, and smoltcp then keeps that socket silent for a second. It
+//! takes two sockets on the node's port: datagrams to destinations heard
+//! from in the last [`FRESH_FOR`](crate::FRESH_FOR) go by the main one, the rest by a spare
+//! one, so a dead board can only hold the spare. A queue that does not move
+//! for 50 ms is cleared, and the destination at its head is left alone for
+//! a second (doubling each time it does it again, up to 32 s) or until it
+//! is heard from ([`EmbassyUdp::stats`] counts both).
 //!
 //! One task runs the node; another runs the embassy-net stack
 //! (`Runner::run`), as in every embassy-net program. IPv4 only: a peer
@@ -36,10 +40,13 @@
 //! /// that grows with every boot (a counter kept in flash, say).
 //! async fn gossip(stack: Stack<'static>, me: SocketAddr, seeds: &[SocketAddr], boot: u64) -> ! {
 //!     stack.wait_config_up().await;
+//!     // The main socket receives (made first); the spare only sends.
 //!     let (mut rx_meta, mut rx) = ([PacketMetadata::EMPTY; 4], [0u8; 1024]);
-//!     let (mut tx_meta, mut tx) = ([PacketMetadata::EMPTY; 4], [0u8; 1024]);
-//!     let socket = UdpSocket::new(stack, &mut rx_meta, &mut rx, &mut tx_meta, &mut tx);
-//!     let mut udp = EmbassyUdp::bind(socket, me.port()).unwrap();
+//!     let (mut tx_meta, mut tx) = ([PacketMetadata::EMPTY; 2], [0u8; 1024]);
+//!     let main = UdpSocket::new(stack, &mut rx_meta, &mut rx, &mut tx_meta, &mut tx);
+//!     let (mut spare_meta, mut spare_tx) = ([PacketMetadata::EMPTY; 1], [0u8; 512]);
+//!     let spare = UdpSocket::new(stack, &mut [], &mut [], &mut spare_meta, &mut spare_tx);
+//!     let mut udp = EmbassyUdp::bind(main, spare, me.port()).unwrap();
 //!
 //!     let config = small_config(ClusterId::from_name("greenhouse"));
 //!     let rng = Xoshiro256PlusPlus::seed_from_u64(boot ^ u64::from(me.port()));
@@ -60,10 +67,10 @@
 //! }
 //! ```
 
-use core::future::Future;
+use core::future::{Future, poll_fn};
 use core::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use core::pin::pin;
-use core::task::{Context, Waker};
+use core::task::{Context, Poll, Waker};
 
 use embassy_net::IpEndpoint;
 use embassy_net::udp::{BindError, RecvError, SendError, UdpSocket};
@@ -71,40 +78,71 @@ use embedded_io_async::ErrorKind;
 use gossip_core::Storage;
 use rand_core::Rng;
 
-pub use crate::hol::QueueStats;
-use crate::hol::{HeadOfLine, STUCK_AFTER};
+use crate::hol::{HeadOfLine, QueueStats, Recent, patience};
 use crate::{Clock, EmbassyTime, Gossip};
 
-/// An embassy-net UDP socket, bound, as an `embedded-nal-async`
-/// [`UnconnectedUdp`](embedded_nal_async::UnconnectedUdp), with a watch on
-/// its send queue (see the [module docs](self)). Its receive is
-/// cancel-safe: embassy-net takes a datagram only when it hands it over.
+/// Two embassy-net UDP sockets bound to the node's port, as one
+/// `embedded-nal-async`
+/// [`UnconnectedUdp`](embedded_nal_async::UnconnectedUdp), each with a
+/// watch on its send queue (see the [module docs](self)).
+///
+/// Datagrams to a destination heard from in the last [`FRESH_FOR`](crate::FRESH_FOR) go by
+/// the *main* socket, which also receives everything; the others by the
+/// *spare* one. A board that does not answer ARP (a dead member, a seed
+/// that never booted) is never fresh, so it can only hold the spare
+/// socket's queue, and smoltcp's one-second wait after a missing neighbor
+/// never silences the node toward the living. Receiving is cancel-safe:
+/// embassy-net takes a datagram only when it hands it over.
 pub struct EmbassyUdp<'d> {
+    main: Lane<'d>,
+    spare: Lane<'d>,
+    recent: Recent,
+}
+
+/// One socket and the watch on its send queue.
+struct Lane<'d> {
     socket: UdpSocket<'d>,
     hol: HeadOfLine,
 }
 
 impl<'d> EmbassyUdp<'d> {
-    /// Binds `socket` to `port` (the node's) and wraps it.
-    pub fn bind(mut socket: UdpSocket<'d>, port: u16) -> Result<Self, BindError> {
-        socket.bind(port)?;
+    /// Binds both sockets to `port` (the node's) and wraps them. `main`
+    /// must have been made first on the stack: embassy-net hands each
+    /// datagram to the first socket bound to its port, and only `main`
+    /// needs receive buffers (`spare` can have empty ones). Each needs a
+    /// send buffer that holds a datagram of `max_datagram_size`.
+    pub fn bind(
+        mut main: UdpSocket<'d>,
+        mut spare: UdpSocket<'d>,
+        port: u16,
+    ) -> Result<Self, BindError> {
+        main.bind(port)?;
+        spare.bind(port)?;
         Ok(Self {
-            socket,
-            hol: HeadOfLine::default(),
+            main: Lane {
+                socket: main,
+                hol: HeadOfLine::default(),
+            },
+            spare: Lane {
+                socket: spare,
+                hol: HeadOfLine::default(),
+            },
+            recent: Recent::default(),
         })
     }
 
-    /// The socket.
+    /// The main socket (the one that receives).
     pub fn socket(&self) -> &UdpSocket<'d> {
-        &self.socket
+        &self.main.socket
     }
 
-    /// Times the send queue was cleared, and datagrams dropped because
-    /// their destination held it.
-    pub fn stats(&self) -> QueueStats {
-        self.hol.stats()
+    /// What each socket's watch counted: (main, spare).
+    pub fn stats(&self) -> (QueueStats, QueueStats) {
+        (self.main.hol.stats(), self.spare.hol.stats())
     }
+}
 
+impl Lane<'_> {
     /// Whether the send queue is empty now (never waits).
     fn queue_empty(&mut self) -> bool {
         let flushed = pin!(self.socket.flush());
@@ -119,6 +157,53 @@ impl<'d> EmbassyUdp<'d> {
         self.socket.close();
         // Binding the endpoint it had cannot fail: the socket is closed.
         let _ = self.socket.bind(endpoint);
+    }
+
+    /// Queues the datagram, or drops it (its destination is shunned, or
+    /// the socket is still held after a clear and full). Waits while the
+    /// queue is full, at most [`STUCK_AFTER`](crate::STUCK_AFTER) (a second more for a fresh
+    /// destination): then the queue is cleared and its head's destination
+    /// shunned if it is not fresh.
+    async fn send(
+        &mut self,
+        remote: SocketAddrV4,
+        fresh: bool,
+        data: &[u8],
+    ) -> Result<(), UdpError> {
+        let to = SocketAddr::V4(remote);
+        let empty = self.queue_empty();
+        let verdict = self.hol.before_send(EmbassyTime.now(), to, fresh, empty);
+        if verdict.clear {
+            self.clear();
+        }
+        if !verdict.send {
+            return Ok(());
+        }
+        let endpoint = IpEndpoint::from(remote);
+        let timeout = embassy_time::Duration::from_micros(patience(fresh).as_micros() as u64);
+        match embassy_time::with_timeout(timeout, self.socket.send_to(data, endpoint)).await {
+            Ok(sent) => sent.map_err(UdpError::Send),
+            Err(embassy_time::TimeoutError) => {
+                let now = EmbassyTime.now();
+                if self.hol.is_quiet(now) {
+                    // smoltcp holds the socket after a clear: this one waits
+                    // for nothing. Dropped, as a full buffer drops.
+                    self.hol.dropped();
+                    return Ok(());
+                }
+                self.hol.stuck(now);
+                self.clear();
+                // The queue is empty: this send does not wait for room.
+                if self.hol.before_send(now, to, fresh, true).send {
+                    self.socket
+                        .send_to(data, endpoint)
+                        .await
+                        .map_err(UdpError::Send)
+                } else {
+                    Ok(())
+                }
+            }
+        }
     }
 }
 
@@ -161,42 +246,25 @@ impl embedded_io_async::Error for UdpError {
 impl embedded_nal_async::UnconnectedUdp for EmbassyUdp<'_> {
     type Error = UdpError;
 
-    /// Queues the datagram, or drops it when its destination is shunned (a
-    /// drop counted in [`EmbassyUdp::stats`], not an error). Waits while
-    /// the queue is full, at most [`STUCK_AFTER`]: then the queue is
-    /// cleared and its head's destination shunned.
+    /// Queues the datagram on the main socket if its destination was heard
+    /// from lately, else on the spare one; or drops it when its destination
+    /// is shunned (counted in [`EmbassyUdp::stats`], not an error).
     async fn send(
         &mut self,
         _local: SocketAddr,
         remote: SocketAddr,
         data: &[u8],
     ) -> Result<(), UdpError> {
-        let SocketAddr::V4(v4) = remote else {
+        let SocketAddr::V4(remote) = remote else {
             return Err(UdpError::Ipv6);
         };
-        let empty = self.queue_empty();
-        let verdict = self.hol.before_send(EmbassyTime.now(), remote, empty);
-        if verdict.clear {
-            self.clear();
-        }
-        if !verdict.send {
-            return Ok(());
-        }
-        let to = IpEndpoint::from(v4);
-        let timeout = embassy_time::Duration::from_micros(STUCK_AFTER.as_micros() as u64);
-        match embassy_time::with_timeout(timeout, self.socket.send_to(data, to)).await {
-            Ok(sent) => sent.map_err(UdpError::Send),
-            Err(embassy_time::TimeoutError) => {
-                let now = EmbassyTime.now();
-                self.hol.stuck(now);
-                self.clear();
-                // The queue is empty: this send does not wait.
-                if self.hol.before_send(now, remote, true).send {
-                    self.socket.send_to(data, to).await.map_err(UdpError::Send)
-                } else {
-                    Ok(())
-                }
-            }
+        if self
+            .recent
+            .is_fresh(SocketAddr::V4(remote), EmbassyTime.now())
+        {
+            self.main.send(remote, true, data).await
+        } else {
+            self.spare.send(remote, false, data).await
         }
     }
 
@@ -204,14 +272,20 @@ impl embedded_nal_async::UnconnectedUdp for EmbassyUdp<'_> {
         &mut self,
         buffer: &mut [u8],
     ) -> Result<(usize, SocketAddr, SocketAddr), UdpError> {
-        let (n, meta) = self
-            .socket
-            .recv_from(buffer)
-            .await
-            .map_err(UdpError::Receive)?;
+        // The main socket receives everything; the spare is looked at too,
+        // in case it was made first.
+        let (main, spare) = (&self.main.socket, &self.spare.socket);
+        let (n, meta) = poll_fn(|cx| match main.poll_recv_from(buffer, cx) {
+            Poll::Pending => spare.poll_recv_from(buffer, cx),
+            ready => ready,
+        })
+        .await
+        .map_err(UdpError::Receive)?;
         let from = SocketAddr::from(meta.endpoint);
-        self.hol.heard_from(from);
-        let port = self.socket.endpoint().port;
+        self.main.hol.heard_from(from);
+        self.spare.hol.heard_from(from);
+        self.recent.heard_from(from, EmbassyTime.now());
+        let port = self.main.socket.endpoint().port;
         let local = match meta.local_address {
             Some(ip) => SocketAddr::new(ip.into(), port),
             None => SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port)),

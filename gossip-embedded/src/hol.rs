@@ -3,38 +3,49 @@
 //!
 //! smoltcp sends a UDP socket's queue strictly in order. A datagram to an
 //! address on the LAN whose hardware address is not in the neighbor cache
-//! waits at the head of the queue while smoltcp asks for it (ARP, once a
-//! second), and every datagram behind it waits too (smoltcp issue #594).
-//! Gossip sends to members that are down (to notice their return) and to
-//! seeds that may never have booted, so one dead board on the LAN would
-//! silence every board that gossips to it, once its entry in their
-//! neighbor caches expires (60 s).
+//! waits at the head of the queue while smoltcp asks for it (ARP, at most
+//! one request a second for the whole interface), and every datagram
+//! behind it waits too (smoltcp issue #594). Gossip sends to members that
+//! are down (to notice their return) and to seeds that may never have
+//! booted, so one dead board on the LAN would silence every board that
+//! gossips to it, once its entry in their neighbor caches expires (60 s).
 //!
 //! [`HeadOfLine`] watches the queue from outside: it remembers the oldest
 //! datagram that may still be queued, and when the queue has not emptied
-//! for [`STUCK_AFTER`], the glue clears the socket's queues (closes and
-//! binds it again: the datagrams in them are lost, as a network may lose
-//! them) and the head's destination is *shunned*: datagrams to it are
-//! dropped for [`SHUN_FOR`], or until a datagram arrives from it (a board
-//! that boots again asks for our address, which fills the neighbor cache).
+//! for [`STUCK_AFTER`] (50 ms), the glue clears the socket's queues (closes
+//! and binds it again: the datagrams in them are lost, as a network may
+//! lose them) and the head's destination is *shunned*: datagrams to it are
+//! dropped for [`SHUN_FIRST`], then twice as long each time it holds the
+//! queue again, up to [`SHUN_MAX`], until a datagram arrives from it (a
+//! board that boots again asks for our address, which fills the neighbor
+//! cache). A live neighbor taken for dead (its ARP request waited behind
+//! another's) is back within a second, even when it shuns us too.
 
-use core::net::SocketAddr;
+use core::net::{SocketAddr, SocketAddrV4};
 use core::time::Duration;
 
 use gossip_core::Instant;
 
 /// How long the send queue may stay non-empty before its head is taken to
-/// be stuck: longer than an answered ARP request takes on a LAN, shorter
-/// than smoltcp's one-second wait between ARP requests.
-pub const STUCK_AFTER: Duration = Duration::from_millis(500);
+/// be stuck: several times what an answered ARP request takes on a LAN,
+/// and short beside the probe and suspicion times of 100 ms rounds, since
+/// the node cannot answer anyone while its queue is held. A live neighbor
+/// whose ARP request waits behind another (smoltcp asks at most once a
+/// second) may be taken for dead: a few datagrams to it are lost, and the
+/// shun ends with its next datagram.
+pub const STUCK_AFTER: Duration = Duration::from_millis(50);
 
-/// How long a destination that blocked the queue is shunned, unless it is
-/// heard from first. After that one datagram is tried again (and may cost
-/// another [`STUCK_AFTER`] wait if it still does not answer).
-pub const SHUN_FOR: Duration = Duration::from_secs(30);
+/// How long a destination that held the queue is first shunned: longer
+/// than smoltcp waits between two ARP requests, so the next datagram to it
+/// can ask at once.
+pub const SHUN_FIRST: Duration = Duration::from_secs(1);
 
-/// Destinations shunned at once; when full, the one shunned longest ago
-/// makes room.
+/// The longest shun: a board that stays dead costs one [`STUCK_AFTER`]
+/// wait this often.
+pub const SHUN_MAX: Duration = Duration::from_secs(32);
+
+/// Destinations tracked at once; when full, the one whose shun ended
+/// first makes room.
 const SHUNNED: usize = 4;
 
 /// What to do with the next datagram.
@@ -46,24 +57,139 @@ pub(crate) struct Verdict {
     pub(crate) send: bool,
 }
 
+/// A destination that held the queue: until when it is shunned (wrapping
+/// milliseconds), and how many times in a row it held the queue.
+#[derive(Clone, Copy, Debug)]
+struct Shun {
+    addr: SocketAddrV4,
+    until: u32,
+    strikes: u8,
+}
+
+/// Senders remembered (as many as [`SmallStorage`](crate::SmallStorage)
+/// has peers); when full, the one heard from longest ago makes room.
+const RECENT: usize = 16;
+
+/// A destination heard from within this long is *fresh*: alive, so it is
+/// given smoltcp's second to find its address and is never shunned.
+pub const FRESH_FOR: Duration = Duration::from_secs(2);
+
+/// The IPv4 senders heard from lately, and when (milliseconds of the node's
+/// clock, wrapping): 8 bytes a sender.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Recent {
+    senders: [Option<([u8; 4], u16, u32)>; RECENT],
+}
+
+/// The node's clock in wrapping milliseconds.
+fn millis(now: Instant) -> u32 {
+    (now.as_micros() / 1_000) as u32
+}
+
+fn key(addr: SocketAddr) -> Option<([u8; 4], u16)> {
+    match addr {
+        SocketAddr::V4(v4) => Some((v4.ip().octets(), v4.port())),
+        SocketAddr::V6(_) => None,
+    }
+}
+
+impl Recent {
+    /// A datagram arrived from `from` at `now`.
+    pub(crate) fn heard_from(&mut self, from: SocketAddr, now: Instant) {
+        let (Some((ip, port)), now) = (key(from), millis(now)) else {
+            return;
+        };
+        let slot = self
+            .senders
+            .iter()
+            .position(|s| s.is_some_and(|(i, p, _)| (i, p) == (ip, port)))
+            .or_else(|| self.senders.iter().position(Option::is_none))
+            .or_else(|| {
+                let ages = self
+                    .senders
+                    .iter()
+                    .map(|s| s.map_or(u32::MAX, |(_, _, t)| now.wrapping_sub(t)));
+                ages.enumerate().max_by_key(|&(_, age)| age).map(|(i, _)| i)
+            });
+        if let Some(slot) = slot.and_then(|i| self.senders.get_mut(i)) {
+            *slot = Some((ip, port, now));
+        }
+    }
+
+    /// Whether `to` was heard from within [`FRESH_FOR`] of `now`.
+    pub(crate) fn is_fresh(&self, to: SocketAddr, now: Instant) -> bool {
+        let (Some((ip, port)), now) = (key(to), millis(now)) else {
+            return false;
+        };
+        let fresh = FRESH_FOR.as_millis() as u32;
+        self.senders
+            .iter()
+            .flatten()
+            .any(|&(i, p, t)| (i, p) == (ip, port) && now.wrapping_sub(t) < fresh)
+    }
+}
+
 /// What the glue counted about head-of-line blocking.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct QueueStats {
     /// Times the socket's queues were cleared because a datagram to an
     /// unresolvable neighbor held them.
     pub cleared: u32,
-    /// Datagrams dropped because their destination had held the queue.
+    /// Datagrams dropped because their destination had held the queue (or
+    /// because the socket was still held after a clear).
     pub shunned: u32,
 }
 
-/// The watch on one socket's send queue.
+/// smoltcp's wait between ARP requests: one a second for the whole
+/// interface, and a socket whose head's neighbor is missing sends nothing
+/// for as long. After a clear the queue is not judged for this long: the
+/// next head may be a live neighbor whose request waits for the dead one's
+/// second to end.
+pub(crate) const SILENCE: Duration = Duration::from_secs(1);
+
+/// How long a datagram may wait at the head of the queue: [`STUCK_AFTER`];
+/// to a destination heard from lately, smoltcp's [`SILENCE`] more (it asks
+/// for at most one neighbor's address a second, so a live neighbor's may
+/// wait behind a dead one's), and it is not shunned.
+pub(crate) fn patience(fresh: bool) -> Duration {
+    if fresh {
+        STUCK_AFTER + SILENCE
+    } else {
+        STUCK_AFTER
+    }
+}
+
+/// A duration in whole milliseconds.
+fn ms(d: Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
+}
+
+/// Whether wrapping millisecond time `a` is before `b` (they are less
+/// than 24 days apart).
+fn before(a: u32, b: u32) -> bool {
+    (b.wrapping_sub(a) as i32) > 0
+}
+
+/// The oldest datagram that may still be queued.
+#[derive(Clone, Copy, Debug)]
+struct Head {
+    /// Its destination, when known.
+    to: Option<SocketAddrV4>,
+    /// When it was queued (wrapping milliseconds).
+    since: u32,
+    /// Whether its destination was heard from lately.
+    fresh: bool,
+}
+
+/// The watch on one socket's send queue: about 100 bytes (IPv4 addresses,
+/// wrapping millisecond times; both glues are IPv4 only).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct HeadOfLine {
-    /// The oldest datagram that may still be queued: its destination (when
-    /// known) and when it was queued.
-    head: Option<(Option<SocketAddr>, Instant)>,
-    /// Destinations dropped until the instant.
-    shunned: [Option<(SocketAddr, Instant)>; SHUNNED],
+    head: Option<Head>,
+    /// Destinations that held the queue and have not been heard from since.
+    shunned: [Option<Shun>; SHUNNED],
+    /// Until then the queue is not judged (see [`SILENCE`]).
+    quiet_until: Option<u32>,
     stats: QueueStats,
 }
 
@@ -72,78 +198,148 @@ impl HeadOfLine {
         self.stats
     }
 
-    /// Before queueing a datagram to `to`; `queue_empty` is whether the
-    /// socket's send queue is empty now.
+    /// Whether the queue was cleared less than [`SILENCE`] ago.
+    pub(crate) fn is_quiet(&self, now: Instant) -> bool {
+        self.quiet(millis(now))
+    }
+
+    fn quiet(&self, now: u32) -> bool {
+        self.quiet_until.is_some_and(|q| before(now, q))
+    }
+
+    /// A datagram dropped by the glue (the socket could not take it while
+    /// quiet).
+    pub(crate) fn dropped(&mut self) {
+        self.stats.shunned = self.stats.shunned.saturating_add(1);
+    }
+
+    /// Before queueing a datagram to `to` (`fresh`: heard from lately);
+    /// `queue_empty` is whether the socket's send queue is empty now.
     pub(crate) fn before_send(
         &mut self,
         now: Instant,
         to: SocketAddr,
+        fresh: bool,
         queue_empty: bool,
     ) -> Verdict {
+        let now = millis(now);
         if queue_empty {
             self.head = None;
         }
-        let clear = self
-            .head
-            .is_some_and(|(_, since)| now.saturating_duration_since(since) >= STUCK_AFTER);
+        // A head queued while smoltcp held the socket has waited only since
+        // smoltcp let go.
+        let quiet_until = self.quiet_until;
+        let clear = !self.quiet(now)
+            && self.head.is_some_and(|h| {
+                let since = match quiet_until {
+                    Some(q) if before(h.since, q) => q,
+                    _ => h.since,
+                };
+                now.wrapping_sub(since) >= ms(patience(h.fresh))
+            });
         if clear {
-            self.stuck(now);
+            self.stuck_at(now);
         }
-        let send = !self.is_shunned(now, to);
+        let to = v4(to);
+        let send = !to.is_some_and(|to| self.is_shunned(now, to));
         if !send {
             self.stats.shunned = self.stats.shunned.saturating_add(1);
         } else if self.head.is_none() {
-            self.head = Some((Some(to), now));
+            self.head = Some(Head {
+                to,
+                since: now,
+                fresh,
+            });
         }
         Verdict { clear, send }
     }
 
-    /// The queue stayed full for [`STUCK_AFTER`] (a send waited that long):
-    /// its head's destination is shunned and the caller clears the queues.
+    /// The queue did not move for the head's [`patience`] (a send waited
+    /// that long on a full queue): the caller clears the queues, and the
+    /// head's destination is shunned unless it was heard from lately.
     pub(crate) fn stuck(&mut self, now: Instant) {
-        if let Some((Some(dest), _)) = self.head {
+        self.stuck_at(millis(now));
+    }
+
+    fn stuck_at(&mut self, now: u32) {
+        if let Some(Head {
+            to: Some(dest),
+            fresh: false,
+            ..
+        }) = self.head
+        {
             self.shun(now, dest);
         }
         self.head = None;
+        self.quiet_until = Some(now.wrapping_add(ms(SILENCE)));
         self.stats.cleared = self.stats.cleared.saturating_add(1);
     }
 
     /// A datagram arrived from `from`: it answers, so it is not shunned.
     pub(crate) fn heard_from(&mut self, from: SocketAddr) {
+        let Some(from) = v4(from) else {
+            return;
+        };
         for slot in &mut self.shunned {
-            if slot.is_some_and(|(a, _)| a == from) {
+            if slot.is_some_and(|s| s.addr == from) {
                 *slot = None;
             }
         }
     }
 
-    fn is_shunned(&self, now: Instant, to: SocketAddr) -> bool {
+    fn is_shunned(&self, now: u32, to: SocketAddrV4) -> bool {
         self.shunned
             .iter()
             .flatten()
-            .any(|&(a, until)| a == to && now < until)
+            .any(|s| s.addr == to && before(now, s.until))
     }
 
-    fn shun(&mut self, now: Instant, dest: SocketAddr) {
-        let until = now + SHUN_FOR;
-        // The same address's slot, or a free one, or the oldest.
-        let slot = self
+    fn shun(&mut self, now: u32, addr: SocketAddrV4) {
+        // The address's own slot (its shun doubles), or a free one, or the
+        // one whose shun ended first.
+        let slot = match self
             .shunned
             .iter()
-            .position(|s| s.is_some_and(|(a, _)| a == dest))
-            .or_else(|| self.shunned.iter().position(Option::is_none))
-            .or_else(|| {
-                let ends = self
+            .position(|s| s.is_some_and(|s| s.addr == addr))
+        {
+            Some(i) => i,
+            None => {
+                let free = self.shunned.iter().position(Option::is_none);
+                let left = self
                     .shunned
                     .iter()
-                    .map(|s| s.map_or(now, |(_, until)| until));
-                ends.enumerate()
-                    .min_by_key(|&(_, until)| until)
-                    .map(|(i, _)| i)
-            });
-        if let Some(slot) = slot.and_then(|i| self.shunned.get_mut(i)) {
-            *slot = Some((dest, until));
-        }
+                    .map(|s| s.map_or(0, |s| s.until.wrapping_sub(now) as i32));
+                let first = left
+                    .enumerate()
+                    .min_by_key(|&(_, left)| left)
+                    .map(|(i, _)| i);
+                match free.or(first) {
+                    Some(i) => i,
+                    None => return,
+                }
+            }
+        };
+        let Some(slot) = self.shunned.get_mut(slot) else {
+            return;
+        };
+        let strikes = match slot {
+            Some(s) if s.addr == addr => s.strikes.saturating_add(1),
+            _ => 0,
+        };
+        let factor = 1u32 << strikes.min(5);
+        let shun = SHUN_FIRST.saturating_mul(factor).min(SHUN_MAX);
+        *slot = Some(Shun {
+            addr,
+            until: now.wrapping_add(ms(shun)),
+            strikes,
+        });
+    }
+}
+
+fn v4(addr: SocketAddr) -> Option<SocketAddrV4> {
+    match addr {
+        SocketAddr::V4(v4) => Some(v4),
+        SocketAddr::V6(_) => None,
     }
 }
 
@@ -168,30 +364,31 @@ mod tests {
     #[test]
     fn a_queue_that_moves_is_left_alone() {
         let mut h = HeadOfLine::default();
-        // Non-empty at every send for seconds, but emptied in between.
-        for t in (0..5_000).step_by(100) {
-            assert_eq!(h.before_send(ms(t), a(2), true), SEND);
-            assert_eq!(h.before_send(ms(t), a(3), false), SEND);
+        // Non-empty at every other send for seconds, but emptied in between.
+        for t in (0..5_000).step_by(10) {
+            assert_eq!(h.before_send(ms(t), a(2), false, true), SEND);
+            assert_eq!(h.before_send(ms(t), a(3), false, false), SEND);
         }
         assert_eq!(h.stats(), QueueStats::default());
     }
 
     #[test]
     fn a_stuck_head_is_cleared_and_its_destination_shunned_until_heard_from() {
+        let stuck = STUCK_AFTER.as_millis() as u64;
         let mut h = HeadOfLine::default();
-        assert_eq!(h.before_send(ms(0), a(9), true), SEND); // the dead one
-        assert_eq!(h.before_send(ms(100), a(2), false), SEND);
-        assert_eq!(h.before_send(ms(499), a(2), false), SEND);
+        assert_eq!(h.before_send(ms(0), a(9), false, true), SEND); // the dead one
+        assert_eq!(h.before_send(ms(1), a(2), false, false), SEND);
+        assert_eq!(h.before_send(ms(stuck - 1), a(2), false, false), SEND);
         assert_eq!(
-            h.before_send(ms(500), a(2), false),
+            h.before_send(ms(stuck), a(2), false, false),
             Verdict {
                 clear: true,
                 send: true
             }
         );
         // a(9) is dropped; a(2) is the new head and moves.
-        assert!(!h.before_send(ms(600), a(9), true).send);
-        assert!(!h.before_send(ms(600 + 29_000), a(9), true).send);
+        assert!(!h.before_send(ms(stuck + 100), a(9), false, true).send);
+        assert!(!h.before_send(ms(stuck + 999), a(9), false, true).send);
         assert_eq!(
             h.stats(),
             QueueStats {
@@ -200,29 +397,101 @@ mod tests {
             }
         );
         h.heard_from(a(9));
-        assert_eq!(h.before_send(ms(600 + 29_001), a(9), true), SEND);
+        assert_eq!(h.before_send(ms(stuck + 1_000), a(9), false, true), SEND);
     }
 
     #[test]
-    fn a_shun_ends_after_its_time() {
+    fn a_shun_doubles_while_the_destination_stays_silent() {
         let mut h = HeadOfLine::default();
-        h.before_send(ms(0), a(9), true);
-        h.stuck(ms(700)); // a send waited on a full queue
-        assert!(!h.before_send(ms(701), a(9), true).send);
-        assert!(h.before_send(ms(700) + SHUN_FOR, a(9), true).send);
+        let mut t = 0;
+        for shun in [1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 32_000] {
+            assert!(h.before_send(ms(t), a(9), false, true).send, "at {t} ms");
+            h.stuck(ms(t + 60)); // a send waited on a full queue
+            t += 60;
+            assert!(!h.before_send(ms(t + shun - 1), a(9), false, true).send);
+            t += shun;
+        }
+        // Heard from: the next shun is short again.
+        h.heard_from(a(9));
+        h.before_send(ms(t), a(9), false, true);
+        h.stuck(ms(t));
+        assert!(h.before_send(ms(t) + SHUN_FIRST, a(9), false, true).send);
     }
 
     #[test]
-    fn the_oldest_shun_makes_room() {
+    fn after_a_clear_the_queue_is_not_judged_for_smoltcps_second() {
+        let stuck = STUCK_AFTER.as_millis() as u64;
+        let mut h = HeadOfLine::default();
+        h.before_send(ms(0), a(9), false, true);
+        assert!(h.before_send(ms(stuck), a(2), false, false).clear);
+        assert!(h.is_quiet(ms(stuck + 999)));
+        // a(2) waits behind smoltcp's silence, not behind a dead head: it
+        // is neither cleared nor shunned.
+        assert_eq!(h.before_send(ms(stuck + 500), a(2), false, false), SEND);
+        assert_eq!(h.before_send(ms(stuck + 999), a(3), false, false), SEND);
+        assert!(!h.is_quiet(ms(stuck + 1_000)));
+        // Judged again from the end of the silence on.
+        assert_eq!(
+            h.before_send(ms(stuck + 1_000 + stuck - 1), a(3), false, false),
+            SEND
+        );
+        assert!(
+            h.before_send(ms(stuck + 1_000 + stuck), a(3), false, false)
+                .clear
+        );
+        assert_eq!(
+            h.stats(),
+            QueueStats {
+                cleared: 2,
+                shunned: 0
+            }
+        );
+    }
+
+    #[test]
+    fn a_fresh_head_gets_smoltcps_second_and_is_not_shunned() {
+        let mut h = HeadOfLine::default();
+        h.before_send(ms(0), a(2), true, true);
+        let wait = patience(true).as_millis() as u64;
+        assert!(!h.before_send(ms(wait - 1), a(3), false, false).clear);
+        assert!(h.before_send(ms(wait), a(3), false, false).clear);
+        // Cleared, but a(2) is alive: datagrams to it still go.
+        assert!(h.before_send(ms(wait + 1), a(2), true, true).send);
+        assert_eq!(
+            h.stats(),
+            QueueStats {
+                cleared: 1,
+                shunned: 0
+            }
+        );
+    }
+
+    #[test]
+    fn recent_senders_are_fresh_for_a_while() {
+        let mut r = Recent::default();
+        r.heard_from(a(2), ms(1_000));
+        assert!(r.is_fresh(a(2), ms(1_000 + 1_999)));
+        assert!(!r.is_fresh(a(2), ms(1_000 + 2_000)));
+        assert!(!r.is_fresh(a(3), ms(1_000)));
+        // Full: the one heard from longest ago makes room.
+        for i in 0..RECENT as u8 {
+            r.heard_from(a(10 + i), ms(2_000 + u64::from(i)));
+        }
+        assert!(!r.is_fresh(a(2), ms(2_100)), "evicted");
+        assert!(r.is_fresh(a(10), ms(2_100)));
+    }
+
+    #[test]
+    fn the_shun_that_ended_first_makes_room() {
         let mut h = HeadOfLine::default();
         for i in 0..=SHUNNED as u8 {
-            let t = u64::from(i) * 1_000;
-            h.before_send(ms(t), a(20 + i), true);
-            h.stuck(ms(t + 600));
+            let t = u64::from(i) * 100;
+            h.before_send(ms(t), a(20 + i), false, true);
+            h.stuck(ms(t + 60));
         }
-        assert!(h.before_send(ms(10_000), a(20), true).send, "evicted");
+        assert!(h.before_send(ms(1_000), a(20), false, true).send, "evicted");
         for i in 1..=SHUNNED as u8 {
-            assert!(!h.before_send(ms(10_000), a(20 + i), true).send);
+            assert!(!h.before_send(ms(1_000), a(20 + i), false, true).send);
         }
     }
 }

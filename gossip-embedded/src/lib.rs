@@ -51,12 +51,13 @@ use gossip_core::wire::ClusterId;
 use gossip_core::{Config, Event, FixedStorage, Instant, Node};
 use rand_core::Rng;
 
+pub mod arp;
 #[cfg(feature = "embassy-net")]
 pub mod embassy;
 #[cfg(any(feature = "smoltcp", feature = "embassy-net"))]
 mod hol;
 #[cfg(any(feature = "smoltcp", feature = "embassy-net"))]
-pub use hol::{QueueStats, SHUN_FOR, STUCK_AFTER};
+pub use hol::{FRESH_FOR, QueueStats, SHUN_FIRST, SHUN_MAX, STUCK_AFTER};
 #[cfg(feature = "smoltcp")]
 pub mod net;
 

@@ -6,9 +6,10 @@
 //! let switch = Switch::<3, 600, 4>::new();
 //! let mut port = Port::new(&switch, 0);            // a smoltcp Device
 //! let mut iface = Interface::new(config, &mut port, now);
-//! let handle = sockets.add(udp_socket);
+//! let main = sockets.add(udp_socket);         // receives; made first
+//! let spare = sockets.add(spare_udp_socket);  // sends to the silent
 //! let mut stack = SmoltcpStack::new(&mut iface, &mut port, &mut sockets, now);
-//! let mut socket = UdpHandle::new(handle);
+//! let mut socket = UdpHandle::new(main, spare);
 //! stack.bind(&mut socket, 7000)?;
 //! gossip.poll(now, &mut stack, &mut socket);
 //! ```
@@ -18,12 +19,13 @@ use core::net::SocketAddr;
 
 use smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
+use smoltcp::socket::AnySocket;
 use smoltcp::socket::udp;
 use smoltcp::time::Instant as NetInstant;
 use smoltcp::wire::IpEndpoint;
 
 use crate::QueueStats;
-use crate::hol::HeadOfLine;
+use crate::hol::{HeadOfLine, Recent};
 
 /// What the smoltcp stack reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,38 +45,70 @@ pub enum NetError {
     NoSocket,
 }
 
-/// A UDP socket of a [`SmoltcpStack`]: the smoltcp handle, when connected
-/// the remote, and the watch on its send queue: a datagram to a neighbor
-/// that does not answer ARP would hold the whole queue (smoltcp's
-/// head-of-line blocking); when the queue has not moved for
-/// [`STUCK_AFTER`](crate::STUCK_AFTER) it is cleared and that destination
-/// is left alone for [`SHUN_FOR`](crate::SHUN_FOR) or until heard from.
+/// The UDP "socket" of a [`SmoltcpStack`]: two smoltcp UDP sockets bound
+/// to the node's port, the remote when connected, and a watch on each send
+/// queue.
+///
+/// A datagram to a neighbor that does not answer ARP (a dead board, a seed
+/// that never booted) would hold a smoltcp socket's whole send queue
+/// (smoltcp's head-of-line blocking). So datagrams to destinations heard
+/// from in the last [`FRESH_FOR`](crate::FRESH_FOR) go by the *main*
+/// socket, which also receives everything, and the rest by the *spare* one:
+/// a dead board can only hold the spare. A queue that has not moved for
+/// [`STUCK_AFTER`](crate::STUCK_AFTER) (a second more on the main socket:
+/// smoltcp asks for one neighbor's address a second) is cleared and its
+/// socket added to the set anew (smoltcp then stops waiting for that
+/// neighbor); a destination not heard from lately is left alone for a
+/// while ([`SHUN_FIRST`](crate::SHUN_FIRST), doubling up to
+/// [`SHUN_MAX`](crate::SHUN_MAX)) or until heard from.
 #[derive(Debug)]
 pub struct UdpHandle {
-    handle: SocketHandle,
+    main: Lane,
+    spare: Lane,
     remote: Option<SocketAddr>,
+    recent: Recent,
+}
+
+/// One smoltcp socket and the watch on its send queue.
+#[derive(Debug)]
+struct Lane {
+    handle: SocketHandle,
     hol: HeadOfLine,
 }
 
-impl UdpHandle {
-    /// The socket added to the [`SocketSet`] under `handle`.
-    pub fn new(handle: SocketHandle) -> Self {
+impl Lane {
+    fn new(handle: SocketHandle) -> Self {
         Self {
             handle,
-            remote: None,
             hol: HeadOfLine::default(),
         }
     }
+}
 
-    /// The smoltcp socket's handle.
-    pub fn handle(&self) -> SocketHandle {
-        self.handle
+impl UdpHandle {
+    /// The sockets added to the [`SocketSet`] under `main` (first: smoltcp
+    /// hands each datagram to the first socket bound to its port; it needs
+    /// the receive buffers) and `spare` (it only sends: empty receive
+    /// buffers do). Each needs a send buffer that holds a datagram of
+    /// `max_datagram_size`.
+    pub fn new(main: SocketHandle, spare: SocketHandle) -> Self {
+        Self {
+            main: Lane::new(main),
+            spare: Lane::new(spare),
+            remote: None,
+            recent: Recent::default(),
+        }
     }
 
-    /// Times the send queue was cleared, and datagrams dropped because
-    /// their destination held it.
-    pub fn stats(&self) -> QueueStats {
-        self.hol.stats()
+    /// The smoltcp sockets' handles, main and spare. They change when a
+    /// send queue is cleared: the socket is added to the set anew.
+    pub fn handles(&self) -> (SocketHandle, SocketHandle) {
+        (self.main.handle, self.spare.handle)
+    }
+
+    /// What each socket's watch counted: (main, spare).
+    pub fn stats(&self) -> (QueueStats, QueueStats) {
+        (self.main.hol.stats(), self.spare.hol.stats())
     }
 }
 
@@ -127,27 +161,42 @@ impl<'s, 'b, D: Device> SmoltcpStack<'s, 'b, D> {
         buf: &[u8],
     ) -> nb::Result<(), NetError> {
         let to = Self::endpoint(remote)?;
-        let s = self.sockets.get_mut::<udp::Socket>(socket.handle);
-        let verdict = socket
-            .hol
-            .before_send(self.clock, remote, s.send_queue() == 0);
+        let fresh = socket.recent.is_fresh(remote, self.clock);
+        let lane = if fresh {
+            &mut socket.main
+        } else {
+            &mut socket.spare
+        };
+        let empty = self.sockets.get::<udp::Socket>(lane.handle).send_queue() == 0;
+        let verdict = lane.hol.before_send(self.clock, remote, fresh, empty);
         if verdict.clear {
-            // Close and bind again: both queues are emptied.
-            let endpoint = s.endpoint();
-            s.close();
-            s.bind(endpoint).map_err(|_| NetError::Bind)?;
+            // Close and bind again (both queues are emptied), and add it to
+            // the set anew: smoltcp forgets that it was waiting for the
+            // missing neighbor, so the socket can send at once.
+            let mut item = self.sockets.remove(lane.handle);
+            if let Some(s) = udp::Socket::downcast_mut(&mut item) {
+                let endpoint = s.endpoint();
+                s.close();
+                s.bind(endpoint).map_err(|_| NetError::Bind)?;
+            }
+            lane.handle = self.sockets.add(item);
         }
         if !verdict.send {
             // Shunned: dropped, counted in `UdpHandle::stats`.
             return Ok(());
         }
-        match s.send_slice(buf, to) {
+        let handle = lane.handle;
+        match self
+            .sockets
+            .get_mut::<udp::Socket>(handle)
+            .send_slice(buf, to)
+        {
             Ok(()) => {}
             Err(udp::SendError::BufferFull) => {
                 // Make room by letting the interface send, then retry once.
                 self.poll_interface();
                 self.sockets
-                    .get_mut::<udp::Socket>(socket.handle)
+                    .get_mut::<udp::Socket>(handle)
                     .send_slice(buf, to)
                     .map_err(|_| NetError::Send)?;
             }
@@ -155,6 +204,23 @@ impl<'s, 'b, D: Device> SmoltcpStack<'s, 'b, D> {
         }
         self.poll_interface();
         Ok(())
+    }
+
+    /// The next datagram waiting in `handle`'s socket.
+    fn recv_from(
+        &mut self,
+        handle: SocketHandle,
+        buffer: &mut [u8],
+    ) -> nb::Result<(usize, SocketAddr), NetError> {
+        match self
+            .sockets
+            .get_mut::<udp::Socket>(handle)
+            .recv_slice(buffer)
+        {
+            Ok((n, meta)) => Ok((n, SocketAddr::from(meta.endpoint))),
+            Err(udp::RecvError::Exhausted) => Err(nb::Error::WouldBlock),
+            Err(udp::RecvError::Truncated) => Err(nb::Error::Other(NetError::Truncated)),
+        }
     }
 }
 
@@ -182,34 +248,44 @@ impl<D: Device> embedded_nal::UdpClientStack for SmoltcpStack<'_, '_, D> {
         socket: &mut UdpHandle,
         buffer: &mut [u8],
     ) -> nb::Result<(usize, SocketAddr), NetError> {
-        let s = self.sockets.get_mut::<udp::Socket>(socket.handle);
-        if !s.can_recv() {
+        if !self
+            .sockets
+            .get::<udp::Socket>(socket.main.handle)
+            .can_recv()
+        {
             self.poll_interface();
         }
-        let s = self.sockets.get_mut::<udp::Socket>(socket.handle);
-        match s.recv_slice(buffer) {
-            Ok((n, meta)) => {
-                let from = SocketAddr::from(meta.endpoint);
-                socket.hol.heard_from(from);
-                Ok((n, from))
-            }
-            Err(udp::RecvError::Exhausted) => Err(nb::Error::WouldBlock),
-            Err(udp::RecvError::Truncated) => Err(nb::Error::Other(NetError::Truncated)),
+        // The main socket receives everything; the spare is looked at too,
+        // in case it was added first.
+        let received = match self.recv_from(socket.main.handle, buffer) {
+            Err(nb::Error::WouldBlock) => self.recv_from(socket.spare.handle, buffer),
+            other => other,
+        };
+        if let Ok((_, from)) = received {
+            socket.main.hol.heard_from(from);
+            socket.spare.hol.heard_from(from);
+            socket.recent.heard_from(from, self.clock);
         }
+        received
     }
 
     fn close(&mut self, socket: UdpHandle) -> Result<(), NetError> {
-        self.sockets.get_mut::<udp::Socket>(socket.handle).close();
+        for lane in [socket.main, socket.spare] {
+            self.sockets.get_mut::<udp::Socket>(lane.handle).close();
+        }
         Ok(())
     }
 }
 
 impl<D: Device> embedded_nal::UdpFullStack for SmoltcpStack<'_, '_, D> {
     fn bind(&mut self, socket: &mut UdpHandle, local_port: u16) -> Result<(), NetError> {
-        self.sockets
-            .get_mut::<udp::Socket>(socket.handle)
-            .bind(local_port)
-            .map_err(|_| NetError::Bind)
+        for handle in [socket.main.handle, socket.spare.handle] {
+            self.sockets
+                .get_mut::<udp::Socket>(handle)
+                .bind(local_port)
+                .map_err(|_| NetError::Bind)?;
+        }
+        Ok(())
     }
 
     fn send_to(

@@ -165,10 +165,17 @@ impl<S: Storage, R: Rng> Node<S, R> {
             return out;
         }
         let limit = retransmit_limit(self.config.rumor_retransmit_mult, self.endpoint_count());
-        // Fewest sends first: the queue sorted once by sends.
-        let mut order: heapless::Vec<(u8, u32), RUMOR_QUEUE> =
-            self.rumors.queue.iter().map(|q| (q.sends, q.who)).collect();
-        order.sort_unstable();
+        // Fewest sends first: the queue sorted once by sends. An insertion
+        // sort: at most 32 entries, and no general sort linked into
+        // firmware for it (core's is about 2 KB of flash).
+        let mut order: heapless::Vec<(u8, u32), RUMOR_QUEUE> = heapless::Vec::new();
+        for q in &self.rumors.queue {
+            let at = order
+                .iter()
+                .position(|&o| o > (q.sends, q.who))
+                .unwrap_or(order.len());
+            let _ = order.insert(at, (q.sends, q.who));
+        }
         let mut sent: heapless::Vec<u32, MAX_PIGGYBACK> = heapless::Vec::new();
         let mut stale: heapless::Vec<u32, RUMOR_QUEUE> = heapless::Vec::new();
         for &(_, who) in &order {

@@ -1,16 +1,30 @@
-//! A polled smoltcp [`Device`] for the SMSC LAN9118 Ethernet controller of
-//! the Arm MPS2 boards (QEMU's `mps2-an386` maps it at [`MPS2_BASE`]).
+//! The SMSC LAN9118 Ethernet controller of the Arm MPS2 boards (QEMU's
+//! `mps2-an386` maps it at [`MPS2_BASE`], its interrupt on IRQ [`MPS2_IRQ`]):
+//! one driver, two front ends.
 //!
-//! Polled, not interrupt-driven: `receive` reads the next frame out of the
-//! controller's receive FIFO into one frame buffer, a transmit token writes
-//! its frame into the other and pushes it into the transmit FIFO. Two
-//! [`FRAME`]-byte buffers are all the RAM it takes.
+//! - [`Lan9118`] is a polled smoltcp `Device` (module `smoltcp`): the
+//!   blocking firmware calls the stack from its main loop.
+//! - [`embassy::EmbassyLan9118`] is an `embassy-net-driver` `Driver`: it
+//!   sleeps until the controller's "frame received" interrupt wakes it.
+//!
+//! Both read the next frame out of the receive FIFO into one frame buffer
+//! ([`RxFrame`]) and write a frame to send into the other, then push it into
+//! the transmit FIFO ([`TxFrame`]): two [`FRAME`]-byte buffers, and a
+//! [`Gleaner`] that hands the stack, before a unicast IPv4 frame from a
+//! neighbor, the ARP reply that neighbor would send, so smoltcp knows every
+//! member that talks to the board without asking (smoltcp asks for one
+//! address a second, and a socket waiting for one sends nothing).
 
-use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
-use smoltcp::time::Instant;
+pub mod embassy;
+mod smoltcp;
+
+use gossip_embedded::arp::{ARP_FRAME, Gleaner};
 
 /// Where the LAN9118's registers are on the MPS2 boards.
 pub const MPS2_BASE: usize = 0x4020_0000;
+
+/// The LAN9118's interrupt line on `mps2-an385`/`an386` (external IRQ 13).
+pub const MPS2_IRQ: u16 = 13;
 
 /// The largest frame handled: a 512-byte datagram with its Ethernet (14),
 /// IPv4 (20) and UDP (8) headers. Longer received frames are dropped and
@@ -22,6 +36,8 @@ const RX_DATA_FIFO: usize = 0x00;
 const TX_DATA_FIFO: usize = 0x20;
 const RX_STATUS_FIFO: usize = 0x40;
 const ID_REV: usize = 0x50;
+const IRQ_CFG: usize = 0x54;
+const INT_STS: usize = 0x58;
 const INT_EN: usize = 0x5c;
 const BYTE_TEST: usize = 0x64;
 const TX_CFG: usize = 0x70;
@@ -50,6 +66,12 @@ const TX_FIRST_SEGMENT: u32 = 1 << 13;
 const TX_LAST_SEGMENT: u32 = 1 << 12;
 /// Receive status: the frame had an error (CRC, runt, too long, ...).
 const RX_ERROR_SUMMARY: u32 = 1 << 15;
+/// IRQ_CFG: the interrupt pin is enabled, active high, push-pull.
+const IRQ_EN: u32 = 1 << 8;
+const IRQ_POL: u32 = 1 << 4;
+const IRQ_TYPE: u32 = 1;
+/// INT_STS / INT_EN: the receive status FIFO holds a frame's status.
+const RSFL_INT: u32 = 1 << 3;
 
 /// Polls of a busy bit before giving up.
 const BUSY_POLLS: u32 = 100_000;
@@ -138,13 +160,31 @@ impl Regs {
     }
 }
 
-/// The controller, brought up, and its two frame buffers.
+/// The controller, brought up, its two frame buffers, and the neighbors
+/// it gleans for the stack (see [`gossip_embedded::arp`]).
 pub struct Lan9118 {
     regs: Regs,
     mac: [u8; 6],
     rx: [u8; FRAME],
     tx: [u8; FRAME],
     stats: Stats,
+    gleaner: Gleaner<GLEANED>,
+    /// The ARP reply gleaned from the frame in `rx`, handed over first.
+    arp: [u8; ARP_FRAME],
+    /// The length of the frame in `rx` when it waits behind its ARP reply.
+    held: Option<usize>,
+}
+
+/// Neighbors gleaned at once (8 bytes each): a cluster's worth.
+const GLEANED: usize = 16;
+
+/// Which frame the stack gets next.
+#[derive(Clone, Copy)]
+enum Next {
+    /// The ARP reply gleaned from the frame in `rx`.
+    Arp,
+    /// The frame in `rx`, this long.
+    Frame(usize),
 }
 
 impl Lan9118 {
@@ -178,6 +218,9 @@ impl Lan9118 {
             rx: [0; FRAME],
             tx: [0; FRAME],
             stats: Stats::default(),
+            gleaner: Gleaner::new(),
+            arp: [0; ARP_FRAME],
+            held: None,
         })
     }
 
@@ -225,7 +268,14 @@ impl Lan9118 {
 
 /// A received frame, in the driver's receive buffer.
 pub struct RxFrame<'a> {
-    frame: &'a [u8],
+    frame: &'a mut [u8],
+}
+
+impl RxFrame<'_> {
+    /// Hands the frame to `f`.
+    fn consume<R>(self, f: impl FnOnce(&mut [u8]) -> R) -> R {
+        f(self.frame)
+    }
 }
 
 /// Room for one frame to send, in the driver's transmit buffer.
@@ -235,15 +285,12 @@ pub struct TxFrame<'a> {
     stats: &'a mut Stats,
 }
 
-impl phy::RxToken for RxFrame<'_> {
-    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(self.frame)
-    }
-}
-
-impl phy::TxToken for TxFrame<'_> {
-    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        // smoltcp never asks for more than the MTU reported (FRAME).
+impl TxFrame<'_> {
+    /// Lets `f` write a frame of `len` bytes (at most [`FRAME`]) and pushes
+    /// it into the transmit FIFO; when the FIFO has no room, the frame is
+    /// dropped and counted.
+    fn consume<R>(self, len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
+        // The stacks never ask for more than the MTU reported (FRAME).
         let len = len.min(FRAME);
         let frame = self.buf.get_mut(..len).unwrap_or(&mut []);
         let r = f(frame);
@@ -272,49 +319,78 @@ impl phy::TxToken for TxFrame<'_> {
     }
 }
 
-impl Device for Lan9118 {
-    type RxToken<'a>
-        = RxFrame<'a>
-    where
-        Self: 'a;
-    type TxToken<'a>
-        = TxFrame<'a>
-    where
-        Self: 'a;
+impl Lan9118 {
+    /// Whether a frame waits: in the receive FIFO, or read and held behind
+    /// its ARP reply.
+    fn rx_waiting(&self) -> bool {
+        self.held.is_some() || (self.regs.read(RX_FIFO_INF) >> 16) & 0xff != 0
+    }
 
-    fn receive(&mut self, _: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
+    /// What the stack gets next: a held frame, or the next one of the FIFO
+    /// (preceded by the ARP reply gleaned from it, if any); `None` when
+    /// the FIFO holds no (good) frame.
+    fn next(&mut self) -> Option<Next> {
+        if let Some(len) = self.held.take() {
+            return Some(Next::Frame(len));
+        }
         let len = self.read_frame()?;
+        let now = crate::uptime_millis() as u32;
+        let frame = self.rx.get(..len).unwrap_or(&[]);
+        if self.gleaner.glean(frame, now, &mut self.arp) {
+            self.held = Some(len);
+            return Some(Next::Arp);
+        }
+        Some(Next::Frame(len))
+    }
+
+    /// The next frame for the stack and room to answer it, or `None`.
+    fn receive(&mut self) -> Option<(RxFrame<'_>, TxFrame<'_>)> {
+        let next = self.next()?;
+        Some(self.frames(next))
+    }
+
+    /// The frame `next` names, and room to answer it.
+    fn frames(&mut self, next: Next) -> (RxFrame<'_>, TxFrame<'_>) {
         let Self {
             regs,
             rx,
             tx,
             stats,
+            arp,
             ..
         } = self;
-        Some((
-            RxFrame {
-                frame: rx.get(..len).unwrap_or(&[]),
-            },
+        let frame = match next {
+            Next::Arp => &mut arp[..],
+            Next::Frame(len) => rx.get_mut(..len).unwrap_or(&mut []),
+        };
+        (
+            RxFrame { frame },
             TxFrame {
                 regs: *regs,
                 buf: tx,
                 stats,
             },
-        ))
+        )
     }
 
-    fn transmit(&mut self, _: Instant) -> Option<Self::TxToken<'_>> {
-        Some(TxFrame {
+    /// Room for a frame to send.
+    fn transmit(&mut self) -> TxFrame<'_> {
+        TxFrame {
             regs: self.regs,
             buf: &mut self.tx,
             stats: &mut self.stats,
-        })
+        }
     }
 
-    fn capabilities(&self) -> DeviceCapabilities {
-        let mut caps = DeviceCapabilities::default();
-        caps.medium = Medium::Ethernet;
-        caps.max_transmission_unit = FRAME;
-        caps
+    /// Routes "a frame's status entered the receive status FIFO" to the
+    /// interrupt pin (active high, push-pull, as the board wires it).
+    fn enable_rx_interrupt(&mut self) {
+        self.regs.write(INT_EN, RSFL_INT);
+        self.regs.write(IRQ_CFG, IRQ_EN | IRQ_POL | IRQ_TYPE);
+    }
+
+    /// Clears the latched "frame received" status (the pin follows it).
+    fn clear_rx_interrupt(&mut self) {
+        self.regs.write(INT_STS, RSFL_INT);
     }
 }

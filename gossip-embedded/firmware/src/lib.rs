@@ -7,18 +7,24 @@
 //! - `node`: one node per firmware on the board's LAN9118 Ethernet
 //!   controller; two QEMU instances joined by QEMU's socket network gossip
 //!   with each other (`scripts/firmware.sh`).
+//! - `embassy-node`: one node per firmware on embassy (executor, embassy-net
+//!   on the LAN9118's embassy-net driver, embassy-time on SysTick); two
+//!   instances gossip as `node` does, or three show a crash and a restart.
 #![no_std]
 
+pub mod args;
 pub mod lan9118;
+pub mod time_driver;
 
+use core::cell::Cell;
 use core::net::SocketAddr;
-use core::sync::atomic::{AtomicU32, Ordering};
 use core::time::Duration;
 
-use cortex_m::peripheral::SYST;
 use cortex_m::peripheral::syst::SystClkSource;
+use cortex_m::peripheral::{SCB, SYST};
 use cortex_m_rt::exception;
 use cortex_m_semihosting::{debug, hprintln};
+use critical_section::Mutex;
 use gossip_core::state::StateKey;
 use gossip_core::wire::ClusterId;
 use gossip_core::{Config, Instant, Node};
@@ -69,12 +75,23 @@ pub fn config() -> Config {
     c
 }
 
-/// Milliseconds since boot, counted by SysTick.
-static MILLIS: AtomicU32 = AtomicU32::new(0);
+/// Milliseconds since boot, counted by SysTick (64 bits: it never wraps).
+static MILLIS: Mutex<Cell<u64>> = Mutex::new(Cell::new(0));
+
+/// When SysTick pends PendSV for embassy-time's timer queue
+/// ([`time_driver`]); `u64::MAX`: never (the blocking firmwares).
+pub(crate) static ALARM: Mutex<Cell<u64>> = Mutex::new(Cell::new(u64::MAX));
 
 #[exception]
 fn SysTick() {
-    MILLIS.fetch_add(1, Ordering::Relaxed);
+    let due = critical_section::with(|cs| {
+        let millis = MILLIS.borrow(cs);
+        millis.set(millis.get() + 1);
+        millis.get() >= ALARM.borrow(cs).get()
+    });
+    if due {
+        SCB::set_pendsv();
+    }
 }
 
 /// Starts the millisecond clock: mps2-an386 runs the core at 25 MHz.
@@ -86,9 +103,14 @@ fn start_clock(syst: &mut SYST) {
     syst.enable_counter();
 }
 
+/// Milliseconds since boot.
+pub fn uptime_millis() -> u64 {
+    critical_section::with(|cs| MILLIS.borrow(cs).get())
+}
+
 /// Now, on the SysTick clock.
 pub fn now() -> Instant {
-    Instant::from_millis(u64::from(MILLIS.load(Ordering::Relaxed)))
+    Instant::from_millis(uptime_millis())
 }
 
 /// Whole milliseconds, saturating at `u32::MAX` (49 days).
@@ -101,6 +123,14 @@ pub fn millis(d: Duration) -> u32 {
 /// target, for core's panic messages); a second one costs flash.
 pub fn small(n: u64) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// Exits 0 through semihosting.
+pub fn pass() -> ! {
+    debug::exit(debug::EXIT_SUCCESS);
+    loop {
+        cortex_m::asm::wfi();
+    }
 }
 
 /// Prints why and exits 1 through semihosting.
@@ -127,10 +157,7 @@ pub fn run_to_exit(run: impl FnOnce(&mut cortex_m::Peripherals) -> Result<(), &'
     if let Err(why) = outcome {
         fail(why);
     }
-    debug::exit(debug::EXIT_SUCCESS);
-    loop {
-        cortex_m::asm::wfi();
-    }
+    pass()
 }
 
 unsafe extern "C" {

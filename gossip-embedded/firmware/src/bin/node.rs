@@ -68,13 +68,21 @@ fn run() -> Result<(), &'static str> {
     let mut rx = [0u8; 1024];
     let mut tx_meta = [udp::PacketMetadata::EMPTY; 2];
     let mut tx = [0u8; 1024];
-    let mut storage = [SocketStorage::EMPTY; 1];
+    // The spare socket only sends (to destinations not heard from lately):
+    // room for one datagram.
+    let mut spare_meta = [udp::PacketMetadata::EMPTY; 1];
+    let mut spare_tx = [0u8; 512];
+    let mut storage = [SocketStorage::EMPTY; 2];
     let mut sockets = SocketSet::new(&mut storage[..]);
-    let handle = sockets.add(udp::Socket::new(
+    let main = sockets.add(udp::Socket::new(
         udp::PacketBuffer::new(&mut rx_meta[..], &mut rx[..]),
         udp::PacketBuffer::new(&mut tx_meta[..], &mut tx[..]),
     ));
-    let mut socket = UdpHandle::new(handle);
+    let spare = sockets.add(udp::Socket::new(
+        udp::PacketBuffer::new(&mut [][..], &mut [][..]),
+        udp::PacketBuffer::new(&mut spare_meta[..], &mut spare_tx[..]),
+    ));
+    let mut socket = UdpHandle::new(main, spare);
     SmoltcpStack::new(&mut iface, &mut nic, &mut sockets, now())
         .bind(&mut socket, 7000)
         .map_err(|_| "bind")?;

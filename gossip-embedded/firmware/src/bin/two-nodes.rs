@@ -51,13 +51,15 @@ struct Host<'a> {
     gossip: NodeGossip,
 }
 
-/// The buffers a host's UDP socket lives in: room for two datagrams each
-/// way.
+/// The buffers a host's UDP sockets live in: room for two datagrams each
+/// way on the main socket, one to send on the spare.
 struct Buffers {
     rx_meta: [udp::PacketMetadata; 2],
     rx: [u8; 1024],
     tx_meta: [udp::PacketMetadata; 2],
     tx: [u8; 1024],
+    spare_meta: [udp::PacketMetadata; 1],
+    spare_tx: [u8; 512],
 }
 
 impl Buffers {
@@ -67,6 +69,8 @@ impl Buffers {
             rx: [0; 1024],
             tx_meta: [udp::PacketMetadata::EMPTY; 2],
             tx: [0; 1024],
+            spare_meta: [udp::PacketMetadata::EMPTY; 1],
+            spare_tx: [0; 512],
         }
     }
 }
@@ -79,7 +83,7 @@ impl<'a> Host<'a> {
     fn new(
         switch: &'a Net,
         i: u8,
-        storage: &'a mut [SocketStorage<'a>; 1],
+        storage: &'a mut [SocketStorage<'a>; 2],
         buffers: &'a mut Buffers,
     ) -> Self {
         let mut port = Port::new(switch, usize::from(i));
@@ -94,11 +98,17 @@ impl<'a> Host<'a> {
             rx,
             tx_meta,
             tx,
+            spare_meta,
+            spare_tx,
         } = buffers;
         let mut sockets = SocketSet::new(&mut storage[..]);
-        let handle = sockets.add(udp::Socket::new(
+        let main = sockets.add(udp::Socket::new(
             udp::PacketBuffer::new(&mut rx_meta[..], &mut rx[..]),
             udp::PacketBuffer::new(&mut tx_meta[..], &mut tx[..]),
+        ));
+        let spare = sockets.add(udp::Socket::new(
+            udp::PacketBuffer::new(&mut [][..], &mut [][..]),
+            udp::PacketBuffer::new(&mut spare_meta[..], &mut spare_tx[..]),
         ));
         let seeds: &[SocketAddr] = if i == 0 { &[] } else { &[addr(0)] };
         let rng = Xoshiro256PlusPlus::seed_from_u64(0x5eed + u64::from(i));
@@ -109,7 +119,7 @@ impl<'a> Host<'a> {
         let Ok(gossip) = Gossip::new(node) else {
             fail("datagram buffer");
         };
-        let mut socket = UdpHandle::new(handle);
+        let mut socket = UdpHandle::new(main, spare);
         if SmoltcpStack::new(&mut iface, &mut port, &mut sockets, now())
             .bind(&mut socket, 7000)
             .is_err()
@@ -154,8 +164,8 @@ fn main() -> ! {
 fn run() -> Result<(), &'static str> {
     let switch = Net::new();
     let (mut b0, mut b1) = (Buffers::new(), Buffers::new());
-    let mut s0 = [SocketStorage::EMPTY; 1];
-    let mut s1 = [SocketStorage::EMPTY; 1];
+    let mut s0 = [SocketStorage::EMPTY; 2];
+    let mut s1 = [SocketStorage::EMPTY; 2];
     let mut h0 = Host::new(&switch, 0, &mut s0, &mut b0);
     let mut h1 = Host::new(&switch, 1, &mut s1, &mut b1);
     for (k, name) in STATE_KEYS.iter().enumerate() {
