@@ -26,6 +26,7 @@
 //! ```no_run
 //! use core::net::SocketAddr;
 //! use embassy_net::Stack;
+//! use embassy_time::Duration;
 //! use embassy_net::udp::{PacketMetadata, UdpSocket};
 //! use gossip_embedded::gossip_core::state::{Generation, StateKey};
 //! use gossip_embedded::gossip_core::wire::ClusterId;
@@ -57,6 +58,11 @@
 //!         // A receive error (a datagram larger than the buffer) is dropped:
 //!         // the next step goes on.
 //!         let _ = gossip.step_embassy(&mut udp).await;
+//!         if gossip.node().is_shut_down() {
+//!             // Let the SHUTDOWN notices leave before powering down.
+//!             let _ = embassy_time::with_timeout(Duration::from_millis(200), udp.flush()).await;
+//!             // power down ...
+//!         }
 //!         while let Some(event) = gossip.poll_event() {
 //!             if let Event::Down { endpoint } = event {
 //!                 // react to a crashed peer
@@ -134,6 +140,15 @@ impl<'d> EmbassyUdp<'d> {
     /// The main socket (the one that receives).
     pub fn socket(&self) -> &UdpSocket<'d> {
         &self.main.socket
+    }
+
+    /// Waits until both send queues are empty: after a graceful shutdown,
+    /// before the board powers down or resets, so the SHUTDOWN notices
+    /// leave. Bound it with a timeout (a queue held by a dead neighbor
+    /// empties only when cleared).
+    pub async fn flush(&mut self) {
+        self.main.socket.flush().await;
+        self.spare.socket.flush().await;
     }
 
     /// What each socket's watch counted: (main, spare).
