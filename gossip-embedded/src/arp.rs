@@ -92,18 +92,11 @@ impl<const N: usize> Gleaner<N> {
             return false;
         }
         // Its own slot, or a free one, or the one gleaned longest ago.
-        let slot = self
-            .seen
-            .iter()
-            .position(|s| s.is_some_and(|(a, _)| a == ip))
-            .or_else(|| self.seen.iter().position(Option::is_none))
-            .or_else(|| {
-                let ages = self
-                    .seen
-                    .iter()
-                    .map(|s| s.map_or(u32::MAX, |(_, t)| now_ms.wrapping_sub(t)));
-                ages.enumerate().max_by_key(|&(_, age)| age).map(|(i, _)| i)
-            });
+        let slot = crate::pick_slot(
+            &self.seen,
+            |&(a, _)| a == ip,
+            |&(_, t)| now_ms.wrapping_sub(t),
+        );
         if let Some(slot) = slot.and_then(|i| self.seen.get_mut(i)) {
             *slot = Some((ip, now_ms));
         }

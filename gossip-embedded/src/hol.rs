@@ -99,18 +99,11 @@ impl Recent {
         let (Some((ip, port)), now) = (key(from), millis(now)) else {
             return;
         };
-        let slot = self
-            .senders
-            .iter()
-            .position(|s| s.is_some_and(|(i, p, _)| (i, p) == (ip, port)))
-            .or_else(|| self.senders.iter().position(Option::is_none))
-            .or_else(|| {
-                let ages = self
-                    .senders
-                    .iter()
-                    .map(|s| s.map_or(u32::MAX, |(_, _, t)| now.wrapping_sub(t)));
-                ages.enumerate().max_by_key(|&(_, age)| age).map(|(i, _)| i)
-            });
+        let slot = crate::pick_slot(
+            &self.senders,
+            |&(i, p, _)| (i, p) == (ip, port),
+            |&(_, _, t)| now.wrapping_sub(t),
+        );
         if let Some(slot) = slot.and_then(|i| self.senders.get_mut(i)) {
             *slot = Some((ip, port, now));
         }
@@ -297,27 +290,15 @@ impl HeadOfLine {
     fn shun(&mut self, now: u32, addr: SocketAddrV4) {
         // The address's own slot (its shun doubles), or a free one, or the
         // one whose shun ended first.
-        let slot = match self
-            .shunned
-            .iter()
-            .position(|s| s.is_some_and(|s| s.addr == addr))
-        {
-            Some(i) => i,
-            None => {
-                let free = self.shunned.iter().position(Option::is_none);
-                let left = self
-                    .shunned
-                    .iter()
-                    .map(|s| s.map_or(0, |s| s.until.wrapping_sub(now) as i32));
-                let first = left
-                    .enumerate()
-                    .min_by_key(|&(_, left)| left)
-                    .map(|(i, _)| i);
-                match free.or(first) {
-                    Some(i) => i,
-                    None => return,
-                }
-            }
+        let slot = crate::pick_slot(
+            &self.shunned,
+            |s| s.addr == addr,
+            // How long ago it ended (negative: still running), shifted by
+            // 2^31 so that it orders as an unsigned number.
+            |s| now.wrapping_sub(s.until).wrapping_add(1 << 31),
+        );
+        let Some(slot) = slot else {
+            return;
         };
         let Some(slot) = self.shunned.get_mut(slot) else {
             return;

@@ -63,6 +63,25 @@ pub mod net;
 
 pub use gossip_core;
 
+/// Where to record an entry in a small fixed table: the slot `mine`
+/// recognises, or a free one, or the one `staleness` ranks highest.
+fn pick_slot<T: Copy>(
+    slots: &[Option<T>],
+    mine: impl Fn(&T) -> bool,
+    staleness: impl Fn(&T) -> u32,
+) -> Option<usize> {
+    slots
+        .iter()
+        .position(|s| s.as_ref().is_some_and(&mine))
+        .or_else(|| slots.iter().position(Option::is_none))
+        .or_else(|| {
+            let ranks = slots
+                .iter()
+                .map(|s| s.as_ref().map_or(u32::MAX, &staleness));
+            ranks.enumerate().max_by_key(|&(_, r)| r).map(|(i, _)| i)
+        })
+}
+
 /// A [`FixedStorage`] sized for microcontrollers: 16 peers, each with up to
 /// 8 application states of up to 32-byte values (user key names up to 16
 /// bytes), 512-byte datagrams, 2 pending replies. Use it with
