@@ -36,7 +36,7 @@ const ETHERTYPE_IPV4: [u8; 2] = [0x08, 0x00];
 const ETHERTYPE_ARP: [u8; 2] = [0x08, 0x06];
 
 /// Remembers the last `N` neighbors gleaned and when (wrapping
-/// milliseconds): 8 bytes each.
+/// milliseconds): 12 bytes each.
 #[derive(Clone, Debug)]
 pub struct Gleaner<const N: usize> {
     seen: [Option<([u8; 4], u32)>; N],
@@ -83,6 +83,13 @@ impl<const N: usize> Gleaner<N> {
         let mut ip = [0u8; 4];
         ip.copy_from_slice(src_ip);
         let every = GLEAN_EVERY.as_millis() as u32;
+        // A neighbor gleaned longer ago is kept at just that age, so its
+        // wrapping time never comes round to look recent.
+        for (_, t) in self.seen.iter_mut().flatten() {
+            if now_ms.wrapping_sub(*t) >= every {
+                *t = now_ms.wrapping_sub(every);
+            }
+        }
         let fresh = self
             .seen
             .iter()
@@ -178,6 +185,21 @@ mod tests {
         // The clock wraps: still inside the period.
         assert!(!g.glean(&frame, every - 10, &mut out));
         assert!(g.glean(&frame, every - 6, &mut out));
+    }
+
+    #[test]
+    fn a_time_long_past_does_not_come_round() {
+        let mut g = Gleaner::<4>::new();
+        let mut out = [0u8; ARP_FRAME];
+        let frame = ipv4(US, THEM, [10, 0, 0, 2], [10, 0, 0, 1]);
+        let other = ipv4(US, THEM, [10, 0, 0, 3], [10, 0, 0, 1]);
+        assert!(g.glean(&frame, 0, &mut out));
+        // Other traffic every 10 s for 49.6 days: .2's time is settled.
+        for k in 1..=429_000u32 {
+            g.glean(&other, k * 10_000, &mut out);
+        }
+        // 2^32 ms after .2 was gleaned, it is not taken for recent.
+        assert!(g.glean(&frame, 0, &mut out));
     }
 
     #[test]

@@ -12,11 +12,13 @@
 //! member, a seed that never booted) would otherwise hold the socket's whole
 //! send queue, and smoltcp then keeps that socket silent for a second. It
 //! takes two sockets on the node's port: datagrams to destinations heard
-//! from in the last [`FRESH_FOR`](crate::FRESH_FOR) go by the main one, the rest by a spare
-//! one, so a dead board can only hold the spare. A queue that does not move
-//! for 50 ms is cleared, and the destination at its head is left alone for
-//! a second (doubling each time it does it again, up to 32 s) or until it
-//! is heard from ([`EmbassyUdp::stats`] counts both).
+//! from in the last [`FRESH_FOR`](crate::FRESH_FOR) go by the main one, the
+//! rest by a spare one, so a board that has been silent that long can only
+//! hold the spare. A queue whose head has not moved for 50 ms (for a fresh
+//! destination, a second more: smoltcp may be asking for another address)
+//! is cleared, and a destination not fresh at its head is left alone for a
+//! second (doubling each time it does it again, up to 32 s) or until it is
+//! heard from ([`EmbassyUdp::stats`] counts both).
 //!
 //! One task runs the node; another runs the embassy-net stack
 //! (`Runner::run`), as in every embassy-net program. IPv4 only: a peer
@@ -174,11 +176,12 @@ impl Lane<'_> {
         let _ = self.socket.bind(endpoint);
     }
 
-    /// Queues the datagram, or drops it (its destination is shunned, or
-    /// the socket is still held after a clear and full). Waits while the
-    /// queue is full, at most [`STUCK_AFTER`](crate::STUCK_AFTER) (a second more for a fresh
-    /// destination): then the queue is cleared and its head's destination
-    /// shunned if it is not fresh.
+    /// Queues the datagram, or drops it (its destination is shunned).
+    /// Waits while the queue is full, at most the patience of a head to
+    /// such a destination ([`STUCK_AFTER`](crate::STUCK_AFTER), a second
+    /// more for a fresh one); then, if the head itself has waited its
+    /// patience, the queue is cleared (its destination shunned unless
+    /// fresh) and the datagram queued, else the datagram is dropped.
     async fn send(
         &mut self,
         remote: SocketAddrV4,
@@ -200,9 +203,11 @@ impl Lane<'_> {
             Ok(sent) => sent.map_err(UdpError::Send),
             Err(embassy_time::TimeoutError) => {
                 let now = EmbassyTime.now();
-                if self.hol.is_quiet(now) {
-                    // smoltcp holds the socket after a clear: this one waits
-                    // for nothing. Dropped, as a full buffer drops.
+                if !self.hol.is_due(now) {
+                    // The queue is full but its head has not waited its
+                    // patience yet (or smoltcp holds the socket after a
+                    // clear): this datagram does not wait longer. Dropped,
+                    // as a full buffer drops.
                     self.hol.dropped();
                     return Ok(());
                 }

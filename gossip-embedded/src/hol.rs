@@ -57,12 +57,12 @@ pub(crate) struct Verdict {
     pub(crate) send: bool,
 }
 
-/// A destination that held the queue: until when it is shunned (wrapping
-/// milliseconds), and how many times in a row it held the queue.
+/// A destination that held the queue: until when it is shunned, and how
+/// many times in a row it held the queue.
 #[derive(Clone, Copy, Debug)]
 struct Shun {
     addr: SocketAddrV4,
-    until: u32,
+    until: Tick,
     strikes: u8,
 }
 
@@ -74,16 +74,10 @@ const RECENT: usize = 16;
 /// given smoltcp's second to find its address and is never shunned.
 pub const FRESH_FOR: Duration = Duration::from_secs(2);
 
-/// The IPv4 senders heard from lately, and when (milliseconds of the node's
-/// clock, wrapping): 8 bytes a sender.
+/// The IPv4 senders heard from lately, and when: 12 bytes a sender.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Recent {
-    senders: [Option<([u8; 4], u16, u32)>; RECENT],
-}
-
-/// The node's clock in wrapping milliseconds.
-fn millis(now: Instant) -> u32 {
-    (now.as_micros() / 1_000) as u32
+    senders: [Option<([u8; 4], u16, Tick)>; RECENT],
 }
 
 fn key(addr: SocketAddr) -> Option<([u8; 4], u16)> {
@@ -96,29 +90,73 @@ fn key(addr: SocketAddr) -> Option<([u8; 4], u16)> {
 impl Recent {
     /// A datagram arrived from `from` at `now`.
     pub(crate) fn heard_from(&mut self, from: SocketAddr, now: Instant) {
-        let (Some((ip, port)), now) = (key(from), millis(now)) else {
+        let (Some((ip, port)), now) = (key(from), Tick::of(now)) else {
             return;
         };
         let slot = crate::pick_slot(
             &self.senders,
             |&(i, p, _)| (i, p) == (ip, port),
-            |&(_, _, t)| now.wrapping_sub(t),
+            |&(_, _, t)| now.since(t),
         );
         if let Some(slot) = slot.and_then(|i| self.senders.get_mut(i)) {
             *slot = Some((ip, port, now));
         }
     }
 
-    /// Whether `to` was heard from within [`FRESH_FOR`] of `now`.
-    pub(crate) fn is_fresh(&self, to: SocketAddr, now: Instant) -> bool {
-        let (Some((ip, port)), now) = (key(to), millis(now)) else {
+    /// Whether `to` was heard from within [`FRESH_FOR`] of `now`. Settles
+    /// the table: a sender heard from longer ago is kept at just that age,
+    /// so its wrapping time never comes round to look fresh.
+    pub(crate) fn is_fresh(&mut self, to: SocketAddr, now: Instant) -> bool {
+        let now = Tick::of(now);
+        let fresh = ms(FRESH_FOR);
+        for (_, _, t) in self.senders.iter_mut().flatten() {
+            if now.since(*t) >= fresh {
+                *t = now.minus(FRESH_FOR);
+            }
+        }
+        let Some((ip, port)) = key(to) else {
             return false;
         };
-        let fresh = FRESH_FOR.as_millis() as u32;
         self.senders
             .iter()
             .flatten()
-            .any(|&(i, p, t)| (i, p) == (ip, port) && now.wrapping_sub(t) < fresh)
+            .any(|&(i, p, t)| (i, p) == (ip, port) && now.since(t) < fresh)
+    }
+}
+
+/// A duration in whole milliseconds.
+fn ms(d: Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
+}
+
+/// A time in wrapping milliseconds of the node's clock: 4 bytes, where an
+/// [`Instant`] takes 8. The tables keep their times within a few seconds
+/// (or [`SHUN_MAX`]) of now, far inside the 24 days in which wrapping
+/// comparisons hold.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Tick(u32);
+
+impl Tick {
+    fn of(now: Instant) -> Self {
+        Tick((now.as_micros() / 1_000) as u32)
+    }
+
+    fn plus(self, d: Duration) -> Self {
+        Tick(self.0.wrapping_add(ms(d)))
+    }
+
+    fn minus(self, d: Duration) -> Self {
+        Tick(self.0.wrapping_sub(ms(d)))
+    }
+
+    /// Milliseconds from `earlier` to `self`; 0 if `earlier` is later.
+    fn since(self, earlier: Tick) -> u32 {
+        let d = self.0.wrapping_sub(earlier.0);
+        if (d as i32) < 0 { 0 } else { d }
+    }
+
+    fn is_before(self, other: Tick) -> bool {
+        (other.0.wrapping_sub(self.0) as i32) > 0
     }
 }
 
@@ -152,37 +190,26 @@ pub(crate) fn patience(fresh: bool) -> Duration {
     }
 }
 
-/// A duration in whole milliseconds.
-fn ms(d: Duration) -> u32 {
-    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
-}
-
-/// Whether wrapping millisecond time `a` is before `b` (they are less
-/// than 24 days apart).
-fn before(a: u32, b: u32) -> bool {
-    (b.wrapping_sub(a) as i32) > 0
-}
-
 /// The oldest datagram that may still be queued.
 #[derive(Clone, Copy, Debug)]
 struct Head {
     /// Its destination, when known.
     to: Option<SocketAddrV4>,
-    /// When it was queued (wrapping milliseconds).
-    since: u32,
+    /// When it was queued.
+    since: Tick,
     /// Whether its destination was heard from lately.
     fresh: bool,
 }
 
-/// The watch on one socket's send queue: about 100 bytes (IPv4 addresses,
-/// wrapping millisecond times; both glues are IPv4 only).
+/// The watch on one socket's send queue: about 100 bytes (IPv4 addresses:
+/// both glues are IPv4 only).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct HeadOfLine {
     head: Option<Head>,
     /// Destinations that held the queue and have not been heard from since.
     shunned: [Option<Shun>; SHUNNED],
     /// Until then the queue is not judged (see [`SILENCE`]).
-    quiet_until: Option<u32>,
+    quiet_until: Option<Tick>,
     stats: QueueStats,
 }
 
@@ -192,12 +219,49 @@ impl HeadOfLine {
     }
 
     /// Whether the queue was cleared less than [`SILENCE`] ago.
-    pub(crate) fn is_quiet(&self, now: Instant) -> bool {
-        self.quiet(millis(now))
+    fn quiet(&self, now: Tick) -> bool {
+        self.quiet_until.is_some_and(|q| now.is_before(q))
     }
 
-    fn quiet(&self, now: u32) -> bool {
-        self.quiet_until.is_some_and(|q| before(now, q))
+    /// Whether the head has waited its [`patience`], counted from the end
+    /// of the quiet after a clear (a head queued then waited for smoltcp,
+    /// not for its neighbor): the queue is stuck.
+    pub(crate) fn is_due(&self, now: Instant) -> bool {
+        self.due(Tick::of(now))
+    }
+
+    fn due(&self, now: Tick) -> bool {
+        if self.quiet(now) {
+            return false;
+        }
+        self.head.is_some_and(|h| {
+            let since = match self.quiet_until {
+                Some(q) if h.since.is_before(q) => q,
+                _ => h.since,
+            };
+            now.since(since) >= ms(patience(h.fresh))
+        })
+    }
+
+    /// Keeps the times near `now`: a quiet that is over is forgotten (a
+    /// head queued during it now counts from its end), and a shun that is
+    /// over ends now, so no wrapping time comes round.
+    fn settle(&mut self, now: Tick) {
+        if let Some(q) = self.quiet_until
+            && !now.is_before(q)
+        {
+            if let Some(h) = &mut self.head
+                && h.since.is_before(q)
+            {
+                h.since = q;
+            }
+            self.quiet_until = None;
+        }
+        for s in self.shunned.iter_mut().flatten() {
+            if !now.is_before(s.until) {
+                s.until = now;
+            }
+        }
     }
 
     /// A datagram dropped by the glue (the socket could not take it while
@@ -215,21 +279,12 @@ impl HeadOfLine {
         fresh: bool,
         queue_empty: bool,
     ) -> Verdict {
-        let now = millis(now);
+        let now = Tick::of(now);
+        self.settle(now);
         if queue_empty {
             self.head = None;
         }
-        // A head queued while smoltcp held the socket has waited only since
-        // smoltcp let go.
-        let quiet_until = self.quiet_until;
-        let clear = !self.quiet(now)
-            && self.head.is_some_and(|h| {
-                let since = match quiet_until {
-                    Some(q) if before(h.since, q) => q,
-                    _ => h.since,
-                };
-                now.wrapping_sub(since) >= ms(patience(h.fresh))
-            });
+        let clear = self.due(now);
         if clear {
             self.stuck_at(now);
         }
@@ -247,14 +302,16 @@ impl HeadOfLine {
         Verdict { clear, send }
     }
 
-    /// The queue did not move for the head's [`patience`] (a send waited
-    /// that long on a full queue): the caller clears the queues, and the
-    /// head's destination is shunned unless it was heard from lately.
+    /// The queue is stuck ([`is_due`](Self::is_due)): the caller clears
+    /// it, and the head's destination is shunned unless it was heard from
+    /// lately.
     pub(crate) fn stuck(&mut self, now: Instant) {
-        self.stuck_at(millis(now));
+        let now = Tick::of(now);
+        self.settle(now);
+        self.stuck_at(now);
     }
 
-    fn stuck_at(&mut self, now: u32) {
+    fn stuck_at(&mut self, now: Tick) {
         if let Some(Head {
             to: Some(dest),
             fresh: false,
@@ -264,7 +321,7 @@ impl HeadOfLine {
             self.shun(now, dest);
         }
         self.head = None;
-        self.quiet_until = Some(now.wrapping_add(ms(SILENCE)));
+        self.quiet_until = Some(now.plus(SILENCE));
         self.stats.cleared = self.stats.cleared.saturating_add(1);
     }
 
@@ -280,22 +337,22 @@ impl HeadOfLine {
         }
     }
 
-    fn is_shunned(&self, now: u32, to: SocketAddrV4) -> bool {
+    fn is_shunned(&self, now: Tick, to: SocketAddrV4) -> bool {
         self.shunned
             .iter()
             .flatten()
-            .any(|s| s.addr == to && before(now, s.until))
+            .any(|s| s.addr == to && now.is_before(s.until))
     }
 
-    fn shun(&mut self, now: u32, addr: SocketAddrV4) {
+    fn shun(&mut self, now: Tick, addr: SocketAddrV4) {
         // The address's own slot (its shun doubles), or a free one, or the
         // one whose shun ended first.
         let slot = crate::pick_slot(
             &self.shunned,
             |s| s.addr == addr,
-            // How long ago it ended (negative: still running), shifted by
-            // 2^31 so that it orders as an unsigned number.
-            |s| now.wrapping_sub(s.until).wrapping_add(1 << 31),
+            // Ended (settled to end no later than now) ranks highest; the
+            // one that ends soonest next.
+            |s| u32::MAX - s.until.since(now),
         );
         let Some(slot) = slot else {
             return;
@@ -311,7 +368,7 @@ impl HeadOfLine {
         let shun = SHUN_FIRST.saturating_mul(factor).min(SHUN_MAX);
         *slot = Some(Shun {
             addr,
-            until: now.wrapping_add(ms(shun)),
+            until: now.plus(shun),
             strikes,
         });
     }
@@ -405,12 +462,12 @@ mod tests {
         let mut h = HeadOfLine::default();
         h.before_send(ms(0), a(9), false, true);
         assert!(h.before_send(ms(stuck), a(2), false, false).clear);
-        assert!(h.is_quiet(ms(stuck + 999)));
+        assert!(h.quiet(Tick::of(ms(stuck + 999))));
         // a(2) waits behind smoltcp's silence, not behind a dead head: it
         // is neither cleared nor shunned.
         assert_eq!(h.before_send(ms(stuck + 500), a(2), false, false), SEND);
         assert_eq!(h.before_send(ms(stuck + 999), a(3), false, false), SEND);
-        assert!(!h.is_quiet(ms(stuck + 1_000)));
+        assert!(!h.quiet(Tick::of(ms(stuck + 1_000))));
         // Judged again from the end of the silence on.
         assert_eq!(
             h.before_send(ms(stuck + 1_000 + stuck - 1), a(3), false, false),
@@ -460,6 +517,28 @@ mod tests {
         }
         assert!(!r.is_fresh(a(2), ms(2_100)), "evicted");
         assert!(r.is_fresh(a(10), ms(2_100)));
+    }
+
+    #[test]
+    fn times_long_past_do_not_come_round() {
+        let mut h = HeadOfLine::default();
+        let mut r = Recent::default();
+        h.before_send(ms(0), a(9), false, true);
+        h.stuck(ms(60));
+        r.heard_from(a(3), ms(0));
+        // Other traffic every 10 s for 49.7 days (2^32 ms and a little).
+        let mut t = 0;
+        while t < (1u64 << 32) + 100 {
+            t += 10_000;
+            h.before_send(ms(t), a(2), true, true);
+            r.is_fresh(a(2), ms(t));
+        }
+        let now = ms(t + 10_000);
+        assert!(
+            h.before_send(now, a(9), false, true).send,
+            "a(9)'s shun ended long ago"
+        );
+        assert!(!r.is_fresh(a(3), now), "a(3) was heard from long ago");
     }
 
     #[test]

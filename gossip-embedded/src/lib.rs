@@ -269,8 +269,9 @@ impl<S: Storage, R: Rng, const MTU: usize> Gossip<S, R, MTU> {
     /// failures are dropped and counted; a receive error is returned (the
     /// node is unchanged and the next call goes on).
     ///
-    /// **Cancel-safe** (when `socket`'s `receive_into` is, as embassy-net's
-    /// is): the future may be dropped at any await, in a `select` with the
+    /// **Cancel-safe** (when `socket`'s `receive_into` takes a datagram only
+    /// when it returns it, and its `send` queues only when it returns, as
+    /// embassy-net's do): the future may be dropped at any await, in a `select` with the
     /// application's own work, say. Dropped while waiting, nothing was
     /// taken; dropped while sending, the datagram stays in the buffer and
     /// goes out first in the next step, and the ones after it are still in

@@ -54,7 +54,8 @@ pub enum NetError {
 /// (smoltcp's head-of-line blocking). So datagrams to destinations heard
 /// from in the last [`FRESH_FOR`](crate::FRESH_FOR) go by the *main*
 /// socket, which also receives everything, and the rest by the *spare* one:
-/// a dead board can only hold the spare. A queue that has not moved for
+/// a board silent that long can only hold the spare. A queue that has not
+/// moved for
 /// [`STUCK_AFTER`](crate::STUCK_AFTER) (a second more on the main socket:
 /// smoltcp asks for one neighbor's address a second) is cleared and its
 /// socket added to the set anew (smoltcp then stops waiting for that
@@ -90,7 +91,9 @@ impl UdpHandle {
     /// hands each datagram to the first socket bound to its port; it needs
     /// the receive buffers) and `spare` (it only sends: empty receive
     /// buffers do). Each needs a send buffer that holds a datagram of
-    /// `max_datagram_size`.
+    /// `max_datagram_size`. Clearing a queue adds its socket to the set
+    /// anew, in the first free slot: leave no free slot before `main`'s
+    /// (remove no socket added before it), or `spare` could come first.
     pub fn new(main: SocketHandle, spare: SocketHandle) -> Self {
         Self {
             main: Lane::new(main),
@@ -174,12 +177,16 @@ impl<'s, 'b, D: Device> SmoltcpStack<'s, 'b, D> {
             // the set anew: smoltcp forgets that it was waiting for the
             // missing neighbor, so the socket can send at once.
             let mut item = self.sockets.remove(lane.handle);
+            let mut rebound = Ok(());
             if let Some(s) = udp::Socket::downcast_mut(&mut item) {
                 let endpoint = s.endpoint();
                 s.close();
-                s.bind(endpoint).map_err(|_| NetError::Bind)?;
+                rebound = s.bind(endpoint);
             }
+            // Back in the set first, whatever happens: the handle must stay
+            // valid.
             lane.handle = self.sockets.add(item);
+            rebound.map_err(|_| NetError::Bind)?;
         }
         if !verdict.send {
             // Shunned: dropped, counted in `UdpHandle::stats`.

@@ -175,7 +175,7 @@ pub struct Lan9118 {
     held: Option<usize>,
 }
 
-/// Neighbors gleaned at once (8 bytes each): a cluster's worth.
+/// Neighbors gleaned at once (12 bytes each): a cluster's worth.
 const GLEANED: usize = 16;
 
 /// Which frame the stack gets next.

@@ -84,6 +84,9 @@ impl Driver for EmbassyLan9118 {
     fn receive(&mut self, cx: &mut Context<'_>) -> Option<(RxFrame<'_>, TxFrame<'_>)> {
         RX_WAKER.register(cx.waker());
         self.nic.clear_rx_interrupt();
+        // The line was high until now, so the NVIC may hold it pending:
+        // forget that, or the next unmask wakes the stack for nothing.
+        NVIC::unpend(Irq);
         if let Some(next) = self.nic.next() {
             return Some(self.nic.frames(next));
         }
