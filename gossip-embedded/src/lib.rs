@@ -34,8 +34,16 @@
 //! for running several nodes in one program, as the tests and the QEMU
 //! firmware do. With `embassy-time`, `EmbassyTime` is a [`Clock`] and a
 //! [`Timer`]. With `embassy-net`, `Gossip::step_embassy` runs the async
-//! variant on an `embassy_net::udp::UdpSocket` (module `embassy`, with an
-//! example task). With `defmt`, drops and membership events are logged.
+//! variant on embassy-net UDP sockets (module `embassy`, with an example
+//! task). With `defmt`, drops and membership events are logged.
+//!
+//! smoltcp, under both `net` and `embassy`, learns neighbors from ARP only
+//! and one a second, and a UDP socket whose first datagram waits for a
+//! neighbor sends nothing: both glues take two sockets (a spare one for
+//! destinations silent lately, such as dead boards) and clear a stuck
+//! queue (`QueueStats`); [`arp::Gleaner`] lets an Ethernet driver keep
+//! the neighbor cache filled from the traffic itself. The crate's README
+//! says why in full.
 //!
 //! Time is the core's [`Instant`]: microseconds from any origin the
 //! [`Clock`] picks (boot, say).
