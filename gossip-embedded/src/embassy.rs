@@ -86,7 +86,7 @@ use embedded_io_async::ErrorKind;
 use gossip_core::Storage;
 use rand_core::Rng;
 
-use crate::hol::{HeadOfLine, QueueStats, Recent, patience};
+use crate::hol::{Lane, Lanes, QueueStats, patience};
 use crate::{Clock, EmbassyTime, Gossip};
 
 /// Two embassy-net UDP sockets bound to the node's port, as one
@@ -102,15 +102,7 @@ use crate::{Clock, EmbassyTime, Gossip};
 /// never silences the node toward the living. Receiving is cancel-safe:
 /// embassy-net takes a datagram only when it hands it over.
 pub struct EmbassyUdp<'d> {
-    main: Lane<'d>,
-    spare: Lane<'d>,
-    recent: Recent,
-}
-
-/// One socket and the watch on its send queue.
-struct Lane<'d> {
-    socket: UdpSocket<'d>,
-    hol: HeadOfLine,
+    lanes: Lanes<UdpSocket<'d>>,
 }
 
 impl<'d> EmbassyUdp<'d> {
@@ -127,21 +119,13 @@ impl<'d> EmbassyUdp<'d> {
         main.bind(port)?;
         spare.bind(port)?;
         Ok(Self {
-            main: Lane {
-                socket: main,
-                hol: HeadOfLine::default(),
-            },
-            spare: Lane {
-                socket: spare,
-                hol: HeadOfLine::default(),
-            },
-            recent: Recent::default(),
+            lanes: Lanes::new(main, spare),
         })
     }
 
     /// The main socket (the one that receives).
     pub fn socket(&self) -> &UdpSocket<'d> {
-        &self.main.socket
+        &self.lanes.main.socket
     }
 
     /// Waits until both send queues are empty: after a graceful shutdown,
@@ -149,17 +133,17 @@ impl<'d> EmbassyUdp<'d> {
     /// leave. Bound it with a timeout (a queue held by a dead neighbor
     /// empties only when cleared).
     pub async fn flush(&mut self) {
-        self.main.socket.flush().await;
-        self.spare.socket.flush().await;
+        self.lanes.main.socket.flush().await;
+        self.lanes.spare.socket.flush().await;
     }
 
     /// What each socket's watch counted: (main, spare).
     pub fn stats(&self) -> (QueueStats, QueueStats) {
-        (self.main.hol.stats(), self.spare.hol.stats())
+        self.lanes.stats()
     }
 }
 
-impl Lane<'_> {
+impl Lane<UdpSocket<'_>> {
     /// Whether the send queue is empty now (never waits).
     fn queue_empty(&mut self) -> bool {
         let flushed = pin!(self.socket.flush());
@@ -202,26 +186,18 @@ impl Lane<'_> {
         match embassy_time::with_timeout(timeout, self.socket.send_to(data, endpoint)).await {
             Ok(sent) => sent.map_err(UdpError::Send),
             Err(embassy_time::TimeoutError) => {
-                let now = EmbassyTime.now();
-                if !self.hol.is_due(now) {
-                    // The queue is full but its head has not waited its
-                    // patience yet (or smoltcp holds the socket after a
-                    // clear): this datagram does not wait longer. Dropped,
-                    // as a full buffer drops.
-                    self.hol.dropped();
+                let verdict = self.hol.timed_out(EmbassyTime.now(), to);
+                if verdict.clear {
+                    self.clear();
+                }
+                if !verdict.send {
                     return Ok(());
                 }
-                self.hol.stuck(now);
-                self.clear();
                 // The queue is empty: this send does not wait for room.
-                if self.hol.before_send(now, to, fresh, true).send {
-                    self.socket
-                        .send_to(data, endpoint)
-                        .await
-                        .map_err(UdpError::Send)
-                } else {
-                    Ok(())
-                }
+                self.socket
+                    .send_to(data, endpoint)
+                    .await
+                    .map_err(UdpError::Send)
             }
         }
     }
@@ -278,14 +254,8 @@ impl embedded_nal_async::UnconnectedUdp for EmbassyUdp<'_> {
         let SocketAddr::V4(remote) = remote else {
             return Err(UdpError::Ipv6);
         };
-        if self
-            .recent
-            .is_fresh(SocketAddr::V4(remote), EmbassyTime.now())
-        {
-            self.main.send(remote, true, data).await
-        } else {
-            self.spare.send(remote, false, data).await
-        }
+        let (lane, fresh) = self.lanes.route(SocketAddr::V4(remote), EmbassyTime.now());
+        lane.send(remote, fresh, data).await
     }
 
     async fn receive_into(
@@ -294,7 +264,7 @@ impl embedded_nal_async::UnconnectedUdp for EmbassyUdp<'_> {
     ) -> Result<(usize, SocketAddr, SocketAddr), UdpError> {
         // The main socket receives everything; the spare is looked at too,
         // in case it was made first.
-        let (main, spare) = (&self.main.socket, &self.spare.socket);
+        let (main, spare) = (&self.lanes.main.socket, &self.lanes.spare.socket);
         let (n, meta) = poll_fn(|cx| match main.poll_recv_from(buffer, cx) {
             Poll::Pending => spare.poll_recv_from(buffer, cx),
             ready => ready,
@@ -302,10 +272,8 @@ impl embedded_nal_async::UnconnectedUdp for EmbassyUdp<'_> {
         .await
         .map_err(UdpError::Receive)?;
         let from = SocketAddr::from(meta.endpoint);
-        self.main.hol.heard_from(from);
-        self.spare.hol.heard_from(from);
-        self.recent.heard_from(from, EmbassyTime.now());
-        let port = self.main.socket.endpoint().port;
+        self.lanes.heard_from(from, EmbassyTime.now());
+        let port = self.lanes.main.socket.endpoint().port;
         let local = match meta.local_address {
             Some(ip) => SocketAddr::new(ip.into(), port),
             None => SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port)),

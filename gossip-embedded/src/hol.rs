@@ -160,6 +160,61 @@ impl Tick {
     }
 }
 
+/// One socket of a glue (a smoltcp handle, an embassy-net socket) and the
+/// watch on its send queue.
+#[derive(Debug)]
+pub(crate) struct Lane<S> {
+    pub(crate) socket: S,
+    pub(crate) hol: HeadOfLine,
+}
+
+/// What both glues share: the main socket (it receives, and sends to the
+/// destinations heard from in the last [`FRESH_FOR`]), the spare one (it
+/// sends to the others), and the senders heard from lately that choose
+/// between them.
+#[derive(Debug)]
+pub(crate) struct Lanes<S> {
+    pub(crate) main: Lane<S>,
+    pub(crate) spare: Lane<S>,
+    recent: Recent,
+}
+
+impl<S> Lanes<S> {
+    pub(crate) fn new(main: S, spare: S) -> Self {
+        let lane = |socket| Lane {
+            socket,
+            hol: HeadOfLine::default(),
+        };
+        Self {
+            main: lane(main),
+            spare: lane(spare),
+            recent: Recent::default(),
+        }
+    }
+
+    /// The lane a datagram to `to` goes by, and whether `to` is fresh.
+    pub(crate) fn route(&mut self, to: SocketAddr, now: Instant) -> (&mut Lane<S>, bool) {
+        if self.recent.is_fresh(to, now) {
+            (&mut self.main, true)
+        } else {
+            (&mut self.spare, false)
+        }
+    }
+
+    /// A datagram arrived from `from` at `now`: it is fresh, and shunned
+    /// by neither socket.
+    pub(crate) fn heard_from(&mut self, from: SocketAddr, now: Instant) {
+        self.main.hol.heard_from(from);
+        self.spare.hol.heard_from(from);
+        self.recent.heard_from(from, now);
+    }
+
+    /// What each socket's watch counted: (main, spare).
+    pub(crate) fn stats(&self) -> (QueueStats, QueueStats) {
+        (self.main.hol.stats(), self.spare.hol.stats())
+    }
+}
+
 /// What the glue counted about head-of-line blocking.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct QueueStats {
@@ -226,10 +281,6 @@ impl HeadOfLine {
     /// Whether the head has waited its [`patience`], counted from the end
     /// of the quiet after a clear (a head queued then waited for smoltcp,
     /// not for its neighbor): the queue is stuck.
-    pub(crate) fn is_due(&self, now: Instant) -> bool {
-        self.due(Tick::of(now))
-    }
-
     fn due(&self, now: Tick) -> bool {
         if self.quiet(now) {
             return false;
@@ -264,12 +315,6 @@ impl HeadOfLine {
         }
     }
 
-    /// A datagram dropped by the glue (the socket could not take it while
-    /// quiet).
-    pub(crate) fn dropped(&mut self) {
-        self.stats.shunned = self.stats.shunned.saturating_add(1);
-    }
-
     /// Before queueing a datagram to `to` (`fresh`: heard from lately);
     /// `queue_empty` is whether the socket's send queue is empty now.
     pub(crate) fn before_send(
@@ -302,13 +347,29 @@ impl HeadOfLine {
         Verdict { clear, send }
     }
 
-    /// The queue is stuck ([`is_due`](Self::is_due)): the caller clears
-    /// it, and the head's destination is shunned unless it was heard from
-    /// lately.
-    pub(crate) fn stuck(&mut self, now: Instant) {
+    /// A datagram to `to` waited for room in the full queue as long as
+    /// such a datagram may ([`patience`]). If the head has waited its own
+    /// patience too, the queue is stuck: clear it (the head's destination
+    /// is shunned unless fresh) and queue the datagram, unless `to` is
+    /// shunned. Else the datagram is dropped and counted, as a full buffer
+    /// drops.
+    #[cfg(feature = "embassy-net")]
+    pub(crate) fn timed_out(&mut self, now: Instant, to: SocketAddr) -> Verdict {
         let now = Tick::of(now);
         self.settle(now);
+        if !self.due(now) {
+            self.stats.shunned = self.stats.shunned.saturating_add(1);
+            return Verdict {
+                clear: false,
+                send: false,
+            };
+        }
         self.stuck_at(now);
+        let send = !v4(to).is_some_and(|to| self.is_shunned(now, to));
+        if !send {
+            self.stats.shunned = self.stats.shunned.saturating_add(1);
+        }
+        Verdict { clear: true, send }
     }
 
     fn stuck_at(&mut self, now: Tick) {
@@ -394,6 +455,13 @@ mod tests {
         Instant::from_millis(t)
     }
 
+    /// The queue found stuck at `now` (as a send that waited on it).
+    fn stuck(h: &mut HeadOfLine, now: Instant) {
+        let now = Tick::of(now);
+        h.settle(now);
+        h.stuck_at(now);
+    }
+
     const SEND: Verdict = Verdict {
         clear: false,
         send: true,
@@ -444,7 +512,7 @@ mod tests {
         let mut t = 0;
         for shun in [1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 32_000] {
             assert!(h.before_send(ms(t), a(9), false, true).send, "at {t} ms");
-            h.stuck(ms(t + 60)); // a send waited on a full queue
+            stuck(&mut h, ms(t + 60)); // a send waited on a full queue
             t += 60;
             assert!(!h.before_send(ms(t + shun - 1), a(9), false, true).send);
             t += shun;
@@ -452,7 +520,7 @@ mod tests {
         // Heard from: the next shun is short again.
         h.heard_from(a(9));
         h.before_send(ms(t), a(9), false, true);
-        h.stuck(ms(t));
+        stuck(&mut h, ms(t));
         assert!(h.before_send(ms(t) + SHUN_FIRST, a(9), false, true).send);
     }
 
@@ -524,7 +592,7 @@ mod tests {
         let mut h = HeadOfLine::default();
         let mut r = Recent::default();
         h.before_send(ms(0), a(9), false, true);
-        h.stuck(ms(60));
+        stuck(&mut h, ms(60));
         r.heard_from(a(3), ms(0));
         // Other traffic every 10 s for 49.7 days (2^32 ms and a little).
         let mut t = 0;
@@ -547,7 +615,7 @@ mod tests {
         for i in 0..=SHUNNED as u8 {
             let t = u64::from(i) * 100;
             h.before_send(ms(t), a(20 + i), false, true);
-            h.stuck(ms(t + 60));
+            stuck(&mut h, ms(t + 60));
         }
         assert!(h.before_send(ms(1_000), a(20), false, true).send, "evicted");
         for i in 1..=SHUNNED as u8 {

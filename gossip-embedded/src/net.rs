@@ -25,7 +25,7 @@ use smoltcp::time::Instant as NetInstant;
 use smoltcp::wire::IpEndpoint;
 
 use crate::QueueStats;
-use crate::hol::{HeadOfLine, Recent};
+use crate::hol::Lanes;
 
 /// What the smoltcp stack reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,26 +64,8 @@ pub enum NetError {
 /// [`SHUN_MAX`](crate::SHUN_MAX)) or until heard from.
 #[derive(Debug)]
 pub struct UdpHandle {
-    main: Lane,
-    spare: Lane,
+    lanes: Lanes<SocketHandle>,
     remote: Option<SocketAddr>,
-    recent: Recent,
-}
-
-/// One smoltcp socket and the watch on its send queue.
-#[derive(Debug)]
-struct Lane {
-    handle: SocketHandle,
-    hol: HeadOfLine,
-}
-
-impl Lane {
-    fn new(handle: SocketHandle) -> Self {
-        Self {
-            handle,
-            hol: HeadOfLine::default(),
-        }
-    }
 }
 
 impl UdpHandle {
@@ -96,22 +78,20 @@ impl UdpHandle {
     /// (remove no socket added before it), or `spare` could come first.
     pub fn new(main: SocketHandle, spare: SocketHandle) -> Self {
         Self {
-            main: Lane::new(main),
-            spare: Lane::new(spare),
+            lanes: Lanes::new(main, spare),
             remote: None,
-            recent: Recent::default(),
         }
     }
 
     /// The smoltcp sockets' handles, main and spare. They change when a
     /// send queue is cleared: the socket is added to the set anew.
     pub fn handles(&self) -> (SocketHandle, SocketHandle) {
-        (self.main.handle, self.spare.handle)
+        (self.lanes.main.socket, self.lanes.spare.socket)
     }
 
     /// What each socket's watch counted: (main, spare).
     pub fn stats(&self) -> (QueueStats, QueueStats) {
-        (self.main.hol.stats(), self.spare.hol.stats())
+        self.lanes.stats()
     }
 }
 
@@ -164,19 +144,14 @@ impl<'s, 'b, D: Device> SmoltcpStack<'s, 'b, D> {
         buf: &[u8],
     ) -> nb::Result<(), NetError> {
         let to = Self::endpoint(remote)?;
-        let fresh = socket.recent.is_fresh(remote, self.clock);
-        let lane = if fresh {
-            &mut socket.main
-        } else {
-            &mut socket.spare
-        };
-        let empty = self.sockets.get::<udp::Socket>(lane.handle).send_queue() == 0;
+        let (lane, fresh) = socket.lanes.route(remote, self.clock);
+        let empty = self.sockets.get::<udp::Socket>(lane.socket).send_queue() == 0;
         let verdict = lane.hol.before_send(self.clock, remote, fresh, empty);
         if verdict.clear {
             // Close and bind again (both queues are emptied), and add it to
             // the set anew: smoltcp forgets that it was waiting for the
             // missing neighbor, so the socket can send at once.
-            let mut item = self.sockets.remove(lane.handle);
+            let mut item = self.sockets.remove(lane.socket);
             let mut rebound = Ok(());
             if let Some(s) = udp::Socket::downcast_mut(&mut item) {
                 let endpoint = s.endpoint();
@@ -185,14 +160,14 @@ impl<'s, 'b, D: Device> SmoltcpStack<'s, 'b, D> {
             }
             // Back in the set first, whatever happens: the handle must stay
             // valid.
-            lane.handle = self.sockets.add(item);
+            lane.socket = self.sockets.add(item);
             rebound.map_err(|_| NetError::Bind)?;
         }
         if !verdict.send {
             // Shunned: dropped, counted in `UdpHandle::stats`.
             return Ok(());
         }
-        let handle = lane.handle;
+        let handle = lane.socket;
         match self
             .sockets
             .get_mut::<udp::Socket>(handle)
@@ -257,28 +232,28 @@ impl<D: Device> embedded_nal::UdpClientStack for SmoltcpStack<'_, '_, D> {
     ) -> nb::Result<(usize, SocketAddr), NetError> {
         if !self
             .sockets
-            .get::<udp::Socket>(socket.main.handle)
+            .get::<udp::Socket>(socket.lanes.main.socket)
             .can_recv()
         {
             self.poll_interface();
         }
         // The main socket receives everything; the spare is looked at too,
         // in case it was added first.
-        let received = match self.recv_from(socket.main.handle, buffer) {
-            Err(nb::Error::WouldBlock) => self.recv_from(socket.spare.handle, buffer),
+        let (main, spare) = socket.handles();
+        let received = match self.recv_from(main, buffer) {
+            Err(nb::Error::WouldBlock) => self.recv_from(spare, buffer),
             other => other,
         };
         if let Ok((_, from)) = received {
-            socket.main.hol.heard_from(from);
-            socket.spare.hol.heard_from(from);
-            socket.recent.heard_from(from, self.clock);
+            socket.lanes.heard_from(from, self.clock);
         }
         received
     }
 
     fn close(&mut self, socket: UdpHandle) -> Result<(), NetError> {
-        for lane in [socket.main, socket.spare] {
-            self.sockets.get_mut::<udp::Socket>(lane.handle).close();
+        let (main, spare) = socket.handles();
+        for handle in [main, spare] {
+            self.sockets.get_mut::<udp::Socket>(handle).close();
         }
         Ok(())
     }
@@ -286,7 +261,8 @@ impl<D: Device> embedded_nal::UdpClientStack for SmoltcpStack<'_, '_, D> {
 
 impl<D: Device> embedded_nal::UdpFullStack for SmoltcpStack<'_, '_, D> {
     fn bind(&mut self, socket: &mut UdpHandle, local_port: u16) -> Result<(), NetError> {
-        for handle in [socket.main.handle, socket.spare.handle] {
+        let (main, spare) = socket.handles();
+        for handle in [main, spare] {
             self.sockets
                 .get_mut::<udp::Socket>(handle)
                 .bind(local_port)

@@ -118,28 +118,19 @@ fn start() -> Result<(), &'static str> {
     let executor = cortex_m::singleton!(: Executor = Executor::new()).ok_or("executor")?;
     executor.run(|spawner| {
         let task = main_task(spawner, gossip, board, Settings { mode, boot }, started);
-        if spawner.spawn_ok(task).is_err() {
-            fail("spawn");
+        if let Err(why) = spawn(spawner, task) {
+            fail(why);
         }
     })
 }
 
-/// What the tasks need from `Spawner::spawn`: the token, or why not.
-trait SpawnOk {
-    fn spawn_ok<S>(
-        &self,
-        token: Result<embassy_executor::SpawnToken<S>, embassy_executor::SpawnError>,
-    ) -> Result<(), ()>;
-}
-
-impl SpawnOk for Spawner {
-    fn spawn_ok<S>(
-        &self,
-        token: Result<embassy_executor::SpawnToken<S>, embassy_executor::SpawnError>,
-    ) -> Result<(), ()> {
-        self.spawn(token.map_err(|_| ())?);
-        Ok(())
-    }
+/// Spawns the task `token` names (a task function's result).
+fn spawn<S>(
+    spawner: Spawner,
+    token: Result<embassy_executor::SpawnToken<S>, embassy_executor::SpawnError>,
+) -> Result<(), &'static str> {
+    spawner.spawn(token.map_err(|_| "spawn")?);
+    Ok(())
 }
 
 #[embassy_executor::task]
@@ -320,7 +311,7 @@ fn network(spawner: Spawner, board: Board, boot: u64) -> Result<EmbassyUdp<'stat
         resources,
         u64::from(me) + boot,
     );
-    spawner.spawn_ok(net_task(runner)).map_err(|()| "spawn")?;
+    spawn(spawner, net_task(runner))?;
 
     // Static buffers. The main socket (made first: it receives) has room
     // for two received datagrams and one to send (a step awaits each send:
