@@ -114,11 +114,11 @@ const RECENT: usize = 64;
 const MIN_STRETCH: usize = 64;
 
 /// SYNs a round to peers whose membership summaries differ from ours.
-const SYNCS_PER_ROUND: usize = 8;
+const SYNCS_PER_ROUND: usize = 32;
 
 /// SYNs to one peer whose summary differs, for as many segments.
 #[cfg(feature = "catch-up")]
-const SYNCS_PER_SYN: usize = 4;
+const SYNCS_PER_SYN: usize = 2;
 
 /// Requests ranked per ACK (more than half a datagram holds).
 const RANKED_REQUESTS: usize = 64;

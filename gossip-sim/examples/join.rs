@@ -1,11 +1,23 @@
-//! Diagnostic: how a mass join progresses: per 5 rounds, the fraction of
-//! (node, peer) pairs known, known alive, and known with both start states.
+//! Diagnostic: how a mass join (the `converge` scenario) progresses, round
+//! by round: the share of (node, peer) pairs known and known with both start
+//! states, the least-informed node's share, and what moved the states
+//! (datagrams by kind, catch-up bursts and the endpoints they carried,
+//! summary syncs), cluster-wide, per node.
 //!
 //! `cargo run --release -p gossip-sim --example join -- 1000`
 
 use gossip_core::Instant;
 use gossip_core::state::StateKey;
+use gossip_core::wire::Kind;
 use gossip_sim::{Scenario, ScenarioConfig, Sim, SimConfig};
+
+fn start_states(i: usize, generation: u64) -> Vec<(&'static str, Vec<u8>)> {
+    let host_id = format!("{i:08x}-0000-4000-8000-{generation:012x}");
+    vec![
+        ("STATUS", b"NORMAL".to_vec()),
+        ("HOST_ID", host_id.into_bytes()),
+    ]
+}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n: usize = std::env::args()
@@ -13,38 +25,65 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1000);
     let cfg = ScenarioConfig::new(Scenario::Converge, n);
-    let mut sim = Sim::new(SimConfig::new(n, 1, cfg.node_config()))?;
-    sim.run_until(Instant::from_millis(150), &mut ());
-    for i in 0..n {
-        sim.set_state(i, "STATUS", b"NORMAL", &mut ());
-        sim.set_state(i, "HOST_ID", format!("{i:036}").as_bytes(), &mut ());
-    }
+    let mut sim_cfg = SimConfig::new(n, 1, cfg.node_config());
+    sim_cfg.reserve_peers = true;
+    sim_cfg.start_states = Some(start_states);
+    let mut sim = Sim::new(sim_cfg)?;
     let pairs = (n * (n - 1)) as f64;
-    for r in 1..=40u64 {
-        sim.run_until(Instant::from_millis(r * 5000), &mut ());
-        let (mut known, mut alive, mut full) = (0usize, 0usize, 0usize);
+    let kinds = [Kind::Syn, Kind::Ack, Kind::Ack2, Kind::CatchUp];
+    println!(
+        "round known  states least p1 p10 | per node: SYN ACK ACK2 CATCHUP bursts endpoints syncs KB"
+    );
+    for r in 1..=60u64 {
+        sim.run_until(Instant::from_millis(r * 1000 + 100), &mut ());
+        let (mut known, mut full) = (0usize, 0usize);
+        let mut each = Vec::with_capacity(n);
+        let mut sent = [0u64; 4];
+        let (mut bursts, mut endpoints, mut syncs) = (0u64, 0u64, 0u64);
         for i in 0..n {
             let Some(node) = sim.node(i) else { continue };
+            let mut mine = 0;
             for p in node.endpoints() {
                 known += 1;
-                alive += usize::from(p.is_alive());
                 let s = p.state();
-                full += usize::from(
-                    s.get(&StateKey::parse("STATUS")).is_some()
-                        && s.get(&StateKey::parse("HOST_ID")).is_some(),
-                );
+                if p.is_alive()
+                    && s.get(&StateKey::parse("STATUS")).is_some()
+                    && s.get(&StateKey::parse("HOST_ID")).is_some()
+                {
+                    full += 1;
+                    mine += 1;
+                }
             }
+            each.push(mine);
+            let st = node.stats();
+            for (s, k) in sent.iter_mut().zip(kinds) {
+                *s += st.sent(k);
+            }
+            bursts += st.catch_up_bursts;
+            endpoints += st.catch_up_endpoints;
+            syncs += st.summary_syncs;
         }
-        let t = sim.totals();
+        let per = |v: u64| v as f64 / n as f64;
+        each.sort_unstable();
+        let share =
+            |q: usize| each.get(q * each.len() / 100).copied().unwrap_or(0) as f64 / (n - 1) as f64;
         println!(
-            "t={:>3}s known {:.3} alive {:.3} states {:.3}  KB/node {:.1}",
-            r * 5,
+            "{r:>5} {:.3} {:.3} {:.3} {:.3} {:.3}   | {:.1} {:.1} {:.1} {:.1} {:.2} {:.0} {:.2} {:.0}",
             known as f64 / pairs,
-            alive as f64 / pairs,
             full as f64 / pairs,
-            t.bytes as f64 / n as f64 / 1024.0
+            share(0),
+            share(1),
+            share(10),
+            per(sent[0]),
+            per(sent[1]),
+            per(sent[2]),
+            per(sent[3]),
+            per(bursts),
+            per(endpoints),
+            per(syncs),
+            sim.totals().bytes as f64 / n as f64 / 1024.0
         );
-        if alive == n * (n - 1) && full == alive {
+        if full == n * (n - 1) {
             break;
         }
     }

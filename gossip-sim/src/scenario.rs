@@ -950,7 +950,6 @@ impl Run<'_, '_> {
     }
 }
 
-/// Publishes node `i`'s start states.
 /// What every node publishes before its first round: its STATUS and a
 /// HOST_ID of its own.
 fn start_states(i: usize, generation: u64) -> Vec<(&'static str, Vec<u8>)> {

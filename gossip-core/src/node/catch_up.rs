@@ -19,8 +19,9 @@ use super::*;
 #[cfg(feature = "catch-up")]
 use crate::wire::CatchUpWriter;
 
-/// Bursts queued at once; a far-behind SYN beyond them gets a plain ACK.
-pub(super) const MAX_BURSTS: usize = 2;
+/// Bursts queued at once; a far-behind SYN beyond them gets a plain ACK
+/// (one slot without the `catch-up` feature, never used).
+pub(super) const MAX_BURSTS: usize = if cfg!(feature = "catch-up") { 4 } else { 1 };
 
 /// Peers served a round.
 pub(super) const SOURCES_PER_ROUND: usize = 8;
@@ -34,7 +35,7 @@ pub(super) const FAR_BEHIND: usize = 16;
 const MENTIONED: usize = 64;
 
 /// SYNs a node sends a round when bursts ask for them.
-const ASKED_PER_ROUND: u8 = 8;
+const ASKED_PER_ROUND: u8 = 16;
 
 /// One burst: the rest of a SYN's range, walked clockwise.
 #[derive(Debug)]

@@ -397,6 +397,48 @@ fn a_member_whose_summary_differs_gets_a_sync_that_finds_the_missing_endpoint() 
 }
 
 #[test]
+fn syncs_spread_over_the_members_whose_summaries_differ() {
+    let c = big_config();
+    let now = Instant::from_millis(1000);
+    let mut r = knowing(c.clone(), 3000, now);
+    r.handle_timeout(now);
+    while poll(&mut r, now).is_some() {}
+    // Twenty members, each knowing nothing: every segment differs.
+    let syn_from = |sender: SocketAddr| {
+        let mut buf = vec![0u8; 1400];
+        let header = Header {
+            cluster: CLUSTER,
+            sender,
+        };
+        let w = SynWriter::with_summary(&mut buf, &header, &[], &wire::Summary::default()).unwrap();
+        let n = w.finish(RingRange { start: 0, end: 0 });
+        buf.truncate(n);
+        buf
+    };
+    let mut synced = std::collections::BTreeMap::new();
+    for i in 1..=20 {
+        let m = many(i);
+        r.handle_datagram(now, m, &syn_from(m));
+        while let Some((to, bytes)) = poll(&mut r, now) {
+            if matches!(decoded(&bytes), Message::Syn(_)) {
+                *synced.entry(to).or_insert(0) += 1;
+            }
+        }
+    }
+    // Two SYNs to each of the first sixteen, then the round's 32 are spent.
+    assert_eq!(r.stats().summary_syncs, 32);
+    assert_eq!(synced.len(), 16, "{synced:?}");
+    assert!(synced.values().all(|&n| n == 2), "{synced:?}");
+    // The next round has 32 more.
+    let later = now + c.gossip_interval * 2;
+    r.handle_timeout(later);
+    while poll(&mut r, later).is_some() {}
+    let m = many(21);
+    r.handle_datagram(later, m, &syn_from(m));
+    assert_eq!(r.stats().summary_syncs, 34);
+}
+
+#[test]
 fn an_endpoint_too_large_to_go_whole_goes_in_part() {
     // A learns E with 2,400 bytes of states (through a large datagram);
     // its replies fit 1,400 bytes.
