@@ -184,7 +184,10 @@ struct Slot {
     generation: u64,
     /// Paused until then: nothing is processed, deliveries wait.
     paused_until: Option<Instant>,
-    /// The deadline a timer is scheduled for.
+    /// When the node's live timer fires. Timers set for deadlines that
+    /// have since moved still fire, and are ignored: run, each would set
+    /// one more timer for the next deadline, and a node's timers would
+    /// multiply with every deadline change.
     scheduled: Option<Instant>,
     /// The network's randomness for what this node sends (loss,
     /// duplication, jitter): one stream per node, so a run does not depend
@@ -374,6 +377,13 @@ impl Sim {
     /// The time of the next scheduled delivery or deadline.
     pub fn next_at(&self) -> Option<Instant> {
         self.queue.peek().map(|Reverse(s)| s.at)
+    }
+
+    /// Actions waiting: datagrams in flight, node starts and timers (a
+    /// node's live one, and those set for deadlines that have since moved,
+    /// until their time).
+    pub fn queued(&self) -> usize {
+        self.queue.len()
     }
 
     /// [`step`](Self::step), handling nothing later than `until`. Returns
@@ -911,6 +921,9 @@ impl NodeRun<'_, '_> {
                 return;
             }
             self.slot.paused_until = None;
+        } else if self.slot.scheduled != Some(now) {
+            // Set for a deadline that has since moved.
+            return;
         }
         self.slot.scheduled = None;
         if let Some(node) = self.slot.node.as_mut() {
@@ -1021,11 +1034,11 @@ impl NodeRun<'_, '_> {
             }
             self.send(to, bytes);
         }
-        if let Some(at) = deadline
+        if let Some(at) = deadline.map(|at| at.max(now))
             && self.slot.scheduled != Some(at)
         {
             self.slot.scheduled = Some(at);
-            self.schedule(at.max(now), self.i, Action::Timeout);
+            self.schedule(at, self.i, Action::Timeout);
         }
         for e in events {
             self.watch(&e);

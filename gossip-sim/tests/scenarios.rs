@@ -203,6 +203,34 @@ fn the_same_run_on_one_thread_and_on_two() {
 }
 
 #[test]
+fn timers_do_not_pile_up() {
+    // Deadlines move all the time (probes, suspicions, rounds); each move
+    // sets a timer, and the ones for moved deadlines must not each set one
+    // more when they come due: the queue stays about as long as the
+    // cluster is large, however long it runs.
+    let n = 48;
+    let node = ScenarioConfig::new(Scenario::Converge, n).node_config();
+    let mut cfg = SimConfig::new(n, 5, node);
+    cfg.network.loss = 0.05;
+    let mut sim = Sim::new(cfg).unwrap();
+    let mut longest = Vec::new();
+    for second in 1..=120u64 {
+        sim.run_until(Instant::from_millis(second * 1000), &mut ());
+        longest.push(sim.queued());
+    }
+    let early = longest[10..30].iter().max().copied().unwrap_or(0);
+    let late = longest[100..].iter().max().copied().unwrap_or(0);
+    assert!(
+        late <= 3 * n,
+        "{late} actions queued after 100 s: {longest:?}"
+    );
+    assert!(
+        late <= early * 2,
+        "queue grew from {early} to {late}: {longest:?}"
+    );
+}
+
+#[test]
 fn the_clock_follows_the_windows_stepped() {
     // Once a small cluster is stable, most windows report no event: the
     // clock must still advance with the deadlines handled.
