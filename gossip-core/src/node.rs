@@ -113,10 +113,15 @@ const RECENT: usize = 64;
 /// heartbeats the receiver gets anyway).
 const MIN_STRETCH: usize = 64;
 
-/// SYNs a round to peers whose membership summaries differ from ours.
-const SYNCS_PER_ROUND: usize = 32;
+/// SYNs a round to peers whose membership summaries differ from ours
+/// (none without the `catch-up` feature, which sends them): a node far
+/// behind fills in mostly by these, each exchange giving each side what the
+/// other lacks on its stretch, and a far-behind side a burst.
+const SYNCS_PER_ROUND: usize = if cfg!(feature = "catch-up") { 32 } else { 0 };
 
-/// SYNs to one peer whose summary differs, for as many segments.
+/// SYNs to one peer whose summary differs, for as many segments (a few:
+/// a peer serves one burst to a peer at a time, so syncs spread over many
+/// peers fill a far-behind node faster than many to one).
 #[cfg(feature = "catch-up")]
 const SYNCS_PER_SYN: usize = 2;
 

@@ -1,6 +1,6 @@
 //! Diagnostic: how a mass join (the `converge` scenario) progresses, round
 //! by round: the share of (node, peer) pairs known and known with both start
-//! states, the least-informed node's share, and what moved the states
+//! states, the least-informed nodes' shares (0th, 1st, 10th percentile), and what moved the states
 //! (datagrams by kind, catch-up bursts and the endpoints they carried,
 //! summary syncs), cluster-wide, per node.
 //!
@@ -9,15 +9,8 @@
 use gossip_core::Instant;
 use gossip_core::state::StateKey;
 use gossip_core::wire::Kind;
+use gossip_sim::scenario::start_states;
 use gossip_sim::{Scenario, ScenarioConfig, Sim, SimConfig};
-
-fn start_states(i: usize, generation: u64) -> Vec<(&'static str, Vec<u8>)> {
-    let host_id = format!("{i:08x}-0000-4000-8000-{generation:012x}");
-    vec![
-        ("STATUS", b"NORMAL".to_vec()),
-        ("HOST_ID", host_id.into_bytes()),
-    ]
-}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n: usize = std::env::args()

@@ -951,8 +951,8 @@ impl Run<'_, '_> {
 }
 
 /// What every node publishes before its first round: its STATUS and a
-/// HOST_ID of its own.
-fn start_states(i: usize, generation: u64) -> Vec<(&'static str, Vec<u8>)> {
+/// HOST_ID of its own (a [`StartStates`](crate::StartStates)).
+pub fn start_states(i: usize, generation: u64) -> Vec<(&'static str, Vec<u8>)> {
     let host_id = format!("{i:08x}-0000-4000-8000-{generation:012x}");
     vec![
         ("STATUS", b"NORMAL".to_vec()),
