@@ -178,7 +178,7 @@
 //! | `auth` | on | cluster keys ([`auth`]): HMAC-SHA256 on every datagram; no allocator needed |
 //! | `catch-up` | on | sending catch-up bursts and membership summaries (large clusters) |
 //! | `serde` | off | `Serialize` / `Deserialize` for generations, versions, digests and claims |
-//! | `internals` | off | what the simulator reads from inside a node (table slot numbers); no semver promise |
+//! | `internals` | off | what the simulator reads from inside a node (table slot numbers, the views a datagram merged into; implies `alloc`); no semver promise |
 //!
 //! No feature reads a clock, spawns a task or pulls a runtime crate.
 //!

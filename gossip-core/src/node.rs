@@ -236,6 +236,11 @@ pub struct Node<S: Storage, R> {
     unreachable: usize,
     phase: Phase,
     stats: Stats,
+    /// The views the last datagram's deltas were merged into, as they were
+    /// before: `(slot, generation, max version)`. The simulator checks,
+    /// once the datagram is handled, that none went back.
+    #[cfg(feature = "internals")]
+    merged: alloc::vec::Vec<(u32, Generation, Version)>,
     /// The key ring, when authenticating.
     #[cfg(feature = "auth")]
     auth: Option<Keyring>,
@@ -327,6 +332,8 @@ impl<S: Storage, R: Rng> Node<S, R> {
             unreachable: 0,
             phase: Phase::Running,
             stats: Stats::default(),
+            #[cfg(feature = "internals")]
+            merged: alloc::vec::Vec::new(),
             #[cfg(feature = "auth")]
             auth: None,
             #[cfg(feature = "auth")]
@@ -348,6 +355,8 @@ impl<S: Storage, R: Rng> Node<S, R> {
         }
         self.stats.datagrams_in += 1;
         self.stats.bytes_in += datagram.len() as u64;
+        #[cfg(feature = "internals")]
+        self.merged.clear();
         if let Err(reason) = self.try_handle(now, from, datagram) {
             self.stats.drop(reason);
         }
@@ -604,6 +613,15 @@ impl<S: Storage, R: Rng> Node<S, R> {
     pub fn endpoint_slot(&self, addr: &SocketAddr) -> Option<usize> {
         let idx = self.index.find(addr, self.peers.as_slice())? as usize;
         self.peers.as_slice().get(idx)?.is_member().then_some(idx)
+    }
+
+    /// The views the last datagram merged deltas into (and the sender's, for
+    /// a shutdown notice), each as `(slot, generation, max version)` before
+    /// the merge: once the datagram is handled, the endpoint in each slot
+    /// should be at that point or past it.
+    #[cfg(feature = "internals")]
+    pub fn merged_views(&self) -> impl Iterator<Item = (usize, Generation, Version)> + '_ {
+        self.merged.iter().map(|&(s, g, v)| (s as usize, g, v))
     }
 
     /// The endpoint in table slot `slot` (see

@@ -28,8 +28,7 @@ use std::collections::{BinaryHeap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use gossip_core::state::{Generation, StateKey, Version};
-use gossip_core::wire::{self, Message};
+use gossip_core::state::{Generation, StateKey};
 use gossip_core::{Config, ConfigError, Event, HeapStorage, Instant, Node};
 use rand_core::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -946,60 +945,34 @@ impl NodeRun<'_, '_> {
             return;
         }
         self.fx.totals.delivered += 1;
-        let views = self.record_views(&bytes);
         let sender = node_addr(from as usize);
         if let Some(node) = self.slot.node.as_mut() {
             node.handle_datagram(now, sender, &bytes);
         }
-        self.check_views(views);
+        self.check_views();
         self.drain();
     }
 
-    /// The node's views of the endpoints a datagram carries deltas for.
-    fn record_views(&self, bytes: &[u8]) -> Vec<View> {
-        let mut views = VIEWS.with(|v| std::mem::take(&mut *v.borrow_mut()));
-        views.clear();
-        if let Some(node) = self.slot.node.as_ref()
-            && let Ok(d) = wire::decode(bytes, self.world.cfg.node.cluster)
-        {
-            let mut note = |addr: SocketAddr| {
-                if let Some(slot) = node.endpoint_slot(&addr)
-                    && let Some(p) = node.endpoint_at(slot)
-                {
-                    views.push((slot, addr, p.state().generation(), p.state().max_version()));
-                }
-            };
-            match d.message {
-                Message::Ack(a) => a.deltas.for_each(|x| note(x.endpoint)),
-                Message::Ack2(a) => a.deltas.for_each(|x| note(x.endpoint)),
-                Message::CatchUp(c) => c.deltas.for_each(|x| note(x.endpoint)),
-                Message::Shutdown(_) => note(d.header.sender),
-                Message::Syn(_) | Message::Probe(_) => {}
-            }
-        }
-        views
-    }
-
-    fn check_views(&mut self, views: Vec<View>) {
+    /// Checks that no view the datagram's deltas were merged into went
+    /// back: each endpoint is at the generation and version the node had
+    /// before, or past them. (The slot still holds the endpoint: handling
+    /// one datagram never removes one.)
+    fn check_views(&mut self) {
         let Some(node) = self.slot.node.as_ref() else {
             return;
         };
-        let mut broken = None;
-        for (slot, addr, generation, version) in &views {
-            // The slot still holds `addr`: handling one datagram never
-            // removes an endpoint.
-            if let Some(p) = node.endpoint_at(*slot) {
-                let now = (p.state().generation(), p.state().max_version());
-                if now < (*generation, *version) {
-                    broken = Some(format!(
-                        "node {}'s view of {addr} went back from {:?} to {now:?}",
-                        self.i,
-                        (generation, version)
-                    ));
-                }
-            }
-        }
-        VIEWS.with(|v| *v.borrow_mut() = views);
+        let broken = node.merged_views().find_map(|(slot, generation, version)| {
+            let p = node.endpoint_at(slot)?;
+            let now = (p.state().generation(), p.state().max_version());
+            (now < (generation, version)).then(|| {
+                format!(
+                    "node {}'s view of {} went back from {:?} to {now:?}",
+                    self.i,
+                    p.addr(),
+                    (generation, version)
+                )
+            })
+        });
         if let Some(what) = broken {
             self.fail(what);
         }
@@ -1139,13 +1112,7 @@ impl NodeRun<'_, '_> {
     }
 }
 
-/// A node's view of an endpoint before a datagram: its slot, address,
-/// generation and highest version.
-type View = (usize, SocketAddr, Generation, Version);
-
 thread_local! {
-    /// `record_views`' list, reused.
-    static VIEWS: std::cell::RefCell<Vec<View>> = const { std::cell::RefCell::new(Vec::new()) };
     /// The datagram buffer `drain` lends to `poll_transmit`, one per thread.
     static DRAIN_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }

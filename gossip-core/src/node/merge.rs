@@ -70,7 +70,27 @@ impl<S: Storage, R: Rng> Node<S, R> {
                 self.hear_about_self(d.delta.generation, d.claim);
                 continue;
             }
+            #[cfg(feature = "internals")]
+            self.note_merged(d.endpoint, slot);
             self.apply_delta(now, d.endpoint, &d.delta, d.claim, slot);
+        }
+    }
+
+    /// Records the view a delta is about to be merged into, for
+    /// [`merged_views`](Self::merged_views).
+    #[cfg(feature = "internals")]
+    fn note_merged(&mut self, endpoint: SocketAddr, slot: Option<u32>) {
+        let found = match slot {
+            Some(NO_SLOT) => None,
+            Some(i) => Some(i),
+            None => self.index.find(&endpoint, self.peers.as_slice()),
+        };
+        if let Some(i) = found
+            && let Some(p) = self.peers.as_slice().get(i as usize)
+            && p.is_member()
+        {
+            self.merged
+                .push((i, p.state.generation(), p.state.max_version()));
         }
     }
 
@@ -244,6 +264,8 @@ impl<S: Storage, R: Rng> Node<S, R> {
         let Some(idx) = self.index.find(&sender, self.peers.as_slice()) else {
             return;
         };
+        #[cfg(feature = "internals")]
+        self.note_merged(sender, Some(idx));
         let Some(peer) = self.peers.as_mut_slice().get_mut(idx as usize) else {
             return;
         };

@@ -1888,3 +1888,57 @@ fn a_version_near_the_top_is_refused_and_a_flood_evicts_no_member() {
 
 mod catch_up;
 mod liveness;
+
+#[cfg(feature = "internals")]
+#[test]
+fn merged_views_are_the_views_before_the_datagram() {
+    let now = Instant::ZERO + Duration::from_secs(1);
+    let mut a = with_members(config(), 3, now);
+    // A datagram without deltas about known members records nothing.
+    learn_alive(&mut a, now, &[member(7)]);
+    assert_eq!(
+        a.merged_views().count(),
+        0,
+        "a new endpoint has no view yet"
+    );
+    let header = Header {
+        cluster: CLUSTER,
+        sender: addr(1),
+    };
+    let mut buf = vec![0u8; 1400];
+    let mut w = Ack2Writer::new(&mut buf, &header, &[]).unwrap();
+    for (i, v) in [(0, 5), (2, 9)] {
+        w.push_delta(
+            member(i),
+            Generation(GEN),
+            Claim::alive(0),
+            [DeltaItem::Heartbeat(Version(v))],
+        );
+    }
+    let n = w.finish();
+    a.handle_datagram(now, addr(1), &buf[..n]);
+    let views: Vec<_> = a.merged_views().collect();
+    let slots: Vec<_> = [0, 2]
+        .iter()
+        .map(|&i| a.endpoint_slot(&member(i)).unwrap())
+        .collect();
+    assert_eq!(
+        views,
+        [
+            (slots[0], Generation(GEN), Version(3)),
+            (slots[1], Generation(GEN), Version(3)),
+        ]
+    );
+    for (slot, v) in slots.iter().zip([5, 9]) {
+        assert_eq!(
+            a.endpoint_at(*slot).unwrap().state().max_version(),
+            Version(v)
+        );
+    }
+    // The next datagram starts a new record.
+    a.handle_datagram(now, addr(1), &buf[..n]);
+    assert_eq!(
+        a.merged_views().map(|(_, _, v)| v).collect::<Vec<_>>(),
+        [Version(5), Version(9)]
+    );
+}
