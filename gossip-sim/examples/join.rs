@@ -4,7 +4,7 @@
 //! (datagrams by kind, catch-up bursts and the endpoints they carried,
 //! summary syncs), cluster-wide, per node.
 //!
-//! `cargo run --release -p gossip-sim --example join -- 1000`
+//! `cargo run --release -p gossip-sim --example join -- 1000 [loss]`
 
 use gossip_core::Instant;
 use gossip_core::state::StateKey;
@@ -17,19 +17,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(1000);
+    let loss: f64 = std::env::args()
+        .nth(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0.0);
     let cfg = ScenarioConfig::new(Scenario::Converge, n);
     let mut sim_cfg = SimConfig::new(n, 1, cfg.node_config());
+    sim_cfg.network.loss = loss;
     sim_cfg.reserve_peers = true;
     sim_cfg.start_states = Some(start_states);
     let mut sim = Sim::new(sim_cfg)?;
     let pairs = (n * (n - 1)) as f64;
     let kinds = [Kind::Syn, Kind::Ack, Kind::Ack2, Kind::CatchUp];
     println!(
-        "round known  states least p1 p10 | per node: SYN ACK ACK2 CATCHUP bursts endpoints syncs KB"
+        "round known  states least p1 p10 not-alive | per node: SYN ACK ACK2 CATCHUP bursts endpoints syncs KB"
     );
-    for r in 1..=60u64 {
+    for r in 1..=150u64 {
         sim.run_until(Instant::from_millis(r * 1000 + 100), &mut ());
-        let (mut known, mut full) = (0usize, 0usize);
+        let (mut known, mut full, mut down) = (0usize, 0usize, 0usize);
         let mut each = Vec::with_capacity(n);
         let mut sent = [0u64; 4];
         let (mut bursts, mut endpoints, mut syncs) = (0u64, 0u64, 0u64);
@@ -38,6 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let mut mine = 0;
             for p in node.endpoints() {
                 known += 1;
+                down += usize::from(!p.is_alive());
                 let s = p.state();
                 if p.is_alive()
                     && s.get(&StateKey::parse("STATUS")).is_some()
@@ -61,7 +67,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let share =
             |q: usize| each.get(q * each.len() / 100).copied().unwrap_or(0) as f64 / (n - 1) as f64;
         println!(
-            "{r:>5} {:.3} {:.3} {:.3} {:.3} {:.3}   | {:.1} {:.1} {:.1} {:.1} {:.2} {:.0} {:.2} {:.0}",
+            "{r:>5} {:.3} {:.3} {:.3} {:.3} {:.3} {down} | {:.1} {:.1} {:.1} {:.1} {:.2} {:.0} {:.2} {:.0}",
             known as f64 / pairs,
             full as f64 / pairs,
             share(0),
@@ -76,6 +82,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             per(syncs),
             sim.totals().bytes as f64 / n as f64 / 1024.0
         );
+        if (1..=4).contains(&down) {
+            // Who sees whom not alive, how, and how the rest see it.
+            for i in 0..n {
+                let Some(node) = sim.node(i) else { continue };
+                for p in node.endpoints().filter(|p| !p.is_alive()) {
+                    let them =
+                        (0..n).find(|&j| sim.node(j).is_some_and(|m| m.local_addr() == p.addr()));
+                    let own = them.and_then(|j| sim.node(j)).map(|m| m.incarnation());
+                    let alive_elsewhere = (0..n)
+                        .filter_map(|j| sim.node(j))
+                        .filter_map(|m| m.endpoint(&p.addr()))
+                        .filter(|q| q.is_alive())
+                        .count();
+                    println!(
+                        "      node {i} sees {} {:?} {:?} (incarnation {}); it is at {own:?}; {alive_elsewhere} see it alive",
+                        p.addr(),
+                        p.liveness(),
+                        p.claim(),
+                        p.incarnation()
+                    );
+                }
+            }
+        }
         if full == n * (n - 1) {
             break;
         }
