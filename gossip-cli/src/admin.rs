@@ -312,6 +312,11 @@ pub(crate) fn metrics_text(s: &Snapshot, t: &Transitions) -> Result<String, std:
             "Suspicions of this node that it refuted.",
             st.refutations,
         ),
+        (
+            "corrections_sent",
+            "Members told our newer claim after they spread an older one.",
+            st.corrections_sent,
+        ),
     ] {
         reg.register(name, help, counter(value));
     }

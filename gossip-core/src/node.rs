@@ -479,6 +479,8 @@ impl<S: Storage, R: Rng> Node<S, R> {
                         (out.to, Some(size), out.msg.kind())
                     } else if let Some(reply) = self.write_next_reply(now, buf) {
                         reply
+                    } else if let Some((to, size)) = self.write_correction(buf) {
+                        (to, size, Kind::News)
                     } else if let Some(to) = self.next_push() {
                         let size = self.write_news(buf, to);
                         (to, size, Kind::News)

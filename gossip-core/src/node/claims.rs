@@ -27,6 +27,17 @@ impl<S: Storage, R: Rng> Node<S, R> {
         let known = p.state.generation();
         if r.generation == known {
             self.merge_claim(now, idx, r.generation, r.claim, Source::Heard);
+            // A member spreading a claim from before the endpoint's latest
+            // refutation (or restart of its incarnations) is told ours.
+            if self
+                .peers
+                .as_slice()
+                .get(idx as usize)
+                .is_some_and(|p| p.incarnation > r.claim.incarnation)
+                && self.endpoint(&from).is_some()
+            {
+                self.owe_correction(from, idx);
+            }
         } else if r.generation > known
             && r.claim.status == Status::Alive
             && self.endpoint(&from).is_some()

@@ -33,6 +33,14 @@ pub(super) type Piggyback = heapless::Vec<Rumor, MAX_PIGGYBACK>;
 /// for piggybacking).
 const PUSHES_PER_ROUND: u8 = 6;
 
+/// Corrections owed at once (see [`Node::owe_correction`]); past this, the
+/// rest wait for anti-entropy.
+const OWED_CORRECTIONS: usize = 4;
+
+/// Corrections sent per round at most: a member that keeps spreading stale
+/// rumors (or a forged source) gets no more than this a round.
+const CORRECTIONS_PER_ROUND: u8 = 4;
+
 /// One queued rumor: whose (a slot, or [`LOCAL_SLOT`]) and how often sent.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Queued {
@@ -48,6 +56,11 @@ pub(super) struct Rumors {
     pushes: u8,
     /// NEWS datagrams this round may still push.
     push_budget: u8,
+    /// Members that spread a claim older than ours, and whose (a slot):
+    /// each gets a NEWS datagram with ours.
+    owed: heapless::Vec<(SocketAddr, u32), OWED_CORRECTIONS>,
+    /// Corrections this round may still send.
+    correction_budget: u8,
 }
 
 impl Default for Rumors {
@@ -56,6 +69,8 @@ impl Default for Rumors {
             queue: heapless::Vec::new(),
             pushes: 0,
             push_budget: PUSHES_PER_ROUND,
+            owed: heapless::Vec::new(),
+            correction_budget: CORRECTIONS_PER_ROUND,
         }
     }
 }
@@ -64,11 +79,13 @@ impl Rumors {
     /// A new round: the push budget is renewed.
     pub(super) fn new_round(&mut self) {
         self.push_budget = PUSHES_PER_ROUND;
+        self.correction_budget = CORRECTIONS_PER_ROUND;
     }
 
     /// Forgets the rumors about slot `who` (it was vacated or reused).
     pub(super) fn forget(&mut self, who: u32) {
         self.queue.retain(|q| q.who != who);
+        self.owed.retain(|&(_, w)| w != who);
     }
 }
 
@@ -207,6 +224,39 @@ impl<S: Storage, R: Rng> Node<S, R> {
             });
         }
         out
+    }
+
+    /// Member `to` spread a rumor about slot `who` that an incarnation of
+    /// ours beats: it missed a refutation (which rumors, sent a bounded
+    /// number of times, can miss in a large cluster), and would otherwise
+    /// hold its stale view until anti-entropy brings the endpoint's digest,
+    /// about N / 300 rounds. It gets ours in a NEWS datagram.
+    pub(super) fn owe_correction(&mut self, to: SocketAddr, who: u32) {
+        let owed = &mut self.rumors.owed;
+        if !owed.contains(&(to, who)) {
+            let _ = owed.push((to, who));
+        }
+    }
+
+    /// A NEWS datagram with a correction owed, if any and the round allows
+    /// it: its destination and size (`None`: the claim is gone).
+    pub(super) fn write_correction(
+        &mut self,
+        buf: &mut [u8],
+    ) -> Option<(SocketAddr, Option<usize>)> {
+        if self.rumors.correction_budget == 0 {
+            return None;
+        }
+        let (to, who) = self.rumors.owed.pop()?;
+        self.rumors.correction_budget -= 1;
+        self.stats.corrections_sent += 1;
+        let Some(rumor) = self.rumor_of(who) else {
+            return Some((to, None));
+        };
+        let rumors = self.piggyback(to, &[rumor]);
+        let size =
+            wire::encode_probe(buf, &self.header(), &rumors, &wire::Probe::News).unwrap_or(0);
+        Some((to, Some(size)))
     }
 
     /// A member to push hot news to now, if any push is due and the round

@@ -148,6 +148,9 @@ pub struct Stats {
     pub convictions: u64,
     /// Suspicions of this node that it refuted.
     pub refutations: u64,
+    /// NEWS datagrams sent to members that spread a claim older than ours
+    /// (from before a refutation they missed).
+    pub corrections_sent: u64,
     /// Liveness messages dropped because too many were waiting.
     pub outbox_full: u64,
     /// New endpoints refused because the table was full.

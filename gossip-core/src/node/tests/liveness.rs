@@ -484,3 +484,77 @@ fn an_unanswered_ping_is_sent_again_beside_the_ping_reqs() {
     drain_all(&mut a, end);
     assert_eq!(a.endpoint(&addr(2)).unwrap().liveness(), Liveness::Alive);
 }
+
+#[test]
+fn a_member_spreading_a_claim_from_before_a_refutation_is_told_the_newer_one() {
+    let now = Instant::from_millis(1000);
+    let mut a = node_knowing_two(now);
+    // Node 2 refuted a suspicion: alive at incarnation 1.
+    a.handle_datagram(now, addr(1), &news(&[about(2, Claim::alive(1))]));
+    assert_eq!(a.endpoint(&addr(2)).unwrap().incarnation(), 1);
+    drain_all(&mut a, now);
+    // Node 1 missed that, convicted node 2, and spreads its death.
+    let stale = news(&[about(2, Claim::new(0, Status::Down))]);
+    a.handle_datagram(now, addr(1), &stale);
+    a.handle_datagram(now, addr(1), &stale);
+    assert!(a.endpoint(&addr(2)).unwrap().is_alive());
+    let sent = drain_all(&mut a, now);
+    let corrections: Vec<_> = sent
+        .iter()
+        .filter(|(to, b)| {
+            *to == addr(1)
+                && wire::decode(b, CLUSTER).is_ok_and(|d| {
+                    d.message == Message::Probe(Probe::News)
+                        && d.rumors.clone().any(|r| r == about(2, Claim::alive(1)))
+                })
+        })
+        .collect();
+    assert_eq!(
+        corrections.len(),
+        1,
+        "once, however often it is heard: {sent:?}"
+    );
+    assert_eq!(a.stats().corrections_sent, 1);
+    // A rumor at the incarnation we know is merged, not corrected; nor is
+    // a stranger's stale rumor answered.
+    a.handle_datagram(
+        now,
+        addr(1),
+        &news(&[about(2, Claim::new(1, Status::Suspect))]),
+    );
+    let stranger = SocketAddr::from(([127, 0, 9, 9], 7000));
+    let mut from_stranger = vec![0u8; 1400];
+    let header = Header {
+        cluster: CLUSTER,
+        sender: stranger,
+    };
+    let n = encode_probe(
+        &mut from_stranger,
+        &header,
+        &[about(2, Claim::new(0, Status::Down))],
+        &Probe::News,
+    )
+    .unwrap();
+    a.handle_datagram(now, stranger, &from_stranger[..n]);
+    drain_all(&mut a, now);
+    assert_eq!(a.stats().corrections_sent, 1);
+}
+
+#[test]
+fn corrections_are_bounded_per_round() {
+    let now = Instant::from_millis(1000);
+    let mut a: HeapNode = lone(config(), now);
+    let members: Vec<SocketAddr> = (1..=12).map(addr).collect();
+    learn_alive(&mut a, now, &members);
+    // Every one of them refuted; then each of nodes 3..=12 spreads a stale
+    // death of node 2 in the same round.
+    a.handle_datagram(now, addr(1), &news(&[about(2, Claim::alive(1))]));
+    drain_all(&mut a, now);
+    for i in 3..=12 {
+        let stale = probe_from(i, &[about(2, Claim::new(0, Status::Down))], Probe::News);
+        a.handle_datagram(now, addr(i), &stale);
+        drain_all(&mut a, now);
+    }
+    let sent = a.stats().corrections_sent;
+    assert!((1..=4).contains(&sent), "{sent}");
+}
