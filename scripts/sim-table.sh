@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Prints the README's simulator table: every scenario at the node counts
+# Prints the simulator table of docs/simulation.md: every scenario at the node counts
 # given (default 100 and 1000), seed 1, 1 s rounds, fanout 1; crash with 5%
 # loss, and again with 10% loss and 200 ms of jitter. Above 3,000 nodes only
 # converge, join and crash run (the others take hours there). Usage:
