@@ -21,9 +21,13 @@ fn news(rumors: &[Rumor]) -> Vec<u8> {
 }
 
 fn probe_from(i: usize, rumors: &[Rumor], probe: Probe) -> Vec<u8> {
+    probe_from_addr(addr(i), rumors, probe)
+}
+
+fn probe_from_addr(sender: SocketAddr, rumors: &[Rumor], probe: Probe) -> Vec<u8> {
     let header = Header {
         cluster: CLUSTER,
-        sender: addr(i),
+        sender,
     };
     let mut buf = vec![0u8; 1400];
     let n = encode_probe(&mut buf, &header, rumors, &probe).unwrap();
@@ -523,19 +527,12 @@ fn a_member_spreading_a_claim_from_before_a_refutation_is_told_the_newer_one() {
         &news(&[about(2, Claim::new(1, Status::Suspect))]),
     );
     let stranger = SocketAddr::from(([127, 0, 9, 9], 7000));
-    let mut from_stranger = vec![0u8; 1400];
-    let header = Header {
-        cluster: CLUSTER,
-        sender: stranger,
-    };
-    let n = encode_probe(
-        &mut from_stranger,
-        &header,
+    let stale = probe_from_addr(
+        stranger,
         &[about(2, Claim::new(0, Status::Down))],
-        &Probe::News,
-    )
-    .unwrap();
-    a.handle_datagram(now, stranger, &from_stranger[..n]);
+        Probe::News,
+    );
+    a.handle_datagram(now, stranger, &stale);
     drain_all(&mut a, now);
     assert_eq!(a.stats().corrections_sent, 1);
 }
