@@ -1,4 +1,4 @@
-//! Phi-accrual failure detection, as Cassandra does it, in 16 bytes per peer.
+//! Phi-accrual failure detection, as Cassandra does it, in 12 bytes per peer.
 //!
 //! Each time a newer heartbeat of a peer arrives (directly or through
 //! gossip), the interval since the previous arrival updates the mean
@@ -42,17 +42,20 @@ use crate::time::Instant;
 /// interval moves it by `1 / WINDOW` of the difference.
 pub const WINDOW: usize = 8;
 
-/// A peer's heartbeat arrivals: the last one and the mean interval.
+/// A peer's heartbeat arrivals: the last one and the mean interval, in 12
+/// bytes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct ArrivalWindow {
     last: Instant,
-    /// The mean interval in microseconds (capped at `u32::MAX`, about 71
-    /// minutes).
-    mean_micros: u32,
-    arrivals: u8,
-    /// Intervals in the mean, up to [`WINDOW`].
-    len: u8,
+    /// The mean interval in microseconds, a multiple of 16 (capped at
+    /// about 71.6 minutes), in the upper 28 bits; in the lower 4 how many
+    /// intervals it averages, up to [`WINDOW`] (none before the first
+    /// arrival).
+    mean_len: u32,
 }
+
+/// The bits of [`ArrivalWindow::mean_len`] that count intervals.
+const LEN_BITS: u32 = 0xF;
 
 impl ArrivalWindow {
     /// Records a heartbeat arrival at `now`. The first one records `initial`
@@ -67,7 +70,7 @@ impl ArrivalWindow {
         min: Duration,
         count_interval: bool,
     ) {
-        if self.arrivals == 0 {
+        if self.len() == 0 {
             self.push(initial);
         } else {
             let interval = now - self.last;
@@ -76,7 +79,16 @@ impl ArrivalWindow {
             }
         }
         self.last = now;
-        self.arrivals = self.arrivals.saturating_add(1);
+    }
+
+    /// Intervals in the mean.
+    fn len(&self) -> u32 {
+        self.mean_len & LEN_BITS
+    }
+
+    /// The mean interval in microseconds.
+    fn mean_micros(&self) -> u32 {
+        self.mean_len & !LEN_BITS
     }
 
     /// Forgets everything (a new incarnation).
@@ -84,20 +96,14 @@ impl ArrivalWindow {
         *self = Self::default();
     }
 
-    /// Heartbeat arrivals recorded (saturating at 255).
-    #[cfg(test)]
-    pub(crate) fn arrivals(&self) -> u8 {
-        self.arrivals
-    }
-
     /// When the last arrival was recorded.
     pub(crate) fn last_arrival(&self) -> Option<Instant> {
-        (self.arrivals > 0).then_some(self.last)
+        (self.len() > 0).then_some(self.last)
     }
 
     /// The mean interval, `None` before the first arrival.
     pub(crate) fn mean(&self) -> Option<Duration> {
-        (self.len > 0).then(|| Duration::from_micros(u64::from(self.mean_micros)))
+        (self.len() > 0).then(|| Duration::from_micros(u64::from(self.mean_micros())))
     }
 
     /// Phi at `now`: 0 before the first arrival.
@@ -128,18 +134,16 @@ impl ArrivalWindow {
     fn push(&mut self, interval: Duration) {
         // Capped at `u32::MAX` microseconds (about 71.6 minutes).
         let sample = u32::try_from(interval.as_micros()).unwrap_or(u32::MAX);
-        if usize::from(self.len) < WINDOW {
-            self.len += 1;
-        }
-        let mean = self.mean_micros;
-        let n = u32::from(self.len);
+        let n = (self.len() + 1).min(WINDOW as u32);
+        let mean = self.mean_micros();
         // Unsigned both ways (no 64-bit signed division in a
         // microcontroller's flash).
-        self.mean_micros = if sample >= mean {
+        let mean = if sample >= mean {
             mean + (sample - mean) / n
         } else {
             mean - (mean - sample) / n
         };
+        self.mean_len = (mean & !LEN_BITS) | n;
     }
 }
 
@@ -162,7 +166,7 @@ mod tests {
             w.record(Instant::from_millis(i * 1000), S, Duration::ZERO, true);
         }
         assert_eq!(w.mean(), Some(S));
-        assert_eq!(w.arrivals(), 21);
+        assert_eq!(w.last_arrival(), Some(Instant::from_millis(20_000)));
         let last = Instant::from_millis(20_000);
         let phi = w.phi(last + 5 * S);
         assert!((phi - 5.0 / core::f64::consts::LN_10).abs() < 1e-9, "{phi}");
@@ -180,10 +184,11 @@ mod tests {
         w.record(Instant::from_millis(1000), S, Duration::ZERO, true);
         // A peer heard of every 5 s: that is its rhythm.
         w.record(Instant::from_millis(6_000), S, Duration::ZERO, true);
-        assert_eq!(w.mean(), Some(Duration::from_micros(2_333_333)));
+        // (1 + 1 + 5) / 3 s, to the 16 µs the mean is kept in.
+        assert_eq!(w.mean(), Some(Duration::from_micros(2_333_328)));
         // A 60 s pause of ours is not.
         w.record(Instant::from_millis(66_000), S, Duration::ZERO, false);
-        assert_eq!(w.mean(), Some(Duration::from_micros(2_333_333)));
+        assert_eq!(w.mean(), Some(Duration::from_micros(2_333_328)));
         assert_eq!(w.last_arrival(), Some(Instant::from_millis(66_000)));
     }
 
@@ -206,10 +211,26 @@ mod tests {
         // Three hours of silence count as the cap.
         w.record(Instant::from_millis(3 * 3_600_000), S, Duration::ZERO, true);
         let capped = u64::from(u32::MAX);
-        assert_eq!(
-            w.mean(),
-            Some(Duration::from_micros((1_000_000 + capped) / 2))
+        let mean = w.mean().unwrap().as_micros();
+        assert!(
+            mean.abs_diff(u128::from((1_000_000 + capped) / 2)) < 16,
+            "{mean}"
         );
+        // A long run of them approaches the cap and never passes it.
+        for hour in 2..80 {
+            w.record(
+                Instant::from_millis(hour * 3 * 3_600_000),
+                S,
+                Duration::ZERO,
+                true,
+            );
+        }
+        let mean = w.mean().unwrap().as_micros();
+        assert!(
+            mean <= u128::from(capped) && mean > u128::from(capped) * 999 / 1000,
+            "{mean}"
+        );
+        assert!(w.phi(Instant::MAX).is_finite());
     }
 
     #[test]
@@ -221,9 +242,14 @@ mod tests {
             t = t + S / 2;
             w.record(t, 10 * S, Duration::ZERO, true);
         }
+        // The mean is kept to 16 µs: each interval may round it down by
+        // up to that.
         let near = |w: &ArrivalWindow, micros: u128| {
             let mean = w.mean().unwrap().as_micros();
-            assert!(mean.abs_diff(micros) <= 8, "{mean} is not {micros}");
+            assert!(
+                mean.abs_diff(micros) <= 16 * WINDOW as u128,
+                "{mean} is not {micros}"
+            );
         };
         // The average of the first eight (to a microsecond each): one of
         // 10 s, seven of 0.5 s.
@@ -239,7 +265,7 @@ mod tests {
         }
         let mean = w.mean().unwrap().as_micros();
         assert!(mean.abs_diff(500_000) < 5_000, "{mean}");
-        assert!(core::mem::size_of::<ArrivalWindow>() <= 16);
+        assert_eq!(core::mem::size_of::<ArrivalWindow>(), 12);
     }
 
     #[test]

@@ -164,11 +164,12 @@
 //! # Storage ([`Storage`])
 //!
 //! [`HeapStorage`] (feature `alloc`, on by default) grows up to the
-//! configured limits and finds peers through a hash index; [`FixedStorage`]
+//! configured limits; [`FixedStorage`]
 //! has compile-time capacities, needs no allocator and sizes the scratch a
 //! call puts on the stack by its table's capacity. Both keep the occupied
 //! slots in ring order (a SYN's stretch of the ring is walked, not the whole
-//! table) and run the same state machine under the same [`Config`] limits.
+//! table; peers are found by their ring position, a hash of the address)
+//! and run the same state machine under the same [`Config`] limits.
 //!
 //! # Features
 //!
@@ -308,5 +309,5 @@ pub use node::{DropReason, Event, MAX_HEALTH, MAX_SEEDS, Node, SHUTDOWN_STATUS, 
 pub use rand_core;
 #[cfg(feature = "alloc")]
 pub use table::HeapStorage;
-pub use table::{FixedStorage, Liveness, Peer, Storage};
+pub use table::{FixedStorage, Liveness, Peer, PeerOf, Storage};
 pub use time::Instant;

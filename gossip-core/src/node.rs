@@ -262,7 +262,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
         local: SocketAddr,
         generation: Generation,
         seeds: &[SocketAddr],
-        mut rng: R,
+        rng: R,
         now: Instant,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
@@ -278,8 +278,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
                     .map_err(|_| ConfigError::TooManySeeds)?;
             }
         }
-        let mut index = S::Index::default();
-        index.seed(rng.next_u64());
+        let index = S::Index::default();
         let prober = probe::Prober::default();
         // Validated: above 0 and at most 100.
         let suspicion_mult_milli = (config.suspicion_mult * 1000.0) as u64;

@@ -8,10 +8,13 @@
 //! * [`heapless::Vec<u8, N>`]: fixed capacity of `N` bytes, no allocator;
 //! * `alloc::vec::Vec<u8>` (feature `alloc`): grows as needed, so an endpoint
 //!   with two small states costs a few tens of bytes, not a worst-case array;
-//! * `alloc::boxed::Box<[u8]>` (feature `alloc`, what
-//!   [`HeapStorage`](crate::HeapStorage) uses): exactly as many bytes as the
-//!   states take and 16 bytes in the peer slot (a `Vec` takes 24 and keeps
-//!   spare capacity); every change reallocates, and states change rarely.
+//! * `alloc::boxed::Box<[u8]>` (feature `alloc`): exactly as many bytes as
+//!   the states take and 16 bytes in the peer slot (a `Vec` takes 24 and
+//!   keeps spare capacity); every change reallocates, and states change
+//!   rarely;
+//! * [`InlineStates<N>`] (feature `alloc`, what
+//!   [`HeapStorage`](crate::HeapStorage) uses): up to `N` bytes in the slot
+//!   itself, a `Box<[u8]>` beyond.
 //!
 //! The configured [`Limits`](crate::state::Limits) hold in both; a fixed buffer
 //! additionally refuses what does not fit its capacity, reported as
@@ -151,6 +154,112 @@ impl StateBuf for alloc::boxed::Box<[u8]> {
     }
 }
 
+/// Application states held in the peer slot up to `N` bytes (at most 255),
+/// in a boxed slice of exactly their size beyond: what
+/// [`HeapStorage`](crate::HeapStorage) keeps each endpoint's states in.
+///
+/// Most endpoints publish a few short states (a status, a host id): inline,
+/// they cost no allocation, no allocator overhead (a 48-byte allocation
+/// takes 64 bytes of glibc's heap) and no pointer to follow when a digest
+/// or delta is compared. Larger states pay for a 16-byte pointer and their
+/// allocation, as a plain `Box<[u8]>` would.
+#[cfg(feature = "alloc")]
+#[derive(Clone)]
+pub struct InlineStates<const N: usize>(Repr<N>);
+
+#[cfg(feature = "alloc")]
+#[derive(Clone)]
+enum Repr<const N: usize> {
+    Inline { len: u8, bytes: [u8; N] },
+    Boxed(alloc::boxed::Box<[u8]>),
+}
+
+#[cfg(feature = "alloc")]
+impl<const N: usize> Default for InlineStates<N> {
+    fn default() -> Self {
+        const {
+            assert!(
+                N <= u8::MAX as usize,
+                "inline states hold at most 255 bytes"
+            )
+        };
+        Self(Repr::Inline {
+            len: 0,
+            bytes: [0; N],
+        })
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl<const N: usize> InlineStates<N> {
+    /// Whether the states live in the slot (not in an allocation of their
+    /// own).
+    pub fn is_inline(&self) -> bool {
+        matches!(self.0, Repr::Inline { .. })
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl<const N: usize> StateBuf for InlineStates<N> {
+    fn capacity_limit(&self) -> Option<usize> {
+        None
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Inline { len, bytes } => bytes.get(..usize::from(*len)).unwrap_or(bytes),
+            Repr::Boxed(b) => b,
+        }
+    }
+
+    /// Rebuilds the bytes with the gap, inline when they fit, else in a box
+    /// of the new size.
+    fn splice_gap(
+        &mut self,
+        at: usize,
+        remove: usize,
+        gap: usize,
+    ) -> Result<&mut [u8], CapacityError> {
+        let old = self.bytes();
+        let end = at.checked_add(remove).ok_or(CapacityError)?;
+        let (Some(head), Some(tail)) = (old.get(..at), old.get(end..)) else {
+            return Err(CapacityError);
+        };
+        let gap_end = at.checked_add(gap).ok_or(CapacityError)?;
+        let new_len = gap_end.checked_add(tail.len()).ok_or(CapacityError)?;
+        self.0 = match u8::try_from(new_len) {
+            Ok(len) if new_len <= N => {
+                let mut bytes = [0u8; N];
+                bytes
+                    .get_mut(..at)
+                    .ok_or(CapacityError)?
+                    .copy_from_slice(head);
+                bytes
+                    .get_mut(gap_end..new_len)
+                    .ok_or(CapacityError)?
+                    .copy_from_slice(tail);
+                Repr::Inline { len, bytes }
+            }
+            _ => {
+                let mut v = alloc::vec::Vec::with_capacity(new_len);
+                v.extend_from_slice(head);
+                v.resize(gap_end, 0);
+                v.extend_from_slice(tail);
+                Repr::Boxed(v.into_boxed_slice())
+            }
+        };
+        let bytes = match &mut self.0 {
+            Repr::Inline { bytes, .. } => &mut bytes[..],
+            Repr::Boxed(b) => &mut b[..],
+        };
+        bytes.get_mut(at..gap_end).ok_or(CapacityError)
+    }
+
+    fn clear(&mut self) {
+        *self = Self::default();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,5 +311,30 @@ mod tests {
     #[test]
     fn boxed_splice() {
         exercise(alloc::boxed::Box::<[u8]>::default());
+    }
+
+    #[cfg(feature = "alloc")]
+    #[test]
+    fn inline_splice_moves_between_slot_and_box() {
+        exercise(InlineStates::<8>::default());
+        exercise(InlineStates::<0>::default());
+        let mut b = InlineStates::<4>::default();
+        splice(&mut b, 0, 0, b"abcd").unwrap();
+        assert!(b.is_inline());
+        // One byte more than fits: boxed, the bytes kept in order.
+        splice(&mut b, 2, 0, b"X").unwrap();
+        assert!(!b.is_inline());
+        assert_eq!(b.bytes(), b"abXcd");
+        // Errors change nothing, boxed or inline.
+        assert_eq!(splice(&mut b, 6, 0, b"x"), Err(CapacityError));
+        assert_eq!(splice(&mut b, 4, 2, b"x"), Err(CapacityError));
+        assert_eq!(b.bytes(), b"abXcd");
+        // Back to fitting: inline again.
+        splice(&mut b, 0, 2, b"").unwrap();
+        assert!(b.is_inline());
+        assert_eq!(b.bytes(), b"Xcd");
+        b.clear();
+        assert!(b.is_inline());
+        assert_eq!(b.bytes(), b"");
     }
 }

@@ -4,11 +4,14 @@
 //! container it uses. Two are provided:
 //!
 //! - [`FixedStorage`]: fixed capacities chosen at compile time
-//!   (`heapless::Vec`), no allocator; endpoints are found by a linear scan,
-//!   fine for the tens of peers a microcontroller tracks;
+//!   (`heapless::Vec`), no allocator;
 //! - [`HeapStorage`] (feature `alloc`): `Vec`s that grow up to the configured
-//!   limits, and a hash index (`hashbrown`, seeded from the node's RNG) so
-//!   lookups stay O(1) with thousands of peers.
+//!   limits.
+//!
+//! Both find endpoints through the ring order the table keeps anyway
+//! ([`RingIndex`]: a ring position is a hash of the address, so a lookup
+//! starts where the position says and touches a few cache lines), with no
+//! hash table beside it.
 //!
 //! Both run the same state machine; [`Config`](crate::Config) limits hold in
 //! both, and [`Node::new`](crate::Node::new) refuses a fixed storage too small
@@ -93,8 +96,6 @@ impl<T> Seq<T> for alloc::vec::Vec<T> {
 /// order (by [`ring_position`](crate::wire::ring_position)), so a SYN's
 /// stretch of the ring is walked without scanning the whole table.
 pub trait AddrIndex: Default {
-    /// Seeds the hash function (called once, from the node's RNG).
-    fn seed(&mut self, seed: u64);
     /// The slot holding `addr`, among occupied slots.
     fn find<B>(&self, addr: &SocketAddr, peers: &[Peer<B>]) -> Option<u32>;
     /// Slot `idx` was just occupied.
@@ -297,22 +298,35 @@ impl Iterator for Merge<'_> {
     }
 }
 
-/// An [`AddrIndex`] that scans the table for addresses (no memory for that,
-/// O(peers) lookups), and keeps the ring order of up to `N` slots.
+/// An [`AddrIndex`] over the ring order alone (8 bytes a peer): a peer's
+/// ring position is a hash of its address, so its entry is found where the
+/// position says, `position / 2^32` of the way along the long run
+/// (interpolation, then a gallop and a binary search over the few entries
+/// the guess was off by), and by a binary search of the short tail.
+///
+/// Ring positions are not keyed: a hostile peer that forges many addresses
+/// at one position makes lookups of that position linear in their number,
+/// which [`Config::max_peers`](crate::Config::max_peers) bounds.
 #[derive(Default)]
-pub struct LinearIndex<const N: usize> {
-    ring: RingOrder<heapless::Vec<(u32, u32), N>>,
+pub struct RingIndex<V> {
+    ring: RingOrder<V>,
 }
 
-impl<const N: usize> AddrIndex for LinearIndex<N> {
-    fn seed(&mut self, _seed: u64) {}
-
+impl<V: Seq<(u32, u32)> + Default> AddrIndex for RingIndex<V> {
     fn find<B>(&self, addr: &SocketAddr, peers: &[Peer<B>]) -> Option<u32> {
         let key = PeerAddr::new(addr);
-        peers
+        let position = crate::wire::ring_position(addr);
+        let [run, tail] = self.ring.view().runs;
+        let from_run = run.get(interpolate(run, position)..).unwrap_or_default();
+        let from_tail = tail
+            .get(tail.partition_point(|e| e.0 < position)..)
+            .unwrap_or_default();
+        from_run
             .iter()
-            .position(|p| p.slot != Slot::Vacant && p.addr == key)
-            .and_then(|i| u32::try_from(i).ok())
+            .take_while(|e| e.0 == position)
+            .chain(from_tail.iter().take_while(|e| e.0 == position))
+            .map(|e| e.1)
+            .find(|i| peers.get(*i as usize).is_some_and(|p| p.addr == key))
     }
 
     fn insert<B>(&mut self, idx: u32, peers: &[Peer<B>]) {
@@ -332,86 +346,49 @@ impl<const N: usize> AddrIndex for LinearIndex<N> {
     fn ring(&self) -> RingView<'_> {
         self.ring.view()
     }
-}
 
-/// An [`AddrIndex`] over a hash table of slot numbers (about 5 bytes a
-/// peer), and the ring order (8 bytes a peer).
-#[cfg(feature = "alloc")]
-#[derive(Default)]
-pub struct HashIndex {
-    table: hashbrown::HashTable<u32>,
-    hasher: foldhash::fast::FixedState,
-    ring: RingOrder<alloc::vec::Vec<(u32, u32)>>,
-}
-
-#[cfg(feature = "alloc")]
-impl HashIndex {
-    fn hash(&self, addr: &PeerAddr) -> u64 {
-        use core::hash::BuildHasher;
-        self.hasher.hash_one(addr)
-    }
-}
-
-#[cfg(feature = "alloc")]
-impl AddrIndex for HashIndex {
-    fn seed(&mut self, seed: u64) {
-        self.hasher = foldhash::fast::FixedState::with_seed(seed);
-    }
-
-    fn find<B>(&self, addr: &SocketAddr, peers: &[Peer<B>]) -> Option<u32> {
-        let key = PeerAddr::new(addr);
-        self.table
-            .find(self.hash(&key), |i| {
-                peers.get(*i as usize).is_some_and(|p| p.addr == key)
-            })
-            .copied()
-    }
-
-    fn insert<B>(&mut self, idx: u32, peers: &[Peer<B>]) {
-        let Some(peer) = peers.get(idx as usize) else {
-            return;
-        };
-        let hash = self.hash(&peer.addr);
-        self.table
-            .insert_unique(hash, idx, rehash(&self.hasher, peers));
-        self.ring
-            .insert(crate::wire::ring_position(&peer.addr.get()), idx);
-    }
-
-    fn remove<B>(&mut self, idx: u32, peers: &[Peer<B>]) {
-        let Some(peer) = peers.get(idx as usize) else {
-            return;
-        };
-        if let Ok(entry) = self.table.find_entry(self.hash(&peer.addr), |i| *i == idx) {
-            entry.remove();
-        }
-        self.ring
-            .remove(crate::wire::ring_position(&peer.addr.get()), idx);
-    }
-
-    fn ring(&self) -> RingView<'_> {
-        self.ring.view()
-    }
-
-    fn reserve<B>(&mut self, additional: usize, peers: &[Peer<B>]) {
-        self.table.reserve(additional, rehash(&self.hasher, peers));
+    fn reserve<B>(&mut self, additional: usize, _peers: &[Peer<B>]) {
         self.ring.entries.reserve(additional);
     }
 }
 
-/// The hash of the address in a slot, for the table to move its entries
-/// when it grows (the same hash as [`HashIndex`]'s lookups use).
-#[cfg(feature = "alloc")]
-fn rehash<'a, B>(
-    hasher: &'a foldhash::fast::FixedState,
-    peers: &'a [Peer<B>],
-) -> impl Fn(&u32) -> u64 + 'a {
-    move |i| {
-        use core::hash::BuildHasher;
-        peers
-            .get(*i as usize)
-            .map_or(0, |p| hasher.hash_one(p.addr))
+/// The first entry of the ascending `run` at or after `position`: guessed
+/// from where `position` falls in the 32-bit range (positions are hashes,
+/// spread evenly), then bracketed by steps doubling away from the guess and
+/// searched within the bracket. About as many entries are touched as the
+/// guess is off by in a logarithm, a few cache lines however long the run.
+fn interpolate(run: &[(u32, u32)], position: u32) -> usize {
+    let n = run.len();
+    let below = |i: usize| run.get(i).is_some_and(|e| e.0 < position);
+    let guess = ((u64::from(position) * n as u64) >> 32) as usize;
+    let (mut lo, mut hi);
+    let mut step = 8usize;
+    if below(guess) {
+        // The answer is after the guess.
+        lo = guess + 1;
+        loop {
+            hi = lo.saturating_add(step).min(n);
+            if hi == n || !below(hi) {
+                break;
+            }
+            lo = hi + 1;
+            step = step.saturating_mul(2);
+        }
+    } else {
+        // At the guess or before it.
+        hi = guess.min(n);
+        loop {
+            lo = hi.saturating_sub(step);
+            if lo == 0 || below(lo) {
+                break;
+            }
+            hi = lo;
+            step = step.saturating_mul(2);
+        }
     }
+    lo + run
+        .get(lo..hi)
+        .map_or(0, |r| r.partition_point(|e| e.0 < position))
 }
 
 /// The containers a [`Node`](crate::Node) keeps its peer table and
@@ -480,32 +457,43 @@ impl<const PEERS: usize, const STATE_BYTES: usize, const DATAGRAM: usize, const 
     type Indices = heapless::Vec<u32, PEERS>;
     type Datagram = heapless::Vec<u8, DATAGRAM>;
     type Replies = heapless::Vec<Reply<Self::Datagram>, REPLIES>;
-    type Index = LinearIndex<PEERS>;
+    type Index = RingIndex<heapless::Vec<(u32, u32), PEERS>>;
     type Scratch<T, const N: usize> = heapless::Vec<T, PEERS>;
     #[cfg(feature = "auth")]
     type Replays = heapless::Vec<crate::auth::ReplayWindow, PEERS>;
 }
 
-/// Growable storage bounded by the configuration, with a hash index. The
+/// Growable storage bounded by the configuration. The
 /// peer table doubles up to 1,024 slots, then grows by an eighth as
 /// endpoints are learned; [`Node::reserve_peers`](crate::Node::reserve_peers)
 /// allocates it once for a known cluster size instead.
+///
+/// An endpoint's packed application states live in its slot up to
+/// `INLINE_STATES` bytes (at most 255), in an allocation of their own beyond
+/// ([`InlineStates`](crate::storage::InlineStates)). The default, 54 bytes,
+/// holds a STATUS and a HOST_ID (a UUID) with room to spare, and rounds the
+/// slot to a multiple of 8 bytes; a cluster whose states are all larger can
+/// take `HeapStorage<0>` and save those bytes per peer.
 #[cfg(feature = "alloc")]
 #[derive(Clone, Copy, Debug, Default)]
-pub struct HeapStorage;
+pub struct HeapStorage<const INLINE_STATES: usize = 54>;
 
 #[cfg(feature = "alloc")]
-impl sealed::Containers for HeapStorage {
-    type StateBuf = alloc::boxed::Box<[u8]>;
+impl<const INLINE_STATES: usize> sealed::Containers for HeapStorage<INLINE_STATES> {
+    type StateBuf = crate::storage::InlineStates<INLINE_STATES>;
     type Peers = alloc::vec::Vec<Peer<Self::StateBuf>>;
     type Indices = alloc::vec::Vec<u32>;
     type Datagram = alloc::vec::Vec<u8>;
     type Replies = alloc::vec::Vec<Reply<Self::Datagram>>;
-    type Index = HashIndex;
+    type Index = RingIndex<alloc::vec::Vec<(u32, u32)>>;
     type Scratch<T, const N: usize> = heapless::Vec<T, N>;
     #[cfg(feature = "auth")]
     type Replays = alloc::vec::Vec<crate::auth::ReplayWindow>;
 }
+
+/// The peer slot of a node with storage `S` (what
+/// [`Node::endpoints`](crate::Node::endpoints) yields references to).
+pub type PeerOf<S> = Peer<<S as sealed::Containers>::StateBuf>;
 
 /// A received datagram waiting for its reply to be encoded.
 pub struct Reply<D> {
@@ -633,11 +621,10 @@ impl PeerAddr {
 /// One slot of the peer table: an endpoint, its state and what this node
 /// thinks of its health.
 ///
-/// Laid out by hand (`repr(C)`, padding only between the 19-byte address
-/// and the state): what the periodic status check reads of every slot
-/// (kind, liveness, flags, the detector's last arrival, mean and counts)
-/// leads, in its first 23 bytes, so the check mostly touches one cache line
-/// per slot.
+/// Laid out by hand (`repr(C)`): the one-byte fields and the 19-byte address
+/// lead, the 32-bit fields and the failure detector (aligned to 4) follow
+/// with 3 bytes of padding, and the endpoint state closes the slot. With
+/// [`HeapStorage`]'s default that is 136 bytes, the states inline.
 #[repr(C)]
 pub struct Peer<B> {
     pub(crate) slot: Slot,
@@ -651,19 +638,18 @@ pub struct Peer<B> {
     pub(crate) confirmers: u8,
     /// [`doubt`] bits of the current suspicion.
     pub(crate) doubt: u8,
+    pub(crate) addr: PeerAddr,
     /// Its incarnation within its generation, as known.
     pub(crate) incarnation: u32,
-
     /// When news of it last reached us (the node's refresh counter).
     pub(crate) stamp: u32,
+    pub(crate) reported_version: Version32,
+    /// The highest version of it seen anywhere (digests included).
+    pub(crate) evidence: Version32,
     pub(crate) window: ArrivalWindow,
     /// Suspected since (here), down since (members); end of quarantine
     /// (quarantined).
     pub(crate) since: Instant,
-    pub(crate) reported_version: Version32,
-    /// The highest version of it seen anywhere (digests included).
-    pub(crate) evidence: Version32,
-    pub(crate) addr: PeerAddr,
     pub(crate) state: EndpointState<B>,
 }
 
@@ -866,6 +852,81 @@ mod tests {
         }
         descending::<Vec<(u32, u32)>>(1_000);
         descending::<heapless::Vec<(u32, u32), 64>>(64);
+    }
+
+    /// Interpolation finds what a binary search finds, for positions
+    /// spread evenly, bunched, equal, at the ends, in runs of any length.
+    #[test]
+    fn interpolation_finds_the_first_entry_at_or_after_a_position() {
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let shapes: [fn(u64) -> u32; 4] = [
+            |r| r as u32,
+            |r| 0x7000_0000 + (r % 5000) as u32,
+            |_| 42,
+            |r| if r % 2 == 0 { 0 } else { u32::MAX },
+        ];
+        for len in [0usize, 1, 2, 3, 9, 100, 5_000] {
+            for shape in shapes {
+                let mut run: Vec<(u32, u32)> = (0..len as u32)
+                    .map(|i| (shape(next(&mut rng)), i))
+                    .collect();
+                run.sort_unstable();
+                let probes = run
+                    .iter()
+                    .map(|e| e.0)
+                    .chain([0, 1, 41, 42, 43, u32::MAX - 1, u32::MAX])
+                    .chain((0..200).map(|_| next(&mut rng) as u32));
+                for position in probes {
+                    let want = run.partition_point(|e| e.0 < position);
+                    assert_eq!(super::interpolate(&run, position), want, "{len} {position}");
+                }
+            }
+        }
+    }
+
+    /// Peers are found by address, among others at the same ring position
+    /// too, in the long run and in the tail, and not after removal.
+    #[test]
+    fn ring_index_finds_peers_sharing_a_position() {
+        use super::{AddrIndex, Peer, RingIndex};
+        use crate::state::Generation;
+        use core::net::SocketAddr;
+        // Addresses spread over IPs and ports (sequential ones rarely
+        // collide under FNV-1a).
+        let addr = |i: u32| {
+            let mut x = u64::from(i) + 1;
+            let r = next(&mut x) ^ next(&mut x);
+            SocketAddr::from(((r as u32).to_be_bytes(), (r >> 32) as u16))
+        };
+        // Two addresses with one ring position (a 32-bit hash: a birthday
+        // search finds a pair among a few hundred thousand).
+        let mut seen = alloc::collections::BTreeMap::new();
+        let (a, b) = (0..1_000_000u32)
+            .find_map(|i| {
+                seen.insert(crate::wire::ring_position(&addr(i)), i)
+                    .map(|j| (j, i))
+            })
+            .unwrap();
+        let mut order: Vec<u32> = (0..3_000).filter(|i| *i != a && *i != b).collect();
+        order.insert(10, a);
+        // The second of the pair among the last inserted: in the tail.
+        order.push(b);
+        let peers: Vec<Peer<heapless::Vec<u8, 8>>> = order
+            .iter()
+            .map(|i| Peer::new(addr(*i), Generation(1)))
+            .collect();
+        let mut index = RingIndex::<Vec<(u32, u32)>>::default();
+        for slot in 0..peers.len() as u32 {
+            index.insert(slot, &peers);
+        }
+        for (slot, i) in order.iter().enumerate() {
+            assert_eq!(index.find(&addr(*i), &peers), Some(slot as u32), "{i}");
+        }
+        assert_eq!(index.find(&addr(2_000_000), &peers), None);
+        let last = peers.len() as u32 - 1;
+        index.remove(last, &peers);
+        assert_eq!(index.find(&addr(b), &peers), None);
+        assert_eq!(index.find(&addr(a), &peers), Some(10));
     }
 
     #[test]

@@ -816,7 +816,7 @@ impl Run<'_, '_> {
         &mut self,
         sim: &mut Sim,
         v: usize,
-        seen: impl Fn(&gossip_core::Peer<Box<[u8]>>) -> bool,
+        seen: impl Fn(&gossip_core::PeerOf<gossip_core::HeapStorage>) -> bool,
     ) -> Option<Duration> {
         let n = self.cfg.nodes;
         let victim = node_addr(v);
