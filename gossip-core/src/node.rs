@@ -184,8 +184,6 @@ pub struct Node<S: Storage, R> {
     /// The probe cycle, probes in flight, PING-REQs served, liveness
     /// messages to send.
     prober: probe::Prober,
-    /// Every slot of the table once, in this node's random probe order.
-    probe_order: S::Indices,
     /// Membership rumors to piggyback and push.
     rumors: rumors::Rumors,
     /// Catch-up bursts for peers far behind.
@@ -300,7 +298,6 @@ impl<S: Storage, R: Rng> Node<S, R> {
             ring_cursor: 0,
             sweep_cursor: 0,
             prober,
-            probe_order: S::Indices::default(),
             rumors: rumors::Rumors::default(),
             catch_up: catch_up::CatchUps::default(),
             summary: {
@@ -648,7 +645,6 @@ impl<S: Storage, R: Rng> Node<S, R> {
             .saturating_sub(self.free.as_slice().len())
             .min(self.config.max_peers.saturating_sub(slots));
         self.peers.reserve(new_slots);
-        self.probe_order.reserve(new_slots);
         self.index.reserve(additional, self.peers.as_slice());
     }
 

@@ -23,7 +23,6 @@ impl<S: Storage, R: Rng> Node<S, R> {
             None => {
                 let idx = u32::try_from(self.peers.as_slice().len()).ok()?;
                 self.peers.try_push(peer).ok()?;
-                self.add_to_probe_order(idx);
                 idx
             }
         };

@@ -17,10 +17,11 @@
 //! raising suspicions of live members.
 //!
 //! The order is this node's own random permutation of the table's slots,
-//! shuffled anew after each full cycle; a new slot goes in at a random place
-//! (memberlist's probe list). Every member is probed by every node once per
-//! cycle (about N rounds), and, every node's order being independent, by
-//! some node about every round.
+//! drawn anew for each full cycle and computed place by place (no list of
+//! slots is kept); a slot added during a cycle lands at a random place in
+//! it, as memberlist inserts into its probe list. Every member is probed by
+//! every node once per cycle (about N rounds), and, every node's order
+//! being independent, by some node about every round.
 //!
 //! Besides the cycle's probe, a node probes at once (at most
 //! [`MAX_PROBES`] in flight): a member it hears suspected (each failure is
@@ -57,7 +58,9 @@ pub(super) const MAX_RELAYS: usize = 4;
 /// dropped (and counted).
 pub(super) const OUTBOX: usize = 16;
 
-/// Ring steps one round may take to find a member to probe.
+/// A round looks at up to twice this many places of the probe cycle to find
+/// a member to probe: more than half of a cycle's places are slots of the
+/// table, the rest are passed over without reading anything.
 const MAX_STEPS: usize = 64;
 
 /// Whose probe it is.
@@ -118,8 +121,12 @@ pub(super) struct Prober {
     watch: Option<Watch>,
     relays: heapless::Vec<Relay, MAX_RELAYS>,
     outbox: heapless::Deque<Outgoing, OUTBOX>,
-    /// The next place in the node's probe order.
+    /// The next place in the cycle, and how many places it has.
     next: usize,
+    cycle_len: usize,
+    /// The cycle's permutation: its key and bits (see [`cycle_slot`]).
+    cycle_key: u64,
+    cycle_bits: u32,
     /// Round trips of direct probes, smoothed.
     pub(super) rtt: RttEstimator,
 }
@@ -193,6 +200,22 @@ impl Prober {
     }
 }
 
+/// The slot number at `place` of a probe cycle over `0..2^bits` (`bits` at
+/// most 32), a permutation drawn by `key`: three rounds of adding a key,
+/// multiplying by an odd one and folding the high half into the low, each
+/// step a bijection on `bits`-bit numbers.
+fn cycle_slot(place: u32, bits: u32, key: u64) -> u32 {
+    let mask = (1u64 << bits) - 1;
+    let shift = bits / 2 + 1;
+    let mut x = u64::from(place) & mask;
+    for round in [key, key.rotate_left(21), key.rotate_left(42)] {
+        x = x.wrapping_add(round >> 32) & mask;
+        x = x.wrapping_mul(round | 1) & mask;
+        x ^= x >> shift;
+    }
+    x as u32
+}
+
 impl<S: Storage, R: Rng> Node<S, R> {
     /// This node's probe timeout: the configured one, or longer when
     /// measured round trips say so (`srtt + 4 · rttvar`, at most half a
@@ -210,20 +233,34 @@ impl<S: Storage, R: Rng> Node<S, R> {
 
     /// The round's probe: the next member of the cycle, unless the last
     /// round's is still out.
+    ///
+    /// A cycle visits every slot number below a power of two at least the
+    /// table's length once, in an order drawn for the cycle ([`cycle_slot`]),
+    /// and probes the live members among them: each member once a cycle, in
+    /// a random order, as SWIM's shuffled round-robin does, with no list of
+    /// the slots to keep. A slot added during a cycle is visited in it if
+    /// its number is in the cycle's range (the table grew within its power
+    /// of two) and its place is still ahead: a random place, as SWIM
+    /// inserts newcomers.
     pub(super) fn probe_cycle(&mut self, now: Instant) {
         if self.prober.probes.iter().any(|p| p.cause == Cause::Cycle) {
             return;
         }
-        let len = self.probe_order.as_slice().len();
-        for _ in 0..len.min(MAX_STEPS) {
-            if self.prober.next >= len {
-                self.shuffle_probe_order();
+        let len = self.peers.as_slice().len();
+        for _ in 0..2 * MAX_STEPS {
+            if self.prober.next >= self.prober.cycle_len {
+                if len == 0 {
+                    return;
+                }
+                let cycle_len = len.next_power_of_two();
+                self.prober.cycle_bits = cycle_len.trailing_zeros();
+                self.prober.cycle_len = cycle_len;
+                self.prober.cycle_key = self.rng.next_u64();
                 self.prober.next = 0;
             }
-            let Some(&idx) = self.probe_order.as_slice().get(self.prober.next) else {
-                return;
-            };
+            let place = self.prober.next as u32;
             self.prober.next += 1;
+            let idx = cycle_slot(place, self.prober.cycle_bits, self.prober.cycle_key);
             let probeable = self
                 .peers
                 .as_slice()
@@ -234,27 +271,6 @@ impl<S: Storage, R: Rng> Node<S, R> {
                 return;
             }
         }
-    }
-
-    /// A new cycle: the probe order shuffled (Fisher-Yates).
-    fn shuffle_probe_order(&mut self) {
-        let order = self.probe_order.as_mut_slice();
-        for i in (1..order.len()).rev() {
-            let j = (self.rng.next_u64() % (i as u64 + 1)) as usize;
-            order.swap(i, j);
-        }
-    }
-
-    /// Slot `idx` was added to the table: it joins the probe order at a
-    /// random place.
-    pub(super) fn add_to_probe_order(&mut self, idx: u32) {
-        if self.probe_order.try_push(idx).is_err() {
-            return;
-        }
-        let order = self.probe_order.as_mut_slice();
-        let last = order.len() - 1;
-        let j = (self.rng.next_u64() % order.len() as u64) as usize;
-        order.swap(j, last);
     }
 
     /// Probes slot `idx` now, if it is not being probed and there is room.
@@ -516,5 +532,52 @@ impl<S: Storage, R: Rng> Node<S, R> {
             }
         }
         sent
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cycle_slot;
+
+    /// Every cycle visits each slot number below its power of two once, in
+    /// an order that depends on the key.
+    #[test]
+    fn a_cycle_is_a_permutation_drawn_by_its_key() {
+        for bits in 0..=12u32 {
+            let n = 1usize << bits;
+            let mut orders = alloc::vec::Vec::new();
+            for key in [
+                0x0123_4567_89ab_cdefu64,
+                0x9e37_79b9_7f4a_7c15,
+                0xdead_beef_cafe_f00d,
+                0x5555_aaaa_3333_cccc,
+            ] {
+                let mut seen = alloc::vec![false; n];
+                let order: alloc::vec::Vec<u32> =
+                    (0..n as u32).map(|p| cycle_slot(p, bits, key)).collect();
+                for &slot in &order {
+                    let seen = seen.get_mut(slot as usize).unwrap();
+                    assert!(!*seen, "bits {bits} key {key:#x}: slot {slot} twice");
+                    *seen = true;
+                }
+                orders.push(order);
+            }
+            if n >= 8 {
+                assert!(
+                    orders.windows(2).all(|w| w[0] != w[1]),
+                    "bits {bits}: two keys gave one order"
+                );
+                // Not the identity, nor close to it.
+                let fixed = orders[2]
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, s)| *i as u32 == **s);
+                assert!(fixed.count() <= n / 4 + 1, "bits {bits}");
+            }
+        }
+        // The widest cycle: distinct slots too.
+        let wide: alloc::collections::BTreeSet<u32> =
+            (0..1000).map(|p| cycle_slot(p, 32, 7)).collect();
+        assert_eq!(wide.len(), 1000);
     }
 }

@@ -565,3 +565,49 @@ fn corrections_are_bounded_per_round() {
     }
     assert_eq!(a.stats().corrections_sent, 8);
 }
+
+/// The members `a`'s next `n` cycle probes go to, each answered.
+fn cycle_probes(a: &mut HeapNode, now: &mut Instant, n: usize) -> Vec<SocketAddr> {
+    let mut order = Vec::new();
+    for _ in 0..n {
+        a.probe_cycle(*now);
+        let sent = drain_all(a, *now);
+        let (to, seq) = sent
+            .iter()
+            .find_map(
+                |(dest, b)| match wire::decode(b, CLUSTER).unwrap().message {
+                    Message::Probe(Probe::Ping { seq }) => Some((*dest, seq)),
+                    _ => None,
+                },
+            )
+            .expect("each step probes a member");
+        *now = *now + Duration::from_millis(10);
+        a.handle_datagram(*now, to, &probe_from_addr(to, &[], Probe::PingAck { seq }));
+        drain_all(a, *now);
+        order.push(to);
+    }
+    order
+}
+
+#[test]
+fn each_cycle_probes_every_live_member_once_in_a_new_order() {
+    let mut now = Instant::from_millis(1000);
+    let mut a: HeapNode = lone(config(), now);
+    let mut members: Vec<SocketAddr> = (1..=11).map(addr).collect();
+    learn_alive(&mut a, now, &members);
+    while a.poll_event().is_some() {}
+    drain_all(&mut a, now);
+    members.sort();
+    let mut orders = Vec::new();
+    for _ in 0..3 {
+        let order = cycle_probes(&mut a, &mut now, members.len());
+        let mut sorted = order.clone();
+        sorted.sort();
+        assert_eq!(sorted, members, "once each: {order:?}");
+        orders.push(order);
+    }
+    assert!(
+        orders[0] != orders[1] && orders[1] != orders[2],
+        "{orders:?}"
+    );
+}
