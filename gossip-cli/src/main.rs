@@ -24,11 +24,6 @@ mod info;
 mod page;
 mod plot;
 
-/// mimalloc: the simulator's threads allocate and free a lot, often what
-/// another thread allocated.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// How long `sim` runs before its progress bar is drawn.
 const PROGRESS_AFTER: Duration = Duration::from_secs(2);
 
