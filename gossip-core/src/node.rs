@@ -843,30 +843,34 @@ impl<S: Storage, R: Rng> Node<S, R> {
             return Err(DropReason::ReplyQueueFull);
         }
         if self.reply_head > 0 {
-            // Reclaim the slots of replies already sent.
+            // Reclaim the slots of replies already sent: the first of them
+            // takes this one, in the buffer it had (no allocation).
             let head = self.reply_head;
             self.replies.as_mut_slice().rotate_left(head);
-            let len = self.replies.as_slice().len() - head;
-            self.replies.truncate(len);
+            self.replies.truncate(pending + 1);
             self.reply_head = 0;
+            if let Some(r) = self.replies.as_mut_slice().last_mut() {
+                r.to = to;
+            }
+        } else {
+            self.replies
+                .try_push(Reply {
+                    to,
+                    bytes: S::Datagram::default(),
+                })
+                .map_err(|_| DropReason::ReplyQueueFull)?;
         }
         // Copied into its slot, not built aside and moved (a fixed datagram
         // is as large as the reply queue's slots).
-        self.replies
-            .try_push(Reply {
-                to,
-                bytes: S::Datagram::default(),
-            })
-            .map_err(|_| DropReason::ReplyQueueFull)?;
         let copied = self.replies.as_mut_slice().last_mut().is_some_and(|r| {
+            let old = r.bytes.bytes().len();
             r.bytes
-                .splice_gap(0, 0, input.stored_len())
+                .splice_gap(0, old, input.stored_len())
                 .map(|gap| input.store(gap))
                 .is_ok()
         });
         if !copied {
-            let len = self.replies.as_slice().len() - 1;
-            self.replies.truncate(len);
+            self.replies.truncate(pending);
             return Err(DropReason::Oversized);
         }
         Ok(())

@@ -317,16 +317,19 @@ impl<V: Seq<(u32, u32)> + Default> AddrIndex for RingIndex<V> {
         let key = PeerAddr::new(addr);
         let position = crate::wire::ring_position(addr);
         let [run, tail] = self.ring.view().runs;
-        let from_run = run.get(interpolate(run, position)..).unwrap_or_default();
-        let from_tail = tail
-            .get(tail.partition_point(|e| e.0 < position)..)
-            .unwrap_or_default();
-        from_run
-            .iter()
-            .take_while(|e| e.0 == position)
-            .chain(from_tail.iter().take_while(|e| e.0 == position))
-            .map(|e| e.1)
-            .find(|i| peers.get(*i as usize).is_some_and(|p| p.addr == key))
+        let holds = |e: &&(u32, u32)| peers.get(e.1 as usize).is_some_and(|p| p.addr == key);
+        let at = |entries: &[(u32, u32)], from: usize| {
+            entries
+                .get(from..)
+                .unwrap_or_default()
+                .iter()
+                .take_while(|e| e.0 == position)
+                .find(holds)
+                .map(|e| e.1)
+        };
+        // The tail (the latest insertions) only when the run has not got it.
+        at(run, interpolate(run, position))
+            .or_else(|| at(tail, tail.partition_point(|e| e.0 < position)))
     }
 
     fn insert<B>(&mut self, idx: u32, peers: &[Peer<B>]) {

@@ -158,10 +158,12 @@ impl<S: Storage, R: Rng> Node<S, R> {
         now: Instant,
         buf: &mut [u8],
     ) -> Option<(SocketAddr, Option<usize>, Kind)> {
-        let reply = self.replies.as_mut_slice().get_mut(self.reply_head)?;
+        let head = self.reply_head;
+        let reply = self.replies.as_mut_slice().get_mut(head)?;
         let to = reply.to;
         // The slot is done with: its bytes move out (noting a SYN's digests
-        // changes the table, which they must not borrow).
+        // changes the table, which they must not borrow), and their buffer
+        // goes back for the next reply queued in the slot.
         let stored = core::mem::take(&mut reply.bytes);
         self.reply_head += 1;
         let Some(input) = StoredReply::read(stored.bytes()) else {
@@ -260,6 +262,9 @@ impl<S: Storage, R: Rng> Node<S, R> {
                 Kind::Ack2,
             ),
         };
+        if let Some(slot) = self.replies.as_mut_slice().get_mut(head) {
+            slot.bytes = stored;
+        }
         Some((to, size, kind))
     }
 }
