@@ -255,6 +255,8 @@ pub struct Sim {
     /// Windows run, and how many of them had enough nodes with work to be
     /// split between threads.
     windows: (u64, u64),
+    /// The merged events' value bytes, kept between windows.
+    event_bytes: Vec<u8>,
 }
 
 /// Windows with fewer nodes to handle run on the calling thread: handing
@@ -289,8 +291,9 @@ struct World<'a> {
 struct Effects {
     /// Actions for later windows (the datagrams it sent, its timer).
     later: Vec<(Instant, u32, Action)>,
-    /// Events for the observer.
+    /// Events for the observer, and the bytes of their values.
     events: Vec<(Instant, Observed)>,
+    event_bytes: Vec<u8>,
     totals: Totals,
     violation: Option<(Instant, String)>,
     /// The last moment the node handled something at.
@@ -336,6 +339,7 @@ impl Sim {
             totals: Totals::default(),
             violation: None,
             windows: (0, 0),
+            event_bytes: Vec::new(),
             cfg,
         };
         for i in 0..sim.cfg.nodes {
@@ -444,12 +448,16 @@ impl Sim {
     /// queue, events to the observer (in time order), totals, violations.
     fn merge(&mut self, effects: Vec<(u32, Effects)>, observer: &mut impl Observer) {
         let mut events: Vec<(Instant, u32, usize, Observed)> = Vec::new();
+        let mut bytes = std::mem::take(&mut self.event_bytes);
+        bytes.clear();
         for (node, fx) in effects {
             for (at, to, action) in fx.later {
                 self.schedule(at, to, action);
             }
+            let base = bytes.len();
+            bytes.extend_from_slice(&fx.event_bytes);
             for (k, (at, e)) in fx.events.into_iter().enumerate() {
-                events.push((at, node, k, e));
+                events.push((at, node, k, e.shifted(base)));
             }
             self.totals.add(&fx.totals);
             if let Some((at, what)) = fx.violation {
@@ -466,9 +474,12 @@ impl Sim {
         // Keys are unique (`k` numbers a node's events): no need for a stable sort.
         events.sort_unstable_by_key(|(at, node, k, _)| (*at, *node, *k));
         for (at, node, _, e) in &events {
-            e.with(|event| observer.on_event(*at, *node as usize, event));
+            e.with(&bytes, |event| {
+                observer.on_event(*at, *node as usize, event)
+            });
             self.now = self.now.max(*at);
         }
+        self.event_bytes = bytes;
     }
 
     /// Steps until virtual time reaches `until` (or nothing is left).
@@ -935,6 +946,7 @@ impl NodeRun<'_, '_> {
         let now = self.now;
         if self.slot.node.is_none() {
             self.fx.totals.lost += 1;
+            recycle(bytes);
             return;
         }
         if let Some(until) = self.slot.paused_until
@@ -949,6 +961,7 @@ impl NodeRun<'_, '_> {
         if let Some(node) = self.slot.node.as_mut() {
             node.handle_datagram(now, sender, &bytes);
         }
+        recycle(bytes);
         self.check_views();
         self.drain();
     }
@@ -984,20 +997,19 @@ impl NodeRun<'_, '_> {
         let max = self.world.cfg.node.max_datagram_size;
         let mut buf = DRAIN_BUF.with(|b| std::mem::take(&mut *b.borrow_mut()));
         buf.resize(max, 0);
-        let mut out: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
-        let mut events: Vec<Observed> = Vec::new();
+        let (mut out, mut events) = DRAIN_OUT.with(|b| std::mem::take(&mut *b.borrow_mut()));
         let mut deadline = None;
         if let Some(node) = self.slot.node.as_mut() {
             while let Some(t) = node.poll_transmit(now, &mut buf) {
-                out.push((t.destination, buf.get(..t.size).unwrap_or(&[]).to_vec()));
+                out.push((t.destination, datagram(buf.get(..t.size).unwrap_or(&[]))));
             }
             deadline = node.poll_timeout();
             while let Some(e) = node.poll_event() {
-                events.push(Observed::of(&e));
+                events.push(Observed::of(&e, &mut self.fx.event_bytes));
             }
         }
         DRAIN_BUF.with(|b| *b.borrow_mut() = buf);
-        for (to, bytes) in out {
+        for (to, bytes) in out.drain(..) {
             if bytes.len() > max {
                 self.fail(format!(
                     "node {} sent {} bytes (max {max})",
@@ -1013,10 +1025,11 @@ impl NodeRun<'_, '_> {
             self.slot.scheduled = Some(at);
             self.schedule(at, self.i, Action::Timeout);
         }
-        for e in events {
+        for e in events.drain(..) {
             self.watch(&e);
             self.fx.events.push((now, e));
         }
+        DRAIN_OUT.with(|b| *b.borrow_mut() = (out, events));
     }
 
     fn send(&mut self, to: SocketAddr, bytes: Vec<u8>) {
@@ -1027,12 +1040,14 @@ impl NodeRun<'_, '_> {
         let net = &self.world.cfg.network;
         let Some(to) = index_in(&to, self.world.groups.len()) else {
             totals.lost += 1;
+            recycle(bytes);
             return;
         };
         let connected =
             self.world.groups.get(self.i as usize) == self.world.groups.get(to as usize);
         if !connected || chance(&mut self.slot.rng, net.loss) {
             self.fx.totals.lost += 1;
+            recycle(bytes);
             return;
         }
         let copies = if chance(&mut self.slot.rng, net.duplicate) {
@@ -1115,6 +1130,37 @@ impl NodeRun<'_, '_> {
 thread_local! {
     /// The datagram buffer `drain` lends to `poll_transmit`, one per thread.
     static DRAIN_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// What `drain` collects from a node before handling it (its
+    /// datagrams, its events), kept for the next drain on the thread.
+    static DRAIN_OUT: std::cell::RefCell<DrainOut> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    /// Buffers of datagrams handled (or lost), for the next ones sent on
+    /// this thread: a run sends tens of millions, and the allocator is not
+    /// asked for each.
+    static SPARE: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A drain's datagrams and events.
+type DrainOut = (Vec<(SocketAddr, Vec<u8>)>, Vec<Observed>);
+
+/// Spare datagram buffers a thread keeps at most (about 6 MB).
+const SPARE_BUFFERS: usize = 4096;
+
+/// `bytes` in a buffer of their own, a spare one if the thread has one.
+fn datagram(bytes: &[u8]) -> Vec<u8> {
+    let mut buf = SPARE.with(|s| s.borrow_mut().pop()).unwrap_or_default();
+    buf.clear();
+    buf.extend_from_slice(bytes);
+    buf
+}
+
+/// Keeps a datagram's buffer for a later one.
+fn recycle(buf: Vec<u8>) {
+    SPARE.with(|s| {
+        let mut spare = s.borrow_mut();
+        if spare.len() < SPARE_BUFFERS {
+            spare.push(buf);
+        }
+    });
 }
 
 fn chance(rng: &mut Xoshiro256PlusPlus, p: f64) -> bool {

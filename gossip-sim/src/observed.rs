@@ -1,5 +1,8 @@
 //! Events as the simulator keeps them between a node's step and the
-//! observer: owned, so a window's steps can run on several threads.
+//! observer: owned, so a window's steps can run on several threads. A
+//! state's value is kept as a range of a byte buffer the events share (a
+//! large run reports hundreds of millions of state changes; one allocation
+//! each would cost more than the nodes' work).
 
 use std::net::SocketAddr;
 
@@ -19,7 +22,8 @@ pub(crate) enum Observed {
         endpoint: SocketAddr,
         key: OwnedKey,
         version: Version,
-        value: Vec<u8>,
+        /// Where the value is in the events' byte buffer.
+        value: (u32, u32),
     },
 }
 
@@ -30,7 +34,8 @@ pub(crate) enum OwnedKey {
 }
 
 impl Observed {
-    pub(crate) fn of(e: &Event<'_>) -> Self {
+    /// The event, its value (if any) appended to `bytes`.
+    pub(crate) fn of(e: &Event<'_>, bytes: &mut Vec<u8>) -> Self {
         match *e {
             Event::Discovered { endpoint } => Observed::Discovered(endpoint),
             Event::Up { endpoint } => Observed::Up(endpoint),
@@ -54,13 +59,27 @@ impl Observed {
                     StateKey::Unknown(code) => OwnedKey::Unknown(code),
                 },
                 version: value.version,
-                value: value.value.to_vec(),
+                value: {
+                    let start = bytes.len();
+                    bytes.extend_from_slice(value.value);
+                    (start as u32, value.value.len() as u32)
+                },
             },
         }
     }
 
-    /// Calls `f` with the event as the node reported it.
-    pub(crate) fn with(&self, f: impl FnOnce(&Event<'_>)) {
+    /// The event with its value moved `by` bytes along (its buffer was
+    /// appended to a larger one at that offset).
+    pub(crate) fn shifted(mut self, by: usize) -> Self {
+        if let Observed::StateChanged { value, .. } = &mut self {
+            value.0 += by as u32;
+        }
+        self
+    }
+
+    /// Calls `f` with the event as the node reported it, its value read
+    /// from `bytes`.
+    pub(crate) fn with(&self, bytes: &[u8], f: impl FnOnce(&Event<'_>)) {
         let event = match self {
             Observed::Discovered(endpoint) => Event::Discovered {
                 endpoint: *endpoint,
@@ -98,7 +117,10 @@ impl Observed {
                 },
                 value: VersionedValue {
                     version: *version,
-                    value,
+                    value: bytes
+                        .get(value.0 as usize..)
+                        .and_then(|b| b.get(..value.1 as usize))
+                        .unwrap_or_default(),
                 },
             },
         };
