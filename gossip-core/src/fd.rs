@@ -36,7 +36,7 @@
 
 use core::time::Duration;
 
-use crate::time::Instant;
+use crate::time::{Instant, Stamp};
 
 /// Intervals averaged before the mean becomes a moving one; each later
 /// interval moves it by `1 / WINDOW` of the difference.
@@ -46,7 +46,7 @@ pub const WINDOW: usize = 8;
 /// bytes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct ArrivalWindow {
-    last: Instant,
+    last: Stamp,
     /// The mean interval in microseconds, a multiple of 16 (capped at
     /// about 71.6 minutes), in the upper 28 bits; in the lower 4 how many
     /// intervals it averages, up to [`WINDOW`] (none before the first
@@ -73,12 +73,12 @@ impl ArrivalWindow {
         if self.len() == 0 {
             self.push(initial);
         } else {
-            let interval = now - self.last;
+            let interval = now - self.last.get();
             if count_interval && interval >= min {
                 self.push(interval);
             }
         }
-        self.last = now;
+        self.last = now.into();
     }
 
     /// Intervals in the mean.
@@ -98,7 +98,7 @@ impl ArrivalWindow {
 
     /// When the last arrival was recorded.
     pub(crate) fn last_arrival(&self) -> Option<Instant> {
-        (self.len() > 0).then_some(self.last)
+        (self.len() > 0).then(|| self.last.get())
     }
 
     /// The mean interval, `None` before the first arrival.
@@ -108,26 +108,30 @@ impl ArrivalWindow {
 
     /// Phi at `now`: 0 before the first arrival.
     pub(crate) fn phi(&self, now: Instant) -> f64 {
-        match self.mean() {
-            Some(mean) if !mean.is_zero() => {
-                let elapsed = (now - self.last).as_micros() as f64;
-                elapsed / mean.as_micros() as f64 / core::f64::consts::LN_10
+        let last = self.last.get();
+        match self.len() {
+            0 => 0.0,
+            _ if self.mean_micros() > 0 => {
+                // In microseconds, from 64 and 32 bits (not through
+                // `Duration`'s 128).
+                let elapsed = now.as_micros().saturating_sub(last.as_micros()) as f64;
+                elapsed / f64::from(self.mean_micros()) / core::f64::consts::LN_10
             }
             // A zero mean (arrivals at one instant): any silence is infinite phi.
-            Some(_) if now > self.last => f64::INFINITY,
+            _ if now > last => f64::INFINITY,
             _ => 0.0,
         }
     }
 
     /// The instant phi reaches `threshold`: `last + mean * threshold * ln(10)`.
     pub(crate) fn convict_at(&self, threshold: f64) -> Instant {
-        match self.mean() {
-            Some(mean) => {
-                let micros = mean.as_micros() as f64 * threshold * core::f64::consts::LN_10;
+        match self.len() {
+            1.. => {
+                let micros = f64::from(self.mean_micros()) * threshold * core::f64::consts::LN_10;
                 // `as` saturates for floats: NaN gives 0, huge gives u64::MAX.
-                self.last + Duration::from_micros(micros as u64)
+                self.last.get() + Duration::from_micros(micros as u64)
             }
-            None => Instant::MAX,
+            0 => Instant::MAX,
         }
     }
 

@@ -8,10 +8,10 @@
 //! - [`HeapStorage`] (feature `alloc`): `Vec`s that grow up to the configured
 //!   limits.
 //!
-//! Both find endpoints through the ring order the table keeps anyway
+//! A growable table finds endpoints through the ring order it keeps anyway
 //! ([`RingIndex`]: a ring position is a hash of the address, so a lookup
 //! starts where the position says and touches a few cache lines), with no
-//! hash table beside it.
+//! hash table beside it; a fixed one, of tens of slots, is scanned.
 //!
 //! Both run the same state machine; [`Config`](crate::Config) limits hold in
 //! both, and [`Node::new`](crate::Node::new) refuses a fixed storage too small
@@ -23,7 +23,7 @@ use crate::claim::{Claim, Status};
 use crate::fd::ArrivalWindow;
 use crate::state::{ApplicationState, EndpointState, Generation, StateKey, Version32};
 use crate::storage::StateBuf;
-use crate::time::Instant;
+use crate::time::{Instant, Stamp};
 
 /// A growable or fixed sequence.
 pub trait Seq<T> {
@@ -302,7 +302,8 @@ impl Iterator for Merge<'_> {
 /// ring position is a hash of its address, so its entry is found where the
 /// position says, `position / 2^32` of the way along the long run
 /// (interpolation, then a gallop and a binary search over the few entries
-/// the guess was off by), and by a binary search of the short tail.
+/// the guess was off by), and by a binary search of the short tail. A
+/// fixed-capacity table is scanned instead.
 ///
 /// Ring positions are not keyed: a hostile peer that forges many addresses
 /// at one position makes lookups of that position linear in their number,
@@ -315,6 +316,14 @@ pub struct RingIndex<V> {
 impl<V: Seq<(u32, u32)> + Default> AddrIndex for RingIndex<V> {
     fn find<B>(&self, addr: &SocketAddr, peers: &[Peer<B>]) -> Option<u32> {
         let key = PeerAddr::new(addr);
+        if self.ring.entries.capacity_limit().is_some() {
+            // A fixed table (tens of slots, a microcontroller's): a scan is
+            // as quick, and the least code in flash.
+            return peers
+                .iter()
+                .position(|p| p.slot != Slot::Vacant && p.addr == key)
+                .and_then(|i| u32::try_from(i).ok());
+        }
         let position = crate::wire::ring_position(addr);
         let [run, tail] = self.ring.view().runs;
         let holds = |e: &&(u32, u32)| peers.get(e.1 as usize).is_some_and(|p| p.addr == key);
@@ -652,7 +661,7 @@ pub struct Peer<B> {
     pub(crate) window: ArrivalWindow,
     /// Suspected since (here), down since (members); end of quarantine
     /// (quarantined).
-    pub(crate) since: Instant,
+    pub(crate) since: Stamp,
     pub(crate) state: EndpointState<B>,
 }
 
@@ -662,7 +671,7 @@ impl<B: StateBuf> Peer<B> {
             addr: PeerAddr::new(&addr),
             state: EndpointState::new(generation),
             window: ArrivalWindow::default(),
-            since: Instant::ZERO,
+            since: Stamp::default(),
             reported_version: Version32::default(),
             evidence: Version32::default(),
             stamp: 0,
@@ -746,14 +755,14 @@ impl<B: StateBuf> Peer<B> {
 
     /// Since when it has been down, if it is.
     pub fn down_since(&self) -> Option<Instant> {
-        (self.liveness == Liveness::Down).then_some(self.since)
+        (self.liveness == Liveness::Down).then(|| self.since.get())
     }
 
     /// Where this node's clock for its suspicion starts, if it suspects it:
     /// when the suspicion reached it, moved on when the peer answered this
     /// node's own probe, or while a probe waited for a free slot.
     pub fn suspected_since(&self) -> Option<Instant> {
-        (self.liveness == Liveness::Suspect && !self.has_left()).then_some(self.since)
+        (self.liveness == Liveness::Suspect && !self.has_left()).then(|| self.since.get())
     }
 
     pub(crate) fn is_member(&self) -> bool {

@@ -205,15 +205,17 @@ impl Prober {
 /// multiplying by an odd one and folding the high half into the low, each
 /// step a bijection on `bits`-bit numbers.
 fn cycle_slot(place: u32, bits: u32, key: u64) -> u32 {
-    let mask = (1u64 << bits) - 1;
+    // In 32 bits (one instruction a step on a microcontroller): modulo
+    // 2^32 is modulo 2^bits too, once masked.
+    let mask = u32::MAX.checked_shr(32 - bits).unwrap_or(0);
     let shift = bits / 2 + 1;
-    let mut x = u64::from(place) & mask;
+    let mut x = place & mask;
     for round in [key, key.rotate_left(21), key.rotate_left(42)] {
-        x = x.wrapping_add(round >> 32) & mask;
-        x = x.wrapping_mul(round | 1) & mask;
+        x = x.wrapping_add((round >> 32) as u32) & mask;
+        x = x.wrapping_mul(round as u32 | 1) & mask;
         x ^= x >> shift;
     }
-    x as u32
+    x
 }
 
 impl<S: Storage, R: Rng> Node<S, R> {
@@ -400,7 +402,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
                         && p.liveness == Liveness::Suspect
                     {
                         p.doubt |= doubt::ANSWERED;
-                        p.since = now;
+                        p.since = now.into();
                     }
                 } else if let Some(k) = self.prober.relays.iter().position(|r| r.seq == seq) {
                     let r = self.prober.relays.swap_remove(k);
