@@ -36,7 +36,7 @@
 
 use core::time::Duration;
 
-use crate::time::{Instant, Stamp};
+use crate::time::Instant;
 
 /// Intervals averaged before the mean becomes a moving one; each later
 /// interval moves it by `1 / WINDOW` of the difference.
@@ -46,7 +46,7 @@ pub const WINDOW: usize = 8;
 /// bytes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct ArrivalWindow {
-    last: Stamp,
+    last: Instant,
     /// The mean interval in microseconds, a multiple of 16 (capped at
     /// about 71.6 minutes), in the upper 28 bits; in the lower 4 how many
     /// intervals it averages, up to [`WINDOW`] (none before the first
@@ -73,12 +73,12 @@ impl ArrivalWindow {
         if self.len() == 0 {
             self.push(initial);
         } else {
-            let interval = now - self.last.get();
+            let interval = now - self.last;
             if count_interval && interval >= min {
                 self.push(interval);
             }
         }
-        self.last = now.into();
+        self.last = now;
     }
 
     /// Intervals in the mean.
@@ -98,7 +98,7 @@ impl ArrivalWindow {
 
     /// When the last arrival was recorded.
     pub(crate) fn last_arrival(&self) -> Option<Instant> {
-        (self.len() > 0).then(|| self.last.get())
+        (self.len() > 0).then_some(self.last)
     }
 
     /// The mean interval, `None` before the first arrival.
@@ -108,7 +108,7 @@ impl ArrivalWindow {
 
     /// Phi at `now`: 0 before the first arrival.
     pub(crate) fn phi(&self, now: Instant) -> f64 {
-        let last = self.last.get();
+        let last = self.last;
         match self.len() {
             0 => 0.0,
             _ if self.mean_micros() > 0 => {
@@ -129,7 +129,7 @@ impl ArrivalWindow {
             1.. => {
                 let micros = f64::from(self.mean_micros()) * threshold * core::f64::consts::LN_10;
                 // `as` saturates for floats: NaN gives 0, huge gives u64::MAX.
-                self.last.get() + Duration::from_micros(micros as u64)
+                self.last + Duration::from_micros(micros as u64)
             }
             0 => Instant::MAX,
         }

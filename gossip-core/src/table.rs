@@ -23,7 +23,7 @@ use crate::claim::{Claim, Status};
 use crate::fd::ArrivalWindow;
 use crate::state::{ApplicationState, EndpointState, Generation, StateKey, Version32};
 use crate::storage::StateBuf;
-use crate::time::{Instant, Stamp};
+use crate::time::Instant;
 
 /// A growable or fixed sequence.
 pub trait Seq<T> {
@@ -661,7 +661,7 @@ pub struct Peer<B> {
     pub(crate) window: ArrivalWindow,
     /// Suspected since (here), down since (members); end of quarantine
     /// (quarantined).
-    pub(crate) since: Stamp,
+    pub(crate) since: Instant,
     pub(crate) state: EndpointState<B>,
 }
 
@@ -671,7 +671,7 @@ impl<B: StateBuf> Peer<B> {
             addr: PeerAddr::new(&addr),
             state: EndpointState::new(generation),
             window: ArrivalWindow::default(),
-            since: Stamp::default(),
+            since: Instant::ZERO,
             reported_version: Version32::default(),
             evidence: Version32::default(),
             stamp: 0,
@@ -755,14 +755,14 @@ impl<B: StateBuf> Peer<B> {
 
     /// Since when it has been down, if it is.
     pub fn down_since(&self) -> Option<Instant> {
-        (self.liveness == Liveness::Down).then(|| self.since.get())
+        (self.liveness == Liveness::Down).then_some(self.since)
     }
 
     /// Where this node's clock for its suspicion starts, if it suspects it:
     /// when the suspicion reached it, moved on when the peer answered this
     /// node's own probe, or while a probe waited for a free slot.
     pub fn suspected_since(&self) -> Option<Instant> {
-        (self.liveness == Liveness::Suspect && !self.has_left()).then(|| self.since.get())
+        (self.liveness == Liveness::Suspect && !self.has_left()).then_some(self.since)
     }
 
     pub(crate) fn is_member(&self) -> bool {

@@ -11,39 +11,59 @@ use core::time::Duration;
 
 /// A point on the caller's monotonic clock, in microseconds since an origin
 /// the caller chooses (its start, say). Only differences matter.
-#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Instant(u64);
+///
+/// Held as two 32-bit halves: aligned to 4 bytes, it packs without padding
+/// among the 32-bit fields of a peer slot (a node keeps one per peer), and
+/// the structures holding instants need less stack on a microcontroller.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Instant([u32; 2]);
+
+impl PartialOrd for Instant {
+    fn partial_cmp(&self, other: &Self) -> Option<core::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Instant {
+    /// As 64-bit numbers (a register pair on a 32-bit core), not as an
+    /// array.
+    fn cmp(&self, other: &Self) -> core::cmp::Ordering {
+        self.as_micros().cmp(&other.as_micros())
+    }
+}
 
 impl Instant {
     /// The origin.
-    pub const ZERO: Instant = Instant(0);
+    pub const ZERO: Instant = Instant::from_micros(0);
     /// The farthest representable point.
-    pub const MAX: Instant = Instant(u64::MAX);
+    pub const MAX: Instant = Instant::from_micros(u64::MAX);
 
     /// The instant `micros` microseconds after the origin.
     pub const fn from_micros(micros: u64) -> Self {
-        Instant(micros)
+        Instant([(micros >> 32) as u32, micros as u32])
     }
 
     /// The instant `millis` milliseconds after the origin (saturating).
     pub const fn from_millis(millis: u64) -> Self {
-        Instant(millis.saturating_mul(1000))
+        Instant::from_micros(millis.saturating_mul(1000))
     }
 
     /// Microseconds since the origin.
     pub const fn as_micros(self) -> u64 {
-        self.0
+        ((self.0[0] as u64) << 32) | self.0[1] as u64
     }
 
     /// The time elapsed from `earlier` to `self`, zero if `earlier` is later.
     pub fn saturating_duration_since(self, earlier: Instant) -> Duration {
-        Duration::from_micros(self.0.saturating_sub(earlier.0))
+        Duration::from_micros(self.as_micros().saturating_sub(earlier.as_micros()))
     }
 
     /// `self + duration`, or `None` past [`Instant::MAX`].
     pub fn checked_add(self, duration: Duration) -> Option<Instant> {
         let micros = u64::try_from(duration.as_micros()).ok()?;
-        self.0.checked_add(micros).map(Instant)
+        self.as_micros()
+            .checked_add(micros)
+            .map(Instant::from_micros)
     }
 
     /// `self + duration`, saturating at [`Instant::MAX`].
@@ -72,27 +92,8 @@ impl Sub<Instant> for Instant {
 
 impl fmt::Debug for Instant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{:06}s", self.0 / 1_000_000, self.0 % 1_000_000)
-    }
-}
-
-/// An [`Instant`] as a peer slot keeps it: two 32-bit halves, high first,
-/// so it aligns to 4 bytes and packs without padding among the slot's
-/// 32-bit fields (a node keeps one slot per peer).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Stamp([u32; 2]);
-
-impl Stamp {
-    /// The instant.
-    pub(crate) fn get(self) -> Instant {
-        let [high, low] = self.0;
-        Instant((u64::from(high) << 32) | u64::from(low))
-    }
-}
-
-impl From<Instant> for Stamp {
-    fn from(t: Instant) -> Self {
-        Stamp([(t.0 >> 32) as u32, t.0 as u32])
+        let micros = self.as_micros();
+        write!(f, "{}.{:06}s", micros / 1_000_000, micros % 1_000_000)
     }
 }
 
@@ -111,16 +112,13 @@ mod tests {
         assert_eq!(t.checked_add(Duration::MAX), None);
         assert_eq!(Instant::from_millis(u64::MAX), Instant::MAX);
         assert_eq!(alloc_free_debug(t), "1.500000s");
-        // Stamps keep every bit, across the halves.
-        for t in [
-            Instant::ZERO,
-            t,
-            Instant::from_micros(1 << 32),
-            Instant::MAX,
-        ] {
-            assert_eq!(Stamp::from(t).get(), t);
-        }
-        assert_eq!(core::mem::align_of::<Stamp>(), 4);
+        // Across the halves: order and arithmetic are the 64-bit ones.
+        let low = Instant::from_micros(u64::from(u32::MAX));
+        let high = low + Duration::from_micros(1);
+        assert_eq!(high.as_micros(), 1 << 32);
+        assert!(low < high && high < Instant::MAX);
+        assert_eq!(high - low, Duration::from_micros(1));
+        assert_eq!(core::mem::align_of::<Instant>(), 4);
     }
 
     fn alloc_free_debug(t: Instant) -> heapless::String<32> {

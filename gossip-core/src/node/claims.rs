@@ -111,7 +111,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
             (Liveness::Alive, _) => true,
             (Liveness::Suspect, Some(shortest)) => {
                 p.doubt & doubt::ANSWERED != 0
-                    || (p.doubt & doubt::CONFIRMED == 0 && now - p.since.get() < shortest)
+                    || (p.doubt & doubt::CONFIRMED == 0 && now - p.since < shortest)
             }
             _ => false,
         };
@@ -148,7 +148,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
             && (before != Liveness::Suspect || claim.incarnation != ours.incarnation);
         if new_suspicion {
             p.doubt = 0;
-            p.since = now.into();
+            p.since = now;
         }
         self.set_liveness(idx, liveness, now);
         if before != liveness {

@@ -74,8 +74,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
         p.since = match liveness {
             Liveness::Alive => Instant::ZERO,
             _ => now,
-        }
-        .into();
+        };
         match (was_up, liveness != Liveness::Down) {
             (true, false) => {
                 self.alive -= 1;
@@ -109,7 +108,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
         p.state = EndpointState::new(generation);
         p.slot = Slot::Quarantined;
         self.summary.remove(ring_position(&addr));
-        p.since = (now + quarantine).into();
+        p.since = now + quarantine;
         p.flags = (p.flags & flags::QUEUED) | flags::EV_REMOVED;
         self.mark_dirty(idx);
     }

@@ -402,7 +402,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
                         && p.liveness == Liveness::Suspect
                     {
                         p.doubt |= doubt::ANSWERED;
-                        p.since = now.into();
+                        p.since = now;
                     }
                 } else if let Some(k) = self.prober.relays.iter().position(|r| r.seq == seq) {
                     let r = self.prober.relays.swap_remove(k);

@@ -152,7 +152,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
                     self.sweep_suspect(now, idx);
                 }
                 (Slot::Member, Liveness::Down) => {
-                    if now - p.since.get() >= removal {
+                    if now - p.since >= removal {
                         self.remove(idx, now);
                     }
                 }
@@ -173,7 +173,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
                     }
                 }
                 (Slot::Quarantined, _) => {
-                    if now >= p.since.get() {
+                    if now >= p.since {
                         self.vacate(idx);
                     }
                 }

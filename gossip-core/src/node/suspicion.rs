@@ -109,7 +109,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
     pub(super) fn suspicion_deadline(&self, idx: u32) -> Option<Instant> {
         let p = self.peers.as_slice().get(idx as usize)?;
         (p.is_member() && p.liveness == Liveness::Suspect && !self.prober.probing(idx))
-            .then(|| p.since.get() + self.suspicion_timeout(p.claim().confirmations()))
+            .then(|| p.since + self.suspicion_timeout(p.claim().confirmations()))
     }
 
     /// The suspicion of slot `idx` timed out here. DOWN if this node's own
@@ -137,7 +137,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
                 .suspicion_deadline(idx)
                 .map_or(Duration::ZERO, |t| now - t);
             if let Some(p) = self.peers.as_mut_slice().get_mut(idx as usize) {
-                p.since = (p.since.get() + late + wait).into();
+                p.since = p.since + late + wait;
             }
         }
     }
