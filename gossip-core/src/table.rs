@@ -447,8 +447,9 @@ pub(crate) mod sealed {
 /// `STATE_BYTES` packed state each, and `REPLIES` pending replies of up to
 /// `DATAGRAM` bytes.
 ///
-/// RAM is about `PEERS * (size_of::<Peer>() + STATE_BYTES + 8) + REPLIES *
-/// (DATAGRAM + 40)` bytes, inline in the [`Node`](crate::Node). The scratch
+/// RAM is about `PEERS * (STATE_BYTES + 92) + REPLIES * (DATAGRAM + 40)`
+/// bytes, inline in the [`Node`](crate::Node) (a slot is its states and
+/// 84 bytes, its ring entry 8), and a few kilobytes more. The scratch
 /// a call puts on the stack is sized by `PEERS` too (at most `PEERS` items
 /// each): answering a SYN holds its decoded digests (56 bytes a peer) and
 /// the ACK's rankings (about 60 bytes a peer in the largest), about 150
