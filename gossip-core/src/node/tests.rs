@@ -556,10 +556,21 @@ fn graceful_shutdown_is_seen_at_once() {
         let down = net.saw(i, &Ev::Down(addr(leaving))).unwrap();
         assert!(shut - at <= LATENCY && down - at <= LATENCY);
     }
-    // The shut-down node ignores what it receives.
+    // The shut-down node ignores what it receives (a SYN, here): counted,
+    // unanswered.
     let before = net.node(leaving).stats().dropped(DropReason::ShutDown);
+    let mut buf = vec![0u8; 1400];
+    let n = net.node_mut(0).write_syn(&mut buf, addr(leaving), None);
+    assert!(n > 0);
+    let now = net.now;
+    net.node_mut(leaving)
+        .handle_datagram(now, addr(0), &buf[..n]);
+    assert_eq!(
+        net.node(leaving).stats().dropped(DropReason::ShutDown),
+        before + 1
+    );
+    assert!(net.node_mut(leaving).poll_transmit(now, &mut buf).is_none());
     net.run_for(Duration::from_secs(5));
-    assert!(net.node(leaving).stats().dropped(DropReason::ShutDown) > before);
     // Later gossip does not bring it back up.
     for i in (0..6).filter(|i| *i != leaving) {
         assert!(!net.node(i).endpoint(&addr(leaving)).unwrap().is_alive());

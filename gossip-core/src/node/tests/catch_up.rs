@@ -403,7 +403,8 @@ fn syncs_spread_over_the_members_whose_summaries_differ() {
     let mut r = knowing(c.clone(), 3000, now);
     r.handle_timeout(now);
     while poll(&mut r, now).is_some() {}
-    // Twenty members, each knowing nothing: every segment differs.
+    // More members than the round's syncs, each knowing nothing: every
+    // segment differs.
     let syn_from = |sender: SocketAddr| {
         let mut buf = vec![0u8; 1400];
         let header = Header {
@@ -416,7 +417,8 @@ fn syncs_spread_over_the_members_whose_summaries_differ() {
         buf
     };
     let mut synced = std::collections::BTreeMap::new();
-    for i in 1..=20 {
+    let members = SYNCS_PER_ROUND / SYNCS_PER_SYN + 4;
+    for i in 1..=members {
         let m = many(i);
         r.handle_datagram(now, m, &syn_from(m));
         while let Some((to, bytes)) = poll(&mut r, now) {
@@ -425,17 +427,21 @@ fn syncs_spread_over_the_members_whose_summaries_differ() {
             }
         }
     }
-    // Two SYNs to each of the first sixteen, then the round's 32 are spent.
-    assert_eq!(r.stats().summary_syncs, 32);
-    assert_eq!(synced.len(), 16, "{synced:?}");
-    assert!(synced.values().all(|&n| n == 2), "{synced:?}");
-    // The next round has 32 more.
+    // `SYNCS_PER_SYN` SYNs to each of the first members, then the round's
+    // are spent.
+    assert_eq!(r.stats().summary_syncs, SYNCS_PER_ROUND as u64);
+    assert_eq!(synced.len(), SYNCS_PER_ROUND / SYNCS_PER_SYN, "{synced:?}");
+    assert!(synced.values().all(|&n| n == SYNCS_PER_SYN), "{synced:?}");
+    // The next round has as many more.
     let later = now + c.gossip_interval * 2;
     r.handle_timeout(later);
     while poll(&mut r, later).is_some() {}
-    let m = many(21);
+    let m = many(members + 1);
     r.handle_datagram(later, m, &syn_from(m));
-    assert_eq!(r.stats().summary_syncs, 34);
+    assert_eq!(
+        r.stats().summary_syncs,
+        (SYNCS_PER_ROUND + SYNCS_PER_SYN) as u64
+    );
 }
 
 #[test]
