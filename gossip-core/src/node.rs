@@ -113,10 +113,12 @@ const RECENT: usize = 64;
 /// heartbeats the receiver gets anyway).
 const MIN_STRETCH: usize = 64;
 
-/// SYNs a round to peers whose membership summaries differ from ours
-/// (none without the `catch-up` feature, which sends them): a node far
-/// behind fills in mostly by these, each exchange giving each side what the
-/// other lacks on its stretch, and a far-behind side a burst.
+/// SYNs a round, at most, to peers whose membership summaries differ from
+/// ours (none without the `catch-up` feature, which sends them): a node
+/// far behind fills in mostly by these, each exchange giving each side what
+/// the other lacks on its stretch, and a far-behind side a burst. This many
+/// with rounds of a second or longer; shorter rounds get proportionally
+/// fewer (see [`Node::syncs_per_round`]).
 const SYNCS_PER_ROUND: usize = if cfg!(feature = "catch-up") { 32 } else { 0 };
 
 /// SYNs a SYN whose sender's summary differs from ours gets, for as many

@@ -417,7 +417,8 @@ fn syncs_spread_over_the_members_whose_summaries_differ() {
         buf
     };
     let mut synced = std::collections::BTreeMap::new();
-    let members = SYNCS_PER_ROUND / SYNCS_PER_SYN + 4;
+    let per_round = r.syncs_per_round();
+    let members = per_round / SYNCS_PER_SYN + 4;
     for i in 1..=members {
         let m = many(i);
         r.handle_datagram(now, m, &syn_from(m));
@@ -429,8 +430,8 @@ fn syncs_spread_over_the_members_whose_summaries_differ() {
     }
     // `SYNCS_PER_SYN` SYNs to each of the first members, then the round's
     // are spent.
-    assert_eq!(r.stats().summary_syncs, SYNCS_PER_ROUND as u64);
-    assert_eq!(synced.len(), SYNCS_PER_ROUND / SYNCS_PER_SYN, "{synced:?}");
+    assert_eq!(r.stats().summary_syncs, per_round as u64);
+    assert_eq!(synced.len(), per_round / SYNCS_PER_SYN, "{synced:?}");
     assert!(synced.values().all(|&n| n == SYNCS_PER_SYN), "{synced:?}");
     // The next round has as many more.
     let later = now + c.gossip_interval * 2;
@@ -438,10 +439,23 @@ fn syncs_spread_over_the_members_whose_summaries_differ() {
     while poll(&mut r, later).is_some() {}
     let m = many(members + 1);
     r.handle_datagram(later, m, &syn_from(m));
-    assert_eq!(
-        r.stats().summary_syncs,
-        (SYNCS_PER_ROUND + SYNCS_PER_SYN) as u64
-    );
+    assert_eq!(r.stats().summary_syncs, (per_round + SYNCS_PER_SYN) as u64);
+}
+
+#[test]
+fn syncs_are_budgeted_by_the_second() {
+    let now = Instant::from_millis(1000);
+    let per_round = |ms: u64| {
+        let mut c = big_config();
+        c.gossip_interval = Duration::from_millis(ms);
+        lone::<HeapStorage>(c, now).syncs_per_round()
+    };
+    assert_eq!(per_round(1000), SYNCS_PER_ROUND);
+    assert_eq!(per_round(5000), SYNCS_PER_ROUND);
+    assert_eq!(per_round(500), SYNCS_PER_ROUND / 2);
+    assert_eq!(per_round(100), SYNCS_PER_ROUND / 10);
+    // Never none: a short round still repairs.
+    assert_eq!(per_round(10), 1);
 }
 
 #[test]
