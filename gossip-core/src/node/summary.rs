@@ -64,12 +64,13 @@ impl<S: Storage, R: Rng> Node<S, R> {
     /// one process on two cores, at 100 ms rounds, 32 a round: the joining
     /// nodes' event loops fell behind, probes failed, and thousands of live
     /// members were marked down.)
+    #[cfg(feature = "catch-up")]
     pub(super) fn syncs_per_round(&self) -> usize {
         let micros = u64::try_from(self.config.gossip_interval.as_micros()).unwrap_or(u64::MAX);
         let scaled = (SYNCS_PER_ROUND as u64).saturating_mul(micros) / 1_000_000;
         usize::try_from(scaled)
             .unwrap_or(SYNCS_PER_ROUND)
-            .clamp(SYNCS_PER_ROUND.min(1), SYNCS_PER_ROUND)
+            .clamp(1, SYNCS_PER_ROUND)
     }
 
     /// The next SYN owed to a peer whose summary differs: to whom, and
