@@ -15,7 +15,11 @@ pub struct Config {
     /// The cluster this node belongs to; datagrams of other clusters are
     /// dropped.
     pub cluster: ClusterId,
-    /// Time between gossip rounds (Cassandra: 1 s).
+    /// Time between gossip rounds (Cassandra: 1 s). Most budgets are per
+    /// round, so shorter rounds send more a second; the SYNs sent to
+    /// members whose membership summaries differ (feature `catch-up`) are
+    /// not: 32 a round with rounds of a second or longer, proportionally
+    /// fewer with shorter ones (at least one).
     pub gossip_interval: Duration,
     /// Each round's delay is drawn uniformly from `gossip_interval` ± this
     /// percentage, so that nodes do not move in lockstep. 0 to 50.
