@@ -257,9 +257,9 @@ pub struct Sim {
     windows: (u64, u64),
     /// The merged events' value bytes, kept between windows.
     event_bytes: Vec<u8>,
-    /// The merged events and their delivery order, kept between windows
-    /// (their buffers are reused).
-    merged_events: Vec<(Instant, Observed)>,
+    /// The merged events and their delivery order (`(time in µs, node,
+    /// index)`), kept between windows (their buffers are reused).
+    merged_events: Vec<Observed>,
     event_order: Vec<(u64, u32, usize)>,
     /// The window being gathered (its buffer is reused).
     window: Vec<Scheduled>,
@@ -474,7 +474,7 @@ impl Sim {
             bytes.extend_from_slice(&fx.event_bytes);
             for (at, e) in fx.events {
                 order.push((at.as_micros(), node, events.len()));
-                events.push((at, e.shifted(base)));
+                events.push(e.shifted(base));
             }
             self.totals.add(&fx.totals);
             if let Some((at, what)) = fx.violation {
@@ -491,10 +491,11 @@ impl Sim {
         // Keys are unique (indices are): no need for a stable sort. A node's
         // events keep their order (its indices ascend with it).
         order.sort_unstable();
-        for &(_, node, k) in &order {
-            if let Some((at, e)) = events.get(k) {
-                e.with(&bytes, |event| observer.on_event(*at, node as usize, event));
-                self.now = self.now.max(*at);
+        for &(micros, node, k) in &order {
+            if let Some(e) = events.get(k) {
+                let at = Instant::from_micros(micros);
+                e.with(&bytes, |event| observer.on_event(at, node as usize, event));
+                self.now = self.now.max(at);
             }
         }
         self.event_bytes = bytes;
