@@ -79,7 +79,7 @@ fn unnoted<'a, S: Storage>(
 
 /// Scratch markers: the digest is of this node, or of no known slot.
 const LOCAL_SLOT: u32 = u32::MAX - 1;
-const NO_SLOT: u32 = u32::MAX;
+const NO_SLOT: u32 = crate::table::NOT_FOUND;
 
 /// Rounds after application news during which one more peer is gossiped to.
 const NEWS_ROUNDS: u8 = 2;

@@ -98,6 +98,21 @@ impl<T> Seq<T> for alloc::vec::Vec<T> {
 pub trait AddrIndex: Default {
     /// The slot holding `addr`, among occupied slots.
     fn find<B>(&self, addr: &SocketAddr, peers: &[Peer<B>]) -> Option<u32>;
+    /// [`find`](Self::find) for each of `items` (its address by `addr`),
+    /// written into the item's first field ([`NOT_FOUND`] when not
+    /// found). The same answers as one `find` each; an index may fetch
+    /// the items' table lines together (each lookup in a large table is a
+    /// cache miss or two, and independent ones overlap).
+    fn find_each<T, B>(
+        &self,
+        items: &mut [(u32, T)],
+        addr: impl Fn(&T) -> &SocketAddr,
+        peers: &[Peer<B>],
+    ) {
+        for (slot, item) in items.iter_mut() {
+            *slot = self.find(addr(item), peers).unwrap_or(NOT_FOUND);
+        }
+    }
     /// Slot `idx` was just occupied.
     fn insert<B>(&mut self, idx: u32, peers: &[Peer<B>]);
     /// Slot `idx` is about to be vacated.
@@ -298,6 +313,9 @@ impl Iterator for Merge<'_> {
     }
 }
 
+/// What [`AddrIndex::find_each`] writes for an address not found.
+pub(crate) const NOT_FOUND: u32 = u32::MAX;
+
 /// An [`AddrIndex`] over the ring order alone (8 bytes a peer): a peer's
 /// ring position is a hash of its address, so its entry is found where the
 /// position says, `position / 2^32` of the way along the long run
@@ -339,6 +357,40 @@ impl<V: Seq<(u32, u32)> + Default> AddrIndex for RingIndex<V> {
         // The tail (the latest insertions) only when the run has not got it.
         at(run, interpolate(run, position))
             .or_else(|| at(tail, tail.partition_point(|e| e.0 < position)))
+    }
+
+    fn find_each<T, B>(
+        &self,
+        items: &mut [(u32, T)],
+        addr: impl Fn(&T) -> &SocketAddr,
+        peers: &[Peer<B>],
+    ) {
+        if self.ring.entries.capacity_limit().is_some() {
+            for (slot, item) in items.iter_mut() {
+                *slot = self.find(addr(item), peers).unwrap_or(NOT_FOUND);
+            }
+            return;
+        }
+        // Two passes of short, independent steps, so the processor has many
+        // of the cache misses in flight at once: each item's entry in the
+        // long run (its candidate slot), then each candidate's address.
+        let [run, _] = self.ring.view().runs;
+        for (slot, item) in items.iter_mut() {
+            let position = crate::wire::ring_position(addr(item));
+            *slot = run
+                .get(interpolate(run, position))
+                .filter(|e| e.0 == position)
+                .map_or(NOT_FOUND, |e| e.1);
+        }
+        for (slot, item) in items.iter_mut() {
+            let key = PeerAddr::new(addr(item));
+            let hit = peers.get(*slot as usize).is_some_and(|p| p.addr == key);
+            if !hit {
+                // Not the first entry at its position (a shared position,
+                // the tail) or not known: the full lookup.
+                *slot = self.find(addr(item), peers).unwrap_or(NOT_FOUND);
+            }
+        }
     }
 
     fn insert<B>(&mut self, idx: u32, peers: &[Peer<B>]) {
@@ -937,10 +989,53 @@ mod tests {
             assert_eq!(index.find(&addr(*i), &peers), Some(slot as u32), "{i}");
         }
         assert_eq!(index.find(&addr(2_000_000), &peers), None);
+        let strangers = [addr(2_000_000), addr(2_000_001)];
+        assert_finds_each(&index, &peers, &strangers);
         let last = peers.len() as u32 - 1;
         index.remove(last, &peers);
         assert_eq!(index.find(&addr(b), &peers), None);
         assert_eq!(index.find(&addr(a), &peers), Some(10));
+        assert_finds_each(&index, &peers, &strangers);
+
+        // Both of the pair in the long run, the later one second at its
+        // position; and a fixed-capacity index (scanned).
+        let mut order: Vec<u32> = (0..1_000).filter(|i| *i != a && *i != b).collect();
+        order.insert(10, a);
+        order.insert(20, b);
+        let peers: Vec<Peer<heapless::Vec<u8, 8>>> = order
+            .iter()
+            .map(|i| Peer::new(addr(*i), Generation(1)))
+            .collect();
+        let mut index = RingIndex::<Vec<(u32, u32)>>::default();
+        let mut fixed = RingIndex::<heapless::Vec<(u32, u32), 1024>>::default();
+        for slot in 0..peers.len() as u32 {
+            index.insert(slot, &peers);
+            fixed.insert(slot, &peers);
+        }
+        assert_eq!(index.find(&addr(b), &peers), Some(20));
+        assert_finds_each(&index, &peers, &strangers);
+        assert_finds_each(&fixed, &peers, &strangers);
+    }
+
+    /// `find_each` answers as `find` does, for every peer in `peers` and
+    /// for `strangers`.
+    fn assert_finds_each<I: super::AddrIndex, B>(
+        index: &I,
+        peers: &[super::Peer<B>],
+        strangers: &[core::net::SocketAddr],
+    ) {
+        let mut items: Vec<(u32, core::net::SocketAddr)> = peers
+            .iter()
+            .map(|p| p.addr.get())
+            .chain(strangers.iter().copied())
+            .map(|a| (0, a))
+            .collect();
+        index.find_each(&mut items, |a| a, peers);
+        for (slot, a) in &items {
+            let want = index.find(a, peers).unwrap_or(super::NOT_FOUND);
+            assert_eq!(*slot, want, "{a}");
+        }
+        assert!(items.iter().any(|(s, _)| *s == super::NOT_FOUND));
     }
 
     #[test]

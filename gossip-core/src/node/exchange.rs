@@ -131,21 +131,42 @@ impl<S: Storage, R: Rng> Node<S, R> {
         syn: &Syn<'_>,
         found: &mut Found<S>,
     ) -> bool {
-        let mut local_mentioned = false;
+        // Decoded first and looked up together (see `AddrIndex::find_each`),
+        // then noted; digests past the scratch one at a time.
         for d in syn.digests {
+            if found.try_push((NO_SLOT, d)).is_err() {
+                break;
+            }
+        }
+        self.index
+            .find_each(found.as_mut_slice(), |d| &d.endpoint, self.peers.as_slice());
+        let mut local_mentioned = false;
+        let noted = found.as_slice().len();
+        let mut rest = syn.digests.skip(noted);
+        for k in 0..syn.digests.len() {
+            let (slot, d) = match found.as_slice().get(k) {
+                Some(&entry) => entry,
+                None => {
+                    let Some(d) = rest.next() else { break };
+                    let slot = self.index.find(&d.endpoint, self.peers.as_slice());
+                    (slot.unwrap_or(NO_SLOT), d)
+                }
+            };
             let slot = if d.endpoint == self.local {
                 local_mentioned = true;
                 self.hear_about_self(d.generation, d.claim);
                 LOCAL_SLOT
             } else {
-                let slot = self.index.find(&d.endpoint, self.peers.as_slice());
-                if let Some(p) = slot.and_then(|i| self.peers.as_mut_slice().get_mut(i as usize)) {
+                let known = Some(slot).filter(|&s| s != NO_SLOT);
+                if let Some(p) = known.and_then(|i| self.peers.as_mut_slice().get_mut(i as usize)) {
                     p.flags |= flags::MENTIONED;
                 }
-                self.note_digest(now, &d, slot);
-                slot.unwrap_or(NO_SLOT)
+                self.note_digest(now, &d, known);
+                slot
             };
-            let _ = found.try_push((slot, d));
+            if let Some(entry) = found.as_mut_slice().get_mut(k) {
+                entry.0 = slot;
+            }
         }
         local_mentioned
     }

@@ -532,8 +532,13 @@ pub(super) fn write_ack2<S: Storage>(
             ranked.offer(c.gap, c);
         }
     }
+    // Every candidate ranked (the usual case): none to look up again.
+    let all_ranked = ranked.offered <= ranked.capacity();
     let ranked = ranked.sorted();
     write_deltas(ctx, peers, &mut w, ranked, |f| {
+        if all_ranked {
+            return;
+        }
         for r in requests {
             if let Some(c) = candidate(&r)
                 && !f(c)
