@@ -343,20 +343,8 @@ impl<V: Seq<(u32, u32)> + Default> AddrIndex for RingIndex<V> {
                 .and_then(|i| u32::try_from(i).ok());
         }
         let position = crate::wire::ring_position(addr);
-        let [run, tail] = self.ring.view().runs;
-        let holds = |e: &&(u32, u32)| peers.get(e.1 as usize).is_some_and(|p| p.addr == key);
-        let at = |entries: &[(u32, u32)], from: usize| {
-            entries
-                .get(from..)
-                .unwrap_or_default()
-                .iter()
-                .take_while(|e| e.0 == position)
-                .find(holds)
-                .map(|e| e.1)
-        };
-        // The tail (the latest insertions) only when the run has not got it.
-        at(run, interpolate(run, position))
-            .or_else(|| at(tail, tail.partition_point(|e| e.0 < position)))
+        let [run, _] = self.ring.view().runs;
+        self.find_from(&key, position, interpolate(run, position), peers)
     }
 
     fn find_each<T, B>(
@@ -372,24 +360,20 @@ impl<V: Seq<(u32, u32)> + Default> AddrIndex for RingIndex<V> {
             return;
         }
         // Two passes of short, independent steps, so the processor has many
-        // of the cache misses in flight at once: each item's entry in the
-        // long run (its candidate slot), then each candidate's address.
+        // of the cache misses in flight at once: where each item's position
+        // falls in the long run, then the slots found there. (The first
+        // field holds the run index in between.)
         let [run, _] = self.ring.view().runs;
         for (slot, item) in items.iter_mut() {
             let position = crate::wire::ring_position(addr(item));
-            *slot = run
-                .get(interpolate(run, position))
-                .filter(|e| e.0 == position)
-                .map_or(NOT_FOUND, |e| e.1);
+            *slot = u32::try_from(interpolate(run, position)).unwrap_or(u32::MAX);
         }
         for (slot, item) in items.iter_mut() {
-            let key = PeerAddr::new(addr(item));
-            let hit = peers.get(*slot as usize).is_some_and(|p| p.addr == key);
-            if !hit {
-                // Not the first entry at its position (a shared position,
-                // the tail) or not known: the full lookup.
-                *slot = self.find(addr(item), peers).unwrap_or(NOT_FOUND);
-            }
+            let (addr, from) = (addr(item), *slot as usize);
+            let position = crate::wire::ring_position(addr);
+            *slot = self
+                .find_from(&PeerAddr::new(addr), position, from, peers)
+                .unwrap_or(NOT_FOUND);
         }
     }
 
@@ -413,6 +397,33 @@ impl<V: Seq<(u32, u32)> + Default> AddrIndex for RingIndex<V> {
 
     fn reserve<B>(&mut self, additional: usize, _peers: &[Peer<B>]) {
         self.ring.entries.reserve(additional);
+    }
+}
+
+impl<V: Seq<(u32, u32)>> RingIndex<V> {
+    /// The slot holding `key` (at ring `position`), from index `from` of the
+    /// long run (where `position` falls in it), then in the tail: a growable
+    /// table's lookup.
+    fn find_from<B>(
+        &self,
+        key: &PeerAddr,
+        position: u32,
+        from: usize,
+        peers: &[Peer<B>],
+    ) -> Option<u32> {
+        let [run, tail] = self.ring.view().runs;
+        let holds = |e: &&(u32, u32)| peers.get(e.1 as usize).is_some_and(|p| p.addr == *key);
+        let at = |entries: &[(u32, u32)], from: usize| {
+            entries
+                .get(from..)
+                .unwrap_or_default()
+                .iter()
+                .take_while(|e| e.0 == position)
+                .find(holds)
+                .map(|e| e.1)
+        };
+        // The tail (the latest insertions) only when the run has not got it.
+        at(run, from).or_else(|| at(tail, tail.partition_point(|e| e.0 < position)))
     }
 }
 
@@ -1014,7 +1025,15 @@ mod tests {
         }
         assert_eq!(index.find(&addr(b), &peers), Some(20));
         assert_finds_each(&index, &peers, &strangers);
-        assert_finds_each(&fixed, &peers, &strangers);
+        // The scan answers as the ring does.
+        let mut scanned: Vec<(u32, SocketAddr)> = order.iter().map(|i| (0, addr(*i))).collect();
+        let mut ringed = scanned.clone();
+        fixed.find_each(&mut scanned, |a| a, &peers);
+        index.find_each(&mut ringed, |a| a, &peers);
+        assert_eq!(scanned, ringed);
+        // An empty index finds nothing.
+        let empty = RingIndex::<Vec<(u32, u32)>>::default();
+        assert_finds_each(&empty, &peers[..0], &strangers);
     }
 
     /// `find_each` answers as `find` does, for every peer in `peers` and
@@ -1035,7 +1054,6 @@ mod tests {
             let want = index.find(a, peers).unwrap_or(super::NOT_FOUND);
             assert_eq!(*slot, want, "{a}");
         }
-        assert!(items.iter().any(|(s, _)| *s == super::NOT_FOUND));
     }
 
     #[test]

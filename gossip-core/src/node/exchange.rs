@@ -133,16 +133,14 @@ impl<S: Storage, R: Rng> Node<S, R> {
     ) -> bool {
         // Decoded first and looked up together (see `AddrIndex::find_each`),
         // then noted; digests past the scratch one at a time.
-        for d in syn.digests {
-            if found.try_push((NO_SLOT, d)).is_err() {
-                break;
-            }
+        let mut rest = syn.digests;
+        while found.capacity_limit() != Some(found.as_slice().len()) {
+            let Some(d) = rest.next() else { break };
+            let _ = found.try_push((NO_SLOT, d));
         }
         self.index
             .find_each(found.as_mut_slice(), |d| &d.endpoint, self.peers.as_slice());
         let mut local_mentioned = false;
-        let noted = found.as_slice().len();
-        let mut rest = syn.digests.skip(noted);
         for k in 0..syn.digests.len() {
             let (slot, d) = match found.as_slice().get(k) {
                 Some(&entry) => entry,
