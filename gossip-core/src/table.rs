@@ -109,9 +109,7 @@ pub trait AddrIndex: Default {
         addr: impl Fn(&T) -> &SocketAddr,
         peers: &[Peer<B>],
     ) {
-        for (slot, item) in items.iter_mut() {
-            *slot = self.find(addr(item), peers).unwrap_or(NOT_FOUND);
-        }
+        find_one_by_one(self, items, addr, peers);
     }
     /// Slot `idx` was just occupied.
     fn insert<B>(&mut self, idx: u32, peers: &[Peer<B>]);
@@ -316,6 +314,18 @@ impl Iterator for Merge<'_> {
 /// What [`AddrIndex::find_each`] writes for an address not found.
 pub(crate) const NOT_FOUND: u32 = u32::MAX;
 
+/// [`AddrIndex::find_each`] as one [`find`](AddrIndex::find) an item.
+fn find_one_by_one<I: AddrIndex, T, B>(
+    index: &I,
+    items: &mut [(u32, T)],
+    addr: impl Fn(&T) -> &SocketAddr,
+    peers: &[Peer<B>],
+) {
+    for (slot, item) in items.iter_mut() {
+        *slot = index.find(addr(item), peers).unwrap_or(NOT_FOUND);
+    }
+}
+
 /// An [`AddrIndex`] over the ring order alone (8 bytes a peer): a peer's
 /// ring position is a hash of its address, so its entry is found where the
 /// position says, `position / 2^32` of the way along the long run
@@ -354,10 +364,7 @@ impl<V: Seq<(u32, u32)> + Default> AddrIndex for RingIndex<V> {
         peers: &[Peer<B>],
     ) {
         if self.ring.entries.capacity_limit().is_some() {
-            for (slot, item) in items.iter_mut() {
-                *slot = self.find(addr(item), peers).unwrap_or(NOT_FOUND);
-            }
-            return;
+            return find_one_by_one(self, items, addr, peers);
         }
         // Two passes of short, independent steps, so the processor has many
         // of the cache misses in flight at once: where each item's position

@@ -130,15 +130,19 @@ fn same_seed_same_figures() {
 /// and how many came out of order: earlier than the one before, or at the
 /// same moment from a node before the one before.
 #[derive(Default)]
-struct Log(Vec<String>, Option<(Instant, usize)>, usize);
+struct Log {
+    events: Vec<String>,
+    last: Option<(Instant, usize)>,
+    out_of_order: usize,
+}
 
 impl gossip_sim::Observer for Log {
     fn on_event(&mut self, now: Instant, node: usize, event: &gossip_core::Event<'_>) {
-        self.0.push(format!("{now:?} {node} {event:?}"));
-        if self.1.is_some_and(|last| (now, node) < last) {
-            self.2 += 1;
+        self.events.push(format!("{now:?} {node} {event:?}"));
+        if self.last.is_some_and(|last| (now, node) < last) {
+            self.out_of_order += 1;
         }
-        self.1 = Some((now, node));
+        self.last = Some((now, node));
     }
 }
 
@@ -178,9 +182,9 @@ fn scripted_run(
         sim.heal();
         sim.run_until(at(40_000), &mut log);
         let converged = sim.check_converged();
-        assert!(!log.0.is_empty());
-        assert_eq!(log.2, 0, "events out of (time, node) order");
-        (log.0, sim.totals().clone(), sim.windows(), converged)
+        assert!(!log.events.is_empty());
+        assert_eq!(log.out_of_order, 0, "events out of (time, node) order");
+        (log.events, sim.totals().clone(), sim.windows(), converged)
     })
 }
 

@@ -171,6 +171,11 @@ impl<T: Copy, V: Seq<(u64, T)> + Default> TopK<T, V> {
         self.heap.capacity_limit().unwrap_or(usize::MAX)
     }
 
+    /// Whether it kept every item offered (none was pushed out).
+    fn kept_all(&self) -> bool {
+        self.offered <= self.capacity()
+    }
+
     fn offer(&mut self, key: u64, item: T) {
         self.offered += 1;
         match self.heap.try_push((key, item)) {
@@ -473,7 +478,7 @@ pub(super) fn write_ack<S: Storage>(
         true
     });
     // When nothing was pushed out of the ranking, no need to walk again.
-    let all_ranked = ranked.offered <= ranked.capacity();
+    let all_ranked = ranked.kept_all();
     let ranked = ranked.sorted();
     write_deltas(ctx, peers_ro, &mut w, ranked, |f| {
         for (slot, d) in digests() {
@@ -533,7 +538,7 @@ pub(super) fn write_ack2<S: Storage>(
         }
     }
     // Every candidate ranked (the usual case): none to look up again.
-    let all_ranked = ranked.offered <= ranked.capacity();
+    let all_ranked = ranked.kept_all();
     let ranked = ranked.sorted();
     write_deltas(ctx, peers, &mut w, ranked, |f| {
         if all_ranked {
