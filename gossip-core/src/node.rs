@@ -20,8 +20,8 @@ use crate::storage::StateBuf;
 use crate::table::{AddrIndex, Liveness, Peer, Reply, Seq, Slot, Storage, doubt, flags};
 use crate::time::Instant;
 use crate::wire::{
-    self, Ack2Writer, AckWriter, Digests, GossipDigest, Header, Kind, Message, RingRange, Rumor,
-    Syn, SynWriter, ring_position,
+    self, Ack2Writer, AckWriter, Digests, Filter, GossipDigest, Header, Kind, Message, RingRange,
+    Rumor, Syn, SynWriter, ring_position,
 };
 
 mod catch_up;
@@ -762,7 +762,10 @@ impl<S: Storage, R: Rng> Node<S, R> {
             // Its digests are noted when the reply is written, in the same
             // pass that finds them for the reply.
             Message::Syn(syn) => {
-                self.queue_reply(from, StoredReply::Syn(syn.digests, syn.range))?;
+                // Without bursts, a filter is not read: what we know on its
+                // range goes in the ACK as to a SYN that lacks it all.
+                let filter = syn.filter.filter(|_| cfg!(feature = "catch-up"));
+                self.queue_reply(from, StoredReply::Syn(syn.digests, syn.range, filter))?;
                 #[cfg(feature = "catch-up")]
                 if let Some(theirs) = syn.summary {
                     self.compare_summary(sender, from, &wire::Summary::from_wire(theirs));

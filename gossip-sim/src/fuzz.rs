@@ -98,7 +98,10 @@ fn encode(d: &Datagram<'_>, buf: &mut [u8]) -> Result<usize, wire::Error> {
             };
             let pushed = syn.digests.filter(|g| w.push(g)).count();
             all(pushed, syn.digests.len())?;
-            w.finish(syn.range)
+            if let Some(f) = syn.filter {
+                all(w.reserve_filter(f.bits().len()), f.bits().len())?;
+            }
+            w.finish_with_filter(syn.range, syn.filter)
         }
         Message::Ack(ack) => {
             let mut w = AckWriter::new(buf, &d.header, rumors)?;
@@ -310,6 +313,9 @@ pub enum Op {
         u32,
         u32,
     ),
+    /// A sync's SYN over `start..=end` whose filter has these bits (as
+    /// many whole 8-byte words as fit) and this salt.
+    FilterSyn(Who, u32, u32, u32, Vec<u8>),
     /// An ACK with these requests and deltas.
     Ack(Who, Vec<(Who, Gen, Ver, FuzzClaim)>, Vec<FuzzDelta>),
     /// An ACK2 with these rumors and deltas.
@@ -442,6 +448,21 @@ impl Harness {
                     start: *start,
                     end: *end,
                 });
+                self.node.handle_datagram(self.now, from.addr(), &out[..n]);
+            }
+            Op::FilterSyn(from, start, end, salt, bits) => {
+                let Ok(mut w) = SynWriter::new(out, &Self::header(*from), &[]) else {
+                    return;
+                };
+                let len = w.reserve_filter(bits.len());
+                let Some(bits) = bits.get(..len).filter(|b| !b.is_empty()) else {
+                    return;
+                };
+                let range = RingRange {
+                    start: *start,
+                    end: *end,
+                };
+                let n = w.finish_with_filter(range, Some(wire::Filter::new(*salt, bits)));
                 self.node.handle_datagram(self.now, from.addr(), &out[..n]);
             }
             Op::Ack(from, requests, deltas) => {

@@ -1,11 +1,14 @@
 //! Catch-up bursts: a SYN whose sender lacks more endpoints on its range than
 //! one ACK carries (a joiner, a node back from a partition or a restart) is
 //! answered with an ACK and a paced burst of CATCH-UP datagrams holding those
-//! endpoints whole, in ring order. Each says where the burst got to, so the
-//! receiver's next SYN resumes there; the last one of a burst that did not
-//! cover the range asks for that SYN at once. A lost datagram leaves a gap
-//! that the next SYN over that stretch finds (its endpoints are still
-//! missing there), so nothing is retransmitted.
+//! endpoints whole, in ring order: those its digests do not mention or, for
+//! a sync's SYN, those its [`Filter`] does not hold. Each says where the
+//! burst got to, so the receiver's next SYN resumes there; the last one of a
+//! burst that did not cover the range, or whose receiver lacked most of it
+//! (and so likely lacks as much beyond), asks at once for a sync's SYN from
+//! there. A lost datagram leaves a gap that the next SYN over that stretch
+//! finds (its endpoints are still missing there), so nothing is
+//! retransmitted.
 //!
 //! What bounds a burst: at most [`Config::catch_up_datagrams`] a round in
 //! all, paced evenly through the round; a quarter of them per burst; half of
@@ -31,8 +34,15 @@ pub(super) const SOURCES_PER_ROUND: usize = 8;
 #[cfg(feature = "catch-up")]
 pub(super) const FAR_BEHIND: usize = 16;
 
-/// The SYN's mentions a burst remembers (a 1400-byte SYN holds about 45).
-const MENTIONED: usize = 64;
+/// The SYN's mentions a burst remembers (a 1400-byte SYN holds about 85).
+const MENTIONED: usize = if cfg!(feature = "catch-up") { 128 } else { 1 };
+
+/// The bytes of a SYN's filter a burst keeps.
+const FILTER: usize = if cfg!(feature = "catch-up") {
+    wire::MAX_FILTER_BYTES
+} else {
+    0
+};
 
 /// SYNs a node sends a round when bursts ask for them.
 const ASKED_PER_ROUND: u8 = 16;
@@ -51,10 +61,32 @@ pub(super) struct Burst {
     left: u16,
     /// Distances from `start` of the endpoints the SYN mentioned, sorted.
     mentioned: heapless::Vec<u32, MENTIONED>,
+    /// The SYN's filter (salt and bits), when it had one: what it holds
+    /// is not sent.
+    salt: u32,
+    filter: heapless::Vec<u8, FILTER>,
+    /// Whether the burst's last datagram asks for the next SYN even when
+    /// it covered the range (a sender that lacks most of its range likely
+    /// lacks as much beyond it).
+    chain: bool,
+}
+
+impl Burst {
+    /// Whether the SYN mentioned the endpoint at `position`, `distance`
+    /// from the start.
+    #[cfg(feature = "catch-up")]
+    fn mentions(&self, position: u32, distance: u32) -> bool {
+        if self.filter.is_empty() {
+            self.mentioned.binary_search(&distance).is_ok()
+        } else {
+            Filter::new(self.salt, &self.filter).contains(position)
+        }
+    }
 }
 
 /// The bursts in flight and this round's accounts.
 #[derive(Debug, Default)]
+#[cfg_attr(not(feature = "catch-up"), allow(dead_code))]
 pub(super) struct CatchUps {
     bursts: heapless::Deque<Burst, MAX_BURSTS>,
     /// When the next CATCH-UP may go (pacing).
@@ -63,12 +95,44 @@ pub(super) struct CatchUps {
     served: heapless::Vec<(SocketAddr, u16), SOURCES_PER_ROUND>,
     /// SYNs sent this round because a burst asked for them.
     asked: u8,
+    /// What this round's filters covered: the ring from `covered_from`
+    /// on, `covered` positions (2^32: all of it).
+    covered_from: u32,
+    covered: u64,
 }
 
 impl CatchUps {
     pub(super) fn new_round(&mut self) {
         self.served.clear();
         self.asked = 0;
+        self.covered = 0;
+    }
+
+    /// Where a filter meant to start at `start` starts: past what this
+    /// round's filters covered, if it falls there and they did not cover
+    /// the whole ring (their bursts are on their way).
+    #[cfg(feature = "catch-up")]
+    pub(super) fn filter_start(&self, start: u32) -> u32 {
+        if self.covered <= u64::from(u32::MAX)
+            && u64::from(start.wrapping_sub(self.covered_from)) < self.covered
+        {
+            self.covered_from.wrapping_add(self.covered as u32)
+        } else {
+            start
+        }
+    }
+
+    /// A filter covered `range`.
+    #[cfg(feature = "catch-up")]
+    pub(super) fn filtered(&mut self, range: RingRange) {
+        let len = u64::from(range.end.wrapping_sub(range.start)) + 1;
+        let len = if range.is_whole() { 1 << 32 } else { len };
+        if self.covered > 0 && self.covered_from.wrapping_add(self.covered as u32) == range.start {
+            self.covered += len;
+        } else {
+            self.covered_from = range.start;
+            self.covered = len;
+        }
     }
 
     /// When the next CATCH-UP is due, if one is queued (never without the
@@ -126,7 +190,8 @@ impl<S: Storage, R: Rng> Node<S, R> {
     /// least half of those seen, so it likely lacks as much off its range
     /// too. Looks at most at the mentioned ones and that many more.
     #[cfg(feature = "catch-up")]
-    fn far_behind(&self, range: RingRange, local_mentioned: bool) -> Option<bool> {
+    fn far_behind(&self, syn: &Syn<'_>, local_mentioned: bool) -> Option<bool> {
+        let range = syn.range;
         let mut missing =
             usize::from(!local_mentioned && range.contains(ring_position(&self.local)));
         let mut seen = missing;
@@ -135,6 +200,10 @@ impl<S: Storage, R: Rng> Node<S, R> {
         for (position, i) in self.index.ring().clockwise(range.start) {
             if missing >= FAR_BEHIND || position.wrapping_sub(range.start) > span {
                 break;
+            }
+            if syn.filter.is_some_and(|f| f.contains(position)) {
+                seen += 1;
+                continue;
             }
             if let Some(p) = peers.get(i as usize).filter(|p| p.is_member()) {
                 seen += 1;
@@ -161,18 +230,24 @@ impl<S: Storage, R: Rng> Node<S, R> {
         if grant == 0 || !self.burst_allowed(to) {
             return false;
         }
-        let Some(everywhere) = self.far_behind(syn.range, local_mentioned) else {
+        let Some(lacks_most) = self.far_behind(syn, local_mentioned) else {
             return false;
         };
-        // A sender that lacks most of its range gets the ring beyond it too
-        // (what it already has there is sent again, harmlessly).
+        // The burst covers the SYN's range. A sender that lacks most of it
+        // likely lacks as much beyond: the burst's end asks for its next
+        // SYN (a filter from where the burst ended), rather than sending
+        // the ring beyond blind (much of which it may have).
         let start = syn.range.start;
-        let span = if everywhere {
-            u32::MAX
-        } else {
-            syn.range.end.wrapping_sub(start)
-        };
+        let span = syn.range.end.wrapping_sub(start);
         let mut mentioned = heapless::Vec::new();
+        let mut filter = heapless::Vec::new();
+        let mut salt = 0;
+        if let Some(f) = syn.filter {
+            if filter.extend_from_slice(f.bits()).is_err() {
+                return false;
+            }
+            salt = f.salt();
+        }
         for d in syn.digests {
             let distance = ring_position(&d.endpoint).wrapping_sub(start);
             if distance > span {
@@ -193,6 +268,9 @@ impl<S: Storage, R: Rng> Node<S, R> {
             pos: 0,
             left: grant,
             mentioned,
+            salt,
+            filter,
+            chain: lacks_most,
         };
         if self.catch_up.bursts.push_back(burst).is_err() {
             return false;
@@ -260,12 +338,12 @@ impl<S: Storage, R: Rng> Node<S, R> {
                 // Past the range, or around the ring back to where we began.
                 break;
             }
+            if burst.mentions(position, distance) {
+                continue;
+            }
             let Some(p) = peers.get(i as usize).filter(|p| p.is_member()) else {
                 continue;
             };
-            if burst.mentioned.binary_search(&distance).is_ok() {
-                continue;
-            }
             let whole = p.state.item_count();
             let items = || p.state.items_above(Version(0));
             if w.push_whole_delta(p.addr(), p.state.generation(), p.claim(), items(), whole) {
@@ -288,7 +366,10 @@ impl<S: Storage, R: Rng> Node<S, R> {
                 (burst.start.wrapping_add(d), last)
             }
             // The range is covered.
-            None => (burst.start.wrapping_add(burst.span).wrapping_add(1), false),
+            None => (
+                burst.start.wrapping_add(burst.span).wrapping_add(1),
+                burst.chain,
+            ),
         };
         let sent = w.deltas();
         let size = w.finish(next, more);
@@ -317,13 +398,13 @@ impl<S: Storage, R: Rng> Node<S, R> {
 
     /// A CATCH-UP arrived from `sender` (its deltas already applied): the
     /// next SYN's stretch starts where the burst got to, and a burst that
-    /// asks for more gets a SYN now.
+    /// asks for more gets a sync's SYN (a filter) from there now.
     pub(super) fn caught_up(&mut self, sender: SocketAddr, next: u32, more: bool) {
         if !self.is_member(&sender) {
             return;
         }
         self.ring_cursor = next;
-        if more && self.catch_up.take_ask() {
+        if more && self.catch_up.take_ask() && self.syncs.push((sender, next)).is_err() {
             self.add_target(sender);
         }
     }

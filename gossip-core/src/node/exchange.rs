@@ -35,6 +35,10 @@ impl<S: Storage, R: Rng> Node<S, R> {
         if !w.push(&own) {
             return 0;
         }
+        #[cfg(feature = "catch-up")]
+        if let Some(start) = at {
+            return self.write_filter(w, start);
+        }
         let peers = self.peers.as_mut_slice();
         for &(idx, stamp) in self.recent.iter().rev() {
             if w.len() >= hot_budget {
@@ -96,6 +100,34 @@ impl<S: Storage, R: Rng> Node<S, R> {
             }
         }
         w.finish(range)
+    }
+
+    /// Ends a sync's SYN with a [`Filter`] of every endpoint we hold
+    /// clockwise from `start`, as many as its bits cover (quarantined ones
+    /// too: the ring is read without the peers, and what we removed we do
+    /// not want back but by a newer generation, which digests bring).
+    #[cfg(feature = "catch-up")]
+    fn write_filter(&mut self, mut w: SynWriter<'_>, start: u32) -> usize {
+        let len = w.reserve_filter(wire::MAX_FILTER_BYTES);
+        let mut bits = [0u8; wire::MAX_FILTER_BYTES];
+        let Some(bits) = bits.get_mut(..len).filter(|b| !b.is_empty()) else {
+            // No room (rumors filled it): our digest alone, over the one
+            // position `start`.
+            return w.finish(RingRange { start, end: start });
+        };
+        let salt = self.rng.next_u32();
+        let most = len * 8 / wire::FILTER_BITS_PER_ENDPOINT;
+        let mut end = start.wrapping_sub(1);
+        for (taken, (position, _)) in self.index.ring().clockwise(start).enumerate() {
+            if taken == most {
+                end = position.wrapping_sub(1);
+                break;
+            }
+            wire::filter_insert(bits, salt, position);
+        }
+        let range = RingRange { start, end };
+        self.catch_up.filtered(range);
+        w.finish_with_filter(range, Some(Filter::new(salt, bits)))
     }
 
     /// Notes that application news of slot `idx` just reached us.
@@ -192,13 +224,17 @@ impl<S: Storage, R: Rng> Node<S, R> {
         // Filled in place: returning it would copy the whole scratch.
         let mut found = Found::<S>::default();
         let (local_mentioned, burst) = match &input {
-            StoredReply::Syn(digests, range) => {
+            StoredReply::Syn(digests, range, filter) => {
                 let syn = Syn {
                     digests: *digests,
                     range: *range,
                     summary: None,
+                    filter: *filter,
                 };
                 let mentioned = self.note_digests(now, &syn, &mut found);
+                #[cfg(feature = "catch-up")]
+                let mentioned =
+                    mentioned || filter.is_some_and(|f| f.contains(ring_position(&self.local)));
                 (mentioned, self.plan_burst(to, &syn, mentioned, now))
             }
             StoredReply::Ack(_) => (false, false),
@@ -242,11 +278,12 @@ impl<S: Storage, R: Rng> Node<S, R> {
             rumors: &rumors,
         };
         let (size, kind) = match input {
-            StoredReply::Syn(digests, range) => {
+            StoredReply::Syn(digests, range, filter) => {
                 let syn = Syn {
                     digests,
                     range,
                     summary: None,
+                    filter,
                 };
                 let size = write_ack(
                     &ctx,

@@ -4,68 +4,97 @@
 use super::*;
 
 /// What the reply to a SYN or an ACK reads of it, kept in the reply queue
-/// until the reply is written: the SYN's digests and ring range, the ACK's
-/// requests (not its deltas: they were applied on arrival). Stored as a
-/// kind byte (0: SYN, 1: ACK), the range (two `u32`, little-endian; zeros
-/// for an ACK), the digest count (`u32`) and the digests as validated on
-/// arrival, so reading them back takes no second validation.
+/// until the reply is written: the SYN's digests, ring range and filter, the
+/// ACK's requests (not its deltas: they were applied on arrival). Stored as
+/// a kind byte (0: SYN, 1: ACK, 2: SYN with a filter), the range (two
+/// `u32`, little-endian; zeros for an ACK), the digest count and the
+/// digests' length in bytes (`u32` each), the digests as validated on
+/// arrival (so reading them back takes no second validation), then a
+/// filter's salt and bits.
 #[derive(Clone, Copy)]
 pub(super) enum StoredReply<'a> {
-    Syn(wire::Digests<'a>, RingRange),
+    Syn(wire::Digests<'a>, RingRange, Option<Filter<'a>>),
     Ack(wire::Digests<'a>),
 }
 
 /// Bytes before a [`StoredReply`]'s digests.
-const STORED_HEADER: usize = 13;
+const STORED_HEADER: usize = 17;
 
 impl<'a> StoredReply<'a> {
     fn digests(&self) -> wire::Digests<'a> {
         match self {
-            StoredReply::Syn(d, _) | StoredReply::Ack(d) => *d,
+            StoredReply::Syn(d, _, _) | StoredReply::Ack(d) => *d,
+        }
+    }
+
+    fn filter(&self) -> Option<Filter<'a>> {
+        match self {
+            StoredReply::Syn(_, _, f) if cfg!(feature = "catch-up") => *f,
+            _ => None,
         }
     }
 
     pub(super) fn stored_len(&self) -> usize {
-        STORED_HEADER + self.digests().as_bytes().len()
+        let filter = self.filter().map_or(0, |f| 4 + f.bits().len());
+        STORED_HEADER + self.digests().as_bytes().len() + filter
     }
 
     /// Writes it into `out`, [`stored_len`](Self::stored_len) bytes.
     pub(super) fn store(&self, out: &mut [u8]) {
         let (kind, range) = match self {
-            StoredReply::Syn(_, range) => (0u8, *range),
+            StoredReply::Syn(_, range, None) => (0u8, *range),
+            StoredReply::Syn(_, range, Some(_)) => (2u8, *range),
             StoredReply::Ack(_) => (1u8, RingRange { start: 0, end: 0 }),
         };
         let digests = self.digests();
+        let bytes = digests.as_bytes();
         let count = u32::try_from(digests.len()).unwrap_or(u32::MAX);
+        let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
         let (head, body) = out.split_at_mut(STORED_HEADER.min(out.len()));
         let mut fields = [0u8; STORED_HEADER];
         fields[0] = kind;
         fields[1..5].copy_from_slice(&range.start.to_le_bytes());
         fields[5..9].copy_from_slice(&range.end.to_le_bytes());
         fields[9..13].copy_from_slice(&count.to_le_bytes());
+        fields[13..17].copy_from_slice(&len.to_le_bytes());
         head.copy_from_slice(fields.get(..head.len()).unwrap_or(&[]));
-        let bytes = digests.as_bytes();
-        if let Some(body) = body.get_mut(..bytes.len()) {
-            body.copy_from_slice(bytes);
+        let (digest_part, filter_part) = body.split_at_mut(bytes.len().min(body.len()));
+        digest_part.copy_from_slice(bytes.get(..digest_part.len()).unwrap_or(&[]));
+        if let Some(f) = self.filter()
+            && let Some((salt, bits)) = filter_part.split_first_chunk_mut::<4>()
+        {
+            *salt = f.salt().to_le_bytes();
+            if let Some(bits) = bits.get_mut(..f.bits().len()) {
+                bits.copy_from_slice(f.bits());
+            }
         }
     }
 
     /// Reads back what [`store`](Self::store) wrote.
     pub(super) fn read(stored: &'a [u8]) -> Option<Self> {
-        let (head, digests) = stored.split_first_chunk::<STORED_HEADER>()?;
+        let (head, rest) = stored.split_first_chunk::<STORED_HEADER>()?;
         let word = |at: usize| -> Option<u32> {
             let bytes: [u8; 4] = head.get(at..at + 4)?.try_into().ok()?;
             Some(u32::from_le_bytes(bytes))
         };
+        // (Without bursts no filter is stored: the digests end it.)
+        let (digests, filter) = if cfg!(feature = "catch-up") {
+            rest.split_at_checked(word(13)? as usize)?
+        } else {
+            (rest, &[][..])
+        };
         let digests = wire::Digests::from_validated(digests, word(9)?);
+        let range = RingRange {
+            start: word(1)?,
+            end: word(5)?,
+        };
         match head[0] {
-            0 => Some(StoredReply::Syn(
-                digests,
-                RingRange {
-                    start: word(1)?,
-                    end: word(5)?,
-                },
-            )),
+            0 => Some(StoredReply::Syn(digests, range, None)),
+            2 if cfg!(feature = "catch-up") => {
+                let (salt, bits) = filter.split_first_chunk::<4>()?;
+                let filter = Filter::new(u32::from_le_bytes(*salt), bits);
+                Some(StoredReply::Syn(digests, range, Some(filter)))
+            }
             1 => Some(StoredReply::Ack(digests)),
             _ => None,
         }
@@ -462,6 +491,11 @@ pub(super) fn write_ack<S: Storage>(
         for (position, i) in ring.clockwise(range.start) {
             if position.wrapping_sub(range.start) > span {
                 break;
+            }
+            // A filter answers before the peer is read (none without
+            // bursts: see `handle_datagram`).
+            if cfg!(feature = "catch-up") && syn.filter.is_some_and(|f| f.contains(position)) {
+                continue;
             }
             if let Some(p) = peers_ro.get(i as usize)
                 && p.is_member()

@@ -1,9 +1,15 @@
 //! Membership summaries: every SYN carries its sender's [`Summary`] of the
 //! endpoints it knows. A member whose summary differs from ours in some
-//! segment of the ring gets a SYN from a random point of that segment, whose
-//! exchange gives each side what the other lacks there. An endpoint one node
-//! lacks is found in a round or two wherever it lies on the ring, where the
-//! ring sweep alone, a datagram of digests a SYN, takes about N / 60 SYNs.
+//! segment of the ring gets a sync's SYN from a random point of that
+//! segment: a [`Filter`](crate::wire::Filter) of every endpoint we hold from
+//! there on, as many as its bits cover (819 in a 1,400-byte datagram, where
+//! digests cover about 85). Its answer (an ACK, or a burst when we lack many)
+//! holds what the filter lacks; its summary gets us a sync back, for what the
+//! member lacks. An endpoint one node lacks is found in a round or two
+//! wherever it lies on the ring, where the ring sweep alone, a datagram of
+//! digests a SYN, takes about N / 60 SYNs. A round's syncs start past the
+//! stretch its earlier ones covered (their answers are on their way) until
+//! they have covered the whole ring.
 
 use super::*;
 #[cfg(feature = "catch-up")]
@@ -77,7 +83,8 @@ impl<S: Storage, R: Rng> Node<S, R> {
     /// where its stretch starts.
     #[cfg(feature = "catch-up")]
     pub(super) fn next_sync(&mut self) -> Option<(SocketAddr, u32)> {
-        self.syncs.pop()
+        let (to, start) = self.syncs.pop()?;
+        Some((to, self.catch_up.filter_start(start)))
     }
 
     /// Without the `catch-up` feature: no syncs.

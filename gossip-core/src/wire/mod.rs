@@ -6,7 +6,7 @@
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 2 | magic [`MAGIC`], `0x47 0x53` (`"GS"`) |
-//! | 2 | 1 | protocol version, [`PROTOCOL_VERSION`] (3) |
+//! | 2 | 1 | protocol version, [`PROTOCOL_VERSION`] (4) |
 //! | 3 | 1 | flags: bit 0 [`FLAG_AUTH`] means an authentication trailer ends the datagram; other bits must be 0 |
 //! | 4 | 4 | cluster identifier, [`ClusterId`], little endian |
 //! | 8 | 1 | message kind, [`Kind`]: 1 SYN, 2 ACK, 3 ACK2, 4 SHUTDOWN, 5 PING, 6 PING-REQ, 7 PING-ACK, 8 NACK, 9 NEWS, 10 CATCH-UP |
@@ -29,7 +29,11 @@
 //!   the list leaves out is one the sender lacks (the list may hold others
 //!   too; `start == end + 1` means the whole ring); then `summary: bytes`,
 //!   empty or a [`Summary`] of 128 bytes (64 little-endian `u16`) of every
-//!   endpoint the sender knows
+//!   endpoint the sender knows; then `filter: bytes`, empty or a [`Filter`]
+//!   (`salt: u32` little-endian, then 8 to 1,024 bytes of bits, a multiple
+//!   of 8) of the endpoints the sender knows on the range: a sync's SYN
+//!   covers its range by a filter rather than digests, and an endpoint on
+//!   the range the filter does not hold is one the sender lacks
 //! - **ACK**: `list<GossipDigest>` (requests), `list<EndpointDelta>` (deltas)
 //! - **ACK2**: `list<EndpointDelta>`
 //! - **SHUTDOWN**: the sender's own final delta without the endpoint:
@@ -98,7 +102,7 @@ pub use writer::{
 /// The first two bytes of every datagram: `"GS"`.
 pub const MAGIC: [u8; 2] = *b"GS";
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u8 = 3;
+pub const PROTOCOL_VERSION: u8 = 4;
 /// Flag bit: an authentication trailer (tag, then its one-byte length) ends
 /// the datagram.
 pub const FLAG_AUTH: u8 = 0b0000_0001;
@@ -317,6 +321,10 @@ pub struct Syn<'a> {
     /// Which endpoints the sender knows, the whole ring in 128 bytes: a
     /// [`Summary`] in its wire form ([`Summary::from_wire`] reads it).
     pub summary: Option<&'a [u8; SUMMARY_BYTES]>,
+    /// Which endpoints the sender knows on `range`, as a [`Filter`] rather
+    /// than digests (a sync's SYN): an endpoint on the range the filter
+    /// does not hold is one the sender lacks.
+    pub filter: Option<Filter<'a>>,
 }
 
 /// Segments of the ring a [`Summary`] covers.
@@ -402,6 +410,93 @@ impl Summary {
         }
         summary
     }
+}
+
+/// Hashes a [`Filter`] sets per endpoint.
+pub const FILTER_HASHES: u32 = 4;
+
+/// Filter bits a SYN spends per endpoint it covers: with
+/// [`FILTER_HASHES`] hashes, about one endpoint in 85 the sender lacks
+/// reads as known (a later SYN, with another salt, finds it).
+pub const FILTER_BITS_PER_ENDPOINT: usize = 10;
+
+/// The largest filter a SYN carries, in bytes.
+pub const MAX_FILTER_BYTES: usize = 1024;
+
+/// A Bloom filter of [`ring_position`]s: which endpoints a SYN's sender
+/// knows on its range, in [`FILTER_BITS_PER_ENDPOINT`] bits each where a
+/// digest takes about 15 bytes. On the wire: `salt: u32` little-endian,
+/// then the bits (8 to [`MAX_FILTER_BYTES`] bytes, a multiple of 8). The
+/// salt, new for every SYN, makes each filter's false positives its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Filter<'a> {
+    salt: u32,
+    bits: &'a [u8],
+}
+
+impl<'a> Filter<'a> {
+    /// Reads the wire form: `None` when empty.
+    pub fn from_wire(raw: &'a [u8]) -> Result<Option<Self>, Error> {
+        if raw.is_empty() {
+            return Ok(None);
+        }
+        let (salt, bits) = raw.split_first_chunk::<4>().ok_or(Error::Malformed)?;
+        if bits.is_empty() || bits.len() > MAX_FILTER_BYTES || !bits.len().is_multiple_of(8) {
+            return Err(Error::Malformed);
+        }
+        Ok(Some(Filter {
+            salt: u32::from_le_bytes(*salt),
+            bits,
+        }))
+    }
+
+    /// A filter over `bits` (written by [`filter_insert`]) with `salt`.
+    pub fn new(salt: u32, bits: &'a [u8]) -> Self {
+        Filter { salt, bits }
+    }
+
+    /// Its salt.
+    pub fn salt(&self) -> u32 {
+        self.salt
+    }
+
+    /// Its bits.
+    pub fn bits(&self) -> &'a [u8] {
+        self.bits
+    }
+
+    /// Whether the endpoint at `position` may be in it (never false for
+    /// one that is).
+    pub fn contains(&self, position: u32) -> bool {
+        filter_probes(self.salt, position, self.bits.len())
+            .all(|(byte, mask)| self.bits.get(byte).is_some_and(|b| b & mask != 0))
+    }
+}
+
+/// Sets the bits of the endpoint at `position` in the filter `bits`
+/// salted with `salt`.
+pub fn filter_insert(bits: &mut [u8], salt: u32, position: u32) {
+    for (byte, mask) in filter_probes(salt, position, bits.len()) {
+        if let Some(b) = bits.get_mut(byte) {
+            *b |= mask;
+        }
+    }
+}
+
+/// The bits (byte, mask) of `position` in a filter of `len` bytes: double
+/// hashing of a 64-bit mix (splitmix64's) of the position and the salt,
+/// each probe mapped onto the bits by a multiply, not a division.
+fn filter_probes(salt: u32, position: u32, len: usize) -> impl Iterator<Item = (usize, u8)> {
+    let mut h = (u64::from(position) << 32 | u64::from(salt)).wrapping_add(0x9e37_79b9_7f4a_7c15);
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^= h >> 31;
+    let nbits = (len as u64).saturating_mul(8);
+    let (h1, h2) = (h as u32, (h >> 32) as u32 | 1);
+    (0..FILTER_HASHES).map(move |i| {
+        let bit = (u64::from(h1.wrapping_add(i.wrapping_mul(h2))) * nbits) >> 32;
+        ((bit / 8) as usize, 1u8 << (bit % 8))
+    })
 }
 
 /// A clockwise range `start..=end` of [`ring_position`]s; `start == end + 1`
@@ -722,10 +817,12 @@ pub fn decode(datagram: &[u8], cluster: ClusterId) -> Result<Datagram<'_>, Error
                 0 => None,
                 _ => Some(<&[u8; SUMMARY_BYTES]>::try_from(raw).map_err(|_| Error::Malformed)?),
             };
+            let filter = Filter::from_wire(rd.bytes()?)?;
             Message::Syn(Syn {
                 digests,
                 range: RingRange { start, end },
                 summary,
+                filter,
             })
         }
         Kind::Ack => {

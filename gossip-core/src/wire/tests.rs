@@ -78,7 +78,12 @@ fn owned_key(key: &StateKey<'_>) -> OwnedKey {
 
 #[derive(Clone, Debug, PartialEq)]
 enum OwnedMessage {
-    Syn(Vec<GossipDigest>, RingRange, Option<Summary>),
+    Syn(
+        Vec<GossipDigest>,
+        RingRange,
+        Option<Summary>,
+        Option<(u32, Vec<u8>)>,
+    ),
     Ack(Vec<GossipDigest>, Vec<OwnedDelta>),
     Ack2(Vec<OwnedDelta>),
     /// The delta's endpoint is the header's sender; its claim is unused.
@@ -95,7 +100,7 @@ fn encode_with(
     buf: &mut [u8],
 ) -> Result<usize, Error> {
     Ok(match msg {
-        OwnedMessage::Syn(digests, range, summary) => {
+        OwnedMessage::Syn(digests, range, summary, filter) => {
             let mut w = match summary {
                 Some(summary) => SynWriter::with_summary(buf, header, rumors, summary)?,
                 None => SynWriter::new(buf, header, rumors)?,
@@ -103,7 +108,12 @@ fn encode_with(
             for d in digests {
                 w.push(d);
             }
-            w.finish(*range)
+            // A filter that does not fit whole is left out.
+            let filter = filter
+                .as_ref()
+                .filter(|(_, bits)| w.reserve_filter(bits.len()) == bits.len())
+                .map(|(salt, bits)| Filter::new(*salt, bits));
+            w.finish_with_filter(*range, filter)
         }
         OwnedMessage::Ack(requests, deltas) => {
             let mut w = AckWriter::new(buf, header, rumors)?;
@@ -146,6 +156,7 @@ fn to_owned(datagram: &Datagram<'_>) -> OwnedMessage {
             s.digests.collect(),
             s.range,
             s.summary.map(Summary::from_wire),
+            s.filter.map(|f| (f.salt(), f.bits().to_vec())),
         ),
         Message::Ack(a) => OwnedMessage::Ack(a.requests.collect(), deltas(a.deltas)),
         Message::Ack2(a) => OwnedMessage::Ack2(deltas(a.deltas)),
@@ -215,8 +226,9 @@ fn golden_messages() -> Vec<(&'static str, Header, OwnedMessage, &'static str)> 
                 ],
                 RingRange::WHOLE,
                 None,
+                None,
             ),
-            "4753030044ad051701000a000001d836 01 000a000003d83682e2cfaa068512 02 000a000001d83680e2cfaa062a00 000a000002d83681e2cfaa06078008 00 ffffffff0f 00",
+            "4753040044ad051701000a000001d836 01 000a000003d83682e2cfaa068512 02 000a000001d83680e2cfaa062a00 000a000002d83681e2cfaa06078008 00 ffffffff0f 00 00",
         ),
         (
             "ack",
@@ -234,7 +246,7 @@ fn golden_messages() -> Vec<(&'static str, Header, OwnedMessage, &'static str)> 
                     heartbeat: Some(8),
                 }],
             ),
-            "4753030044ad051702000a000002d836 00 01 000a000003d83682e2cfaa060000 01 000a000002d83681e2cfaa06801c 02 0105064e4f524d414c 00047a6f6e65060465752d31 0108",
+            "4753040044ad051702000a000002d836 00 01 000a000003d83682e2cfaa060000 01 000a000002d83681e2cfaa06801c 02 0105064e4f524d414c 00047a6f6e65060465752d31 0108",
         ),
         (
             "ack2",
@@ -249,7 +261,7 @@ fn golden_messages() -> Vec<(&'static str, Header, OwnedMessage, &'static str)> 
                 ],
                 heartbeat: None,
             }]),
-            "4753030044ad0517030100000000000000000000000000000001d936 00 01 000a000003d83682e2cfaa0600 02 020303302e35 ac0204017800",
+            "4753040044ad0517030100000000000000000000000000000001d936 00 01 000a000003d83682e2cfaa0600 02 020303302e35 ac0204017800",
         ),
         (
             "shutdown",
@@ -261,13 +273,13 @@ fn golden_messages() -> Vec<(&'static str, Header, OwnedMessage, &'static str)> 
                 entries: std::vec![(status, 43, b"shutdown,true".to_vec())],
                 heartbeat: Some(Version::MAX.0),
             }),
-            "4753030044ad051704000a000001d836 00 80e2cfaa06 01 012b0d73687574646f776e2c74727565 01ffffffff0f",
+            "4753040044ad051704000a000001d836 00 80e2cfaa06 01 012b0d73687574646f776e2c74727565 01ffffffff0f",
         ),
         (
             "ping",
             header("10.0.0.1:7000"),
             OwnedMessage::Probe(Probe::Ping { seq: 300 }),
-            "4753030044ad051705000a000001d836 00 ac02",
+            "4753040044ad051705000a000001d836 00 ac02",
         ),
         (
             "ping-req",
@@ -276,19 +288,19 @@ fn golden_messages() -> Vec<(&'static str, Header, OwnedMessage, &'static str)> 
                 seq: 7,
                 target: addr("[::1]:7001"),
             }),
-            "4753030044ad051706000a000001d836 00 07 0100000000000000000000000000000001d936",
+            "4753040044ad051706000a000001d836 00 07 0100000000000000000000000000000001d936",
         ),
         (
             "ping-ack",
             header("10.0.0.1:7000"),
             OwnedMessage::Probe(Probe::PingAck { seq: 300 }),
-            "4753030044ad051707000a000001d836 00 ac02",
+            "4753040044ad051707000a000001d836 00 ac02",
         ),
         (
             "nack",
             header("10.0.0.1:7000"),
             OwnedMessage::Probe(Probe::Nack { seq: 0 }),
-            "4753030044ad051708000a000001d836 00 00",
+            "4753040044ad051708000a000001d836 00 00",
         ),
         (
             "catch-up",
@@ -308,13 +320,27 @@ fn golden_messages() -> Vec<(&'static str, Header, OwnedMessage, &'static str)> 
                 300,
                 true,
             ),
-            "4753030044ad05170a000a000001d836 00 01 000a000003d83682e2cfaa0600 01 0105064e4f524d414c 0109 ac02 01",
+            "4753040044ad05170a000a000001d836 00 01 000a000003d83682e2cfaa0600 01 0105064e4f524d414c 0109 ac02 01",
+        ),
+        (
+            "syn-filter",
+            header("10.0.0.1:7000"),
+            OwnedMessage::Syn(
+                std::vec![digest("10.0.0.1:7000", 1_700_000_000, 42)],
+                RingRange {
+                    start: 0x1000_0000,
+                    end: 0x1fff_ffff,
+                },
+                None,
+                Some((0x0102_0304, std::vec![1, 0, 0, 0, 0, 0, 0, 0x80])),
+            ),
+            "4753040044ad051701000a000001d836 00 01 000a000001d83680e2cfaa062a00 8080808001 ffffffff01 00 0c 04030201 0100000000000080",
         ),
         (
             "news",
             header("10.0.0.1:7000"),
             OwnedMessage::Probe(Probe::News),
-            "4753030044ad051709000a000001d836 01 000a000002d83681e2cfaa068006",
+            "4753040044ad051709000a000001d836 01 000a000002d83681e2cfaa068006",
         ),
     ]
 }
@@ -487,19 +513,19 @@ fn an_empty_endpoint_delta_is_malformed_and_overlong_varints_decode() {
 fn writers_refuse_buffers_without_room_for_an_empty_message() {
     let h = header("10.0.0.1:7000");
     // Header (9 + 7), the rumor list (3 while open, then 1), room for the
-    // digest list count (3), the range (10) and an empty summary (2); they
-    // then take 1 + 6 + 1.
-    for n in 0..32 {
+    // digest list count (3), the range (10), an empty summary (2) and an
+    // empty filter (1); they then take 1 + 6 + 1 + 1.
+    for n in 0..33 {
         let mut buf = std::vec![0u8; n];
         assert_eq!(
             SynWriter::new(&mut buf, &h, &[]).err(),
             Some(Error::BufferTooSmall)
         );
     }
-    let mut buf = [0u8; 32];
+    let mut buf = [0u8; 33];
     let w = SynWriter::new(&mut buf, &h, &[]).unwrap();
     let len = w.finish(RingRange::WHOLE);
-    assert_eq!(len, 25);
+    assert_eq!(len, 26);
     let d = decode(&buf[..len], CLUSTER).unwrap();
     assert!(matches!(d.message, Message::Syn(s) if s.digests.is_empty()));
 }
@@ -798,6 +824,13 @@ impl Arbitrary for OwnedMessage {
                     }
                     s
                 }),
+                bool::arbitrary(g).then(|| {
+                    let len = 8 * (1 + usize::from(u8::arbitrary(g)) % 32);
+                    (
+                        u32::arbitrary(g),
+                        (0..len).map(|_| u8::arbitrary(g)).collect(),
+                    )
+                }),
             ),
             1 => OwnedMessage::Ack(arbitrary_digests(g), arbitrary_deltas(g)),
             2 => OwnedMessage::Ack2(arbitrary_deltas(g)),
@@ -938,8 +971,8 @@ fn is_fill_of(got: &OwnedMessage, want: &OwnedMessage) -> bool {
         got.iter().all(|g| it.any(|w| is_cut_of(g, w)))
     };
     match (got, want) {
-        (OwnedMessage::Syn(g, gc, gs), OwnedMessage::Syn(w, wc, ws)) => {
-            gc == wc && gs == ws && is_subsequence(g, w)
+        (OwnedMessage::Syn(g, gc, gs, gf), OwnedMessage::Syn(w, wc, ws, wf)) => {
+            gc == wc && gs == ws && (gf == wf || gf.is_none()) && is_subsequence(g, w)
         }
         (OwnedMessage::Ack(gr, gd), OwnedMessage::Ack(wr, wd)) => {
             is_subsequence(gr, wr) && deltas_fit(gd, wd)
@@ -970,7 +1003,7 @@ fn check_buffer_size(case: &Case, size: usize) -> bool {
         // room for the heartbeat.
         Err(Error::BufferTooSmall) => {
             let body = match &case.msg {
-                OwnedMessage::Syn(_, _, Some(_)) => COUNT_RESERVE + 10 + 2 + SUMMARY_BYTES,
+                OwnedMessage::Syn(_, _, Some(_), _) => COUNT_RESERVE + 10 + 3 + SUMMARY_BYTES,
                 _ => 10 + COUNT_RESERVE + 11,
             };
             size < MAX_HEADER_LEN + rumors + body
@@ -1022,11 +1055,14 @@ fn a_syn_carries_its_summary_and_a_wrong_length_is_malformed() {
         panic!("not a SYN");
     };
     assert_eq!(s.summary.map(Summary::from_wire), Some(summary));
-    // The summary is the last field: `0x80 0x01` (128) and its bytes. One
-    // byte fewer is malformed, whatever the length says.
-    let mut short = buf[..len].to_vec();
-    short.truncate(len - 1);
-    let at = len - SUMMARY_BYTES - 2;
+    // The summary comes before the (empty) filter, the last byte:
+    // `0x80 0x01` (128) and its bytes. One byte fewer is malformed,
+    // whatever the length says.
+    assert_eq!(buf[len - 1], 0);
+    let mut short = buf[..len - 1].to_vec();
+    short.truncate(len - 2);
+    short.push(0);
+    let at = len - 1 - SUMMARY_BYTES - 2;
     assert_eq!(&short[at..at + 2], &[0x80, 0x01]);
     short[at] = 0xff;
     short[at + 1] = 0x00;
@@ -1118,4 +1154,95 @@ fn a_whole_delta_goes_whole_or_not_at_all() {
         panic!("not an ACK2");
     };
     assert_eq!(a.deltas.map(|d| d.delta.entries.len()).sum::<usize>(), 2);
+}
+
+#[test]
+fn a_filter_holds_what_was_inserted_and_few_others() {
+    let len = MAX_FILTER_BYTES;
+    let most = len * 8 / FILTER_BITS_PER_ENDPOINT;
+    let positions: Vec<u32> = (0..2 * most as u32)
+        .map(|i| i.wrapping_mul(0x9e37_79b1))
+        .collect();
+    let (inside, outside) = positions.split_at(most);
+    for salt in [0, 1, 0xdead_beef] {
+        let mut bits = std::vec![0u8; len];
+        for &p in inside {
+            filter_insert(&mut bits, salt, p);
+        }
+        let f = Filter::new(salt, &bits);
+        assert!(inside.iter().all(|&p| f.contains(p)), "salt {salt}");
+        // About 1.2 % false positives at 10 bits an endpoint and 4 hashes.
+        let false_positives = outside.iter().filter(|&&p| f.contains(p)).count();
+        assert!(
+            false_positives * 100 < outside.len() * 3,
+            "salt {salt}: {false_positives}"
+        );
+        assert!(
+            false_positives > 0,
+            "salt {salt}: a filter that holds nothing else"
+        );
+    }
+    // Another salt has other false positives.
+    let fp = |salt: u32| -> Vec<u32> {
+        let mut bits = std::vec![0u8; len];
+        for &p in inside {
+            filter_insert(&mut bits, salt, p);
+        }
+        let f = Filter::new(salt, &bits);
+        outside.iter().copied().filter(|&p| f.contains(p)).collect()
+    };
+    let (a, b) = (fp(1), fp(2));
+    assert!(a.iter().filter(|p| b.contains(p)).count() * 4 < a.len());
+    // An empty filter holds nothing.
+    let empty = std::vec![0u8; 64];
+    assert!(
+        !positions
+            .iter()
+            .any(|&p| Filter::new(7, &empty).contains(p))
+    );
+}
+
+#[test]
+fn a_syn_carries_its_filter_and_a_bad_one_is_malformed() {
+    let h = header("10.0.0.1:7000");
+    let mut buf = [0u8; 1400];
+    let mut w = SynWriter::with_summary(&mut buf, &h, &[], &Summary::default()).unwrap();
+    assert!(w.push(&digest("10.0.0.1:7000", 1_700_000_000, 3)));
+    let len = w.reserve_filter(MAX_FILTER_BYTES);
+    assert_eq!(len, MAX_FILTER_BYTES);
+    let mut bits = std::vec![0u8; len];
+    filter_insert(&mut bits, 42, 12345);
+    let range = RingRange { start: 10, end: 99 };
+    let n = w.finish_with_filter(range, Some(Filter::new(42, &bits)));
+    assert!(n <= 1400);
+    let Message::Syn(s) = decode(&buf[..n], CLUSTER).unwrap().message else {
+        panic!("not a SYN");
+    };
+    assert_eq!(s.range, range);
+    assert_eq!(s.digests.len(), 1);
+    let f = s.filter.unwrap();
+    assert_eq!((f.salt(), f.bits()), (42, &bits[..]));
+    assert!(f.contains(12345));
+    // No room left for a second filter's worth.
+    let mut small = [0u8; 200];
+    let mut w = SynWriter::new(&mut small, &h, &[]).unwrap();
+    let room = w.reserve_filter(MAX_FILTER_BYTES);
+    assert!(room > 0 && room < 200 && room.is_multiple_of(8));
+    // The filter is the last field: its length, the salt and the bits.
+    // Lengths that are not 4 + a multiple of 8 (up to 1,024) are malformed.
+    let body_end = n - (2 + 4 + len);
+    for bad in [1usize, 4, 4 + 7, 4 + 12, 4 + MAX_FILTER_BYTES + 8] {
+        let mut datagram = buf[..body_end].to_vec();
+        let mut cur = std::vec![0u8; 4];
+        let mut c = codec::Cursor::new(&mut cur);
+        c.put_varint(bad as u64).unwrap();
+        let l = c.pos();
+        datagram.extend_from_slice(&cur[..l]);
+        datagram.extend(std::iter::repeat_n(0xA5, bad));
+        assert_eq!(
+            decode(&datagram, CLUSTER).map(|_| ()),
+            Err(Error::Malformed),
+            "filter of {bad} bytes"
+        );
+    }
 }

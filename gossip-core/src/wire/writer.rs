@@ -76,7 +76,7 @@ impl<'b> SynWriter<'b> {
         let list = List::begin(&mut cur)?;
         // Keep room for the ring range and the summary.
         let summary_len = summary.map_or(0, |_| SUMMARY_BYTES);
-        reserve_tail(&mut cur, RANGE_RESERVE + 2 + summary_len)?;
+        reserve_tail(&mut cur, RANGE_RESERVE + 3 + summary_len)?;
         Ok(Self { cur, list, summary })
     }
 
@@ -100,9 +100,33 @@ impl<'b> SynWriter<'b> {
         self.cur.pos() == 0
     }
 
+    /// Keeps room for a [`Filter`](super::Filter) of up to `max` bytes
+    /// after the digests (those pushed so far stay); returns its size, a
+    /// multiple of 8 (0: no room).
+    pub fn reserve_filter(&mut self, max: usize) -> usize {
+        // Its length varint (2 bytes) and salt.
+        let room = self.cur.limit().saturating_sub(self.cur.pos() + 6);
+        let len = room.min(max).min(super::MAX_FILTER_BYTES) / 8 * 8;
+        if len == 0 || reserve_tail(&mut self.cur, len + 6).is_err() {
+            return 0;
+        }
+        len
+    }
+
     /// Finishes the datagram, saying which part of the ring the digests
     /// cover completely; returns its length.
-    pub fn finish(mut self, range: RingRange) -> usize {
+    pub fn finish(self, range: RingRange) -> usize {
+        self.finish_with_filter(range, None)
+    }
+
+    /// As [`finish`](Self::finish), with a filter of what the sender knows
+    /// on `range` (its bits no longer than [`reserve_filter`](Self::reserve_filter)
+    /// gave), in place of digests.
+    pub fn finish_with_filter(
+        mut self,
+        range: RingRange,
+        filter: Option<super::Filter<'_>>,
+    ) -> usize {
         self.cur.set_limit(self.cur.capacity());
         match self
             .list
@@ -111,6 +135,14 @@ impl<'b> SynWriter<'b> {
             .and_then(|()| self.cur.put_varint(u64::from(range.end)))
             .and_then(|()| match &self.summary {
                 Some(summary) => self.cur.put_bytes(&summary.to_bytes()),
+                None => self.cur.put_bytes(&[]),
+            })
+            .and_then(|()| match filter {
+                Some(f) => self
+                    .cur
+                    .put_varint((4 + f.bits().len()) as u64)
+                    .and_then(|()| self.cur.raw(&f.salt().to_le_bytes()))
+                    .and_then(|()| self.cur.raw(f.bits())),
                 None => self.cur.put_bytes(&[]),
             }) {
             Ok(()) => self.cur.pos(),

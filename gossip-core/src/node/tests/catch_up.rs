@@ -508,3 +508,145 @@ fn an_endpoint_too_large_to_go_whole_goes_in_part() {
     }
     assert!(got > 0 && got < 8, "{got} of E's 8 states");
 }
+
+/// A sync's SYN from `from` over `range`, with a filter holding `known`.
+fn filter_syn(from: SocketAddr, range: RingRange, known: &[SocketAddr]) -> Vec<u8> {
+    let header = Header {
+        cluster: CLUSTER,
+        sender: from,
+    };
+    let mut buf = vec![0u8; 1400];
+    let mut w = SynWriter::new(&mut buf, &header, &[]).unwrap();
+    assert!(w.push(&GossipDigest {
+        endpoint: from,
+        generation: Generation(GEN),
+        max_version: Version(1),
+        claim: Claim::alive(0),
+    }));
+    let len = w.reserve_filter(wire::MAX_FILTER_BYTES);
+    let mut bits = vec![0u8; len];
+    for a in known {
+        wire::filter_insert(&mut bits, 99, wire::ring_position(a));
+    }
+    let n = w.finish_with_filter(range, Some(wire::Filter::new(99, &bits)));
+    buf.truncate(n);
+    buf
+}
+
+#[test]
+fn a_filter_syn_gets_a_burst_of_what_its_filter_lacks() {
+    let c = big_config();
+    let interval = c.gossip_interval;
+    let now = Instant::from_millis(1000);
+    let total = 3000;
+    let mut a = knowing(c, total, now);
+    a.handle_timeout(now);
+    while poll(&mut a, now).is_some() {}
+    let joiner = addr(7);
+    // A tenth of the ring: about 300 members, the joiner knows two in three.
+    let range = RingRange {
+        start: 0x4000_0000,
+        end: 0x5999_9999,
+    };
+    let on_range: Vec<SocketAddr> = (0..total)
+        .map(many)
+        .filter(|m| range.contains(wire::ring_position(m)))
+        .collect();
+    let (known, lacking): (Vec<_>, Vec<_>) =
+        on_range.iter().enumerate().partition(|(i, _)| i % 3 != 0);
+    let known: Vec<SocketAddr> = known.into_iter().map(|(_, m)| *m).collect();
+    let lacking: Vec<SocketAddr> = lacking.into_iter().map(|(_, m)| *m).collect();
+    a.handle_datagram(now, joiner, &filter_syn(joiner, range, &known));
+    let sent = sent_until(&mut a, now, now + interval / 2, joiner);
+    // The ACK leaves them to the burst.
+    let acked: usize = sent
+        .iter()
+        .filter_map(|(_, b)| match decoded(b) {
+            Message::Ack(ack) => Some(ack.deltas.filter(|d| d.endpoint != a.local_addr()).count()),
+            _ => None,
+        })
+        .sum();
+    assert_eq!(acked, 0);
+    let bursts = catch_ups(&sent);
+    let got: Vec<SocketAddr> = bursts
+        .iter()
+        .flat_map(|(_, b)| b.deltas.map(|d| d.endpoint))
+        .collect();
+    // Nothing the filter holds, nothing off the range, each once.
+    assert!(
+        got.iter()
+            .all(|m| !known.contains(m) && range.contains(wire::ring_position(m)))
+    );
+    let mut unique = got.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), got.len());
+    // All it lacks but the filter's few false positives (about 1 %).
+    assert!(got.iter().all(|m| lacking.contains(m)));
+    assert!(
+        got.len() * 100 >= lacking.len() * 95,
+        "{} of {}",
+        got.len(),
+        lacking.len()
+    );
+    // The range was covered: the last datagram says so, and asks for no
+    // more (the joiner lacked a third of it, not most).
+    let last = bursts.last().unwrap().1;
+    assert!(!last.more);
+    assert_eq!(last.next, range.end.wrapping_add(1));
+}
+
+#[test]
+fn a_sync_covers_a_stretch_by_a_filter_past_what_this_round_covered() {
+    let c = big_config();
+    let now = Instant::from_millis(1000);
+    let total = 3000;
+    let mut a = knowing(c, total, now);
+    a.handle_timeout(now);
+    while poll(&mut a, now).is_some() {}
+    let (p, q) = (many(1), many(2));
+    let start = 0x2000_0000;
+    a.syncs.clear();
+    let _ = a.syncs.push((p, start));
+    let _ = a.syncs.push((q, start));
+    let mut syns = Vec::new();
+    while let Some((to, bytes)) = poll(&mut a, now) {
+        if let Message::Syn(s) = decoded(&bytes) {
+            syns.push((to, s.range, s.filter.map(|f| (f.salt(), f.bits().to_vec()))));
+        }
+    }
+    assert_eq!(syns.len(), 2);
+    let positions: Vec<u32> = (0..total).map(|i| wire::ring_position(&many(i))).collect();
+    let mut ends = Vec::new();
+    for (_, range, filter) in &syns {
+        let (salt, bits) = filter.as_ref().expect("a sync's SYN carries a filter");
+        let f = wire::Filter::new(*salt, bits);
+        // Everything we know on the range is in it, and the range holds
+        // as many as its bits cover.
+        let on: Vec<u32> = positions
+            .iter()
+            .copied()
+            .filter(|&x| range.contains(x))
+            .collect();
+        assert!(on.iter().all(|&x| f.contains(x)));
+        assert_eq!(on.len(), bits.len() * 8 / wire::FILTER_BITS_PER_ENDPOINT);
+        ends.push(range.end);
+    }
+    // The first starts where asked; the second (same start, same round)
+    // where the first ended, and a new round starts over.
+    assert_eq!(syns[0].1.start, start);
+    assert_eq!(syns[1].1.start, ends[0].wrapping_add(1));
+    let next_round = now + a.config.gossip_interval * 2;
+    a.handle_timeout(next_round);
+    a.syncs.clear();
+    let _ = a.syncs.push((p, start));
+    let mut again = None;
+    while let Some((_, bytes)) = poll(&mut a, next_round) {
+        if let Message::Syn(s) = decoded(&bytes)
+            && s.filter.is_some()
+        {
+            again = Some(s.range.start);
+        }
+    }
+    assert_eq!(again, Some(start));
+}
