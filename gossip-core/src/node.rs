@@ -197,7 +197,8 @@ pub struct Node<S: Storage, R> {
     /// SYNs owed to peers whose summaries differ from ours: where each
     /// starts (the segment that differs).
     #[cfg_attr(not(feature = "catch-up"), allow(dead_code))]
-    syncs: heapless::Vec<(SocketAddr, u32), SYNCS_PER_ROUND>,
+    /// Syncs owed: to whom, where from, and whether by a filter.
+    syncs: heapless::Vec<(SocketAddr, u32, bool), SYNCS_PER_ROUND>,
     /// Syncs started this round.
     synced: u8,
     /// Suspects whose timeouts are tracked to the instant.
@@ -486,9 +487,17 @@ impl<S: Storage, R: Rng> Node<S, R> {
                         (to, size, Kind::News)
                     } else if let Some(target) = self.targets.pop() {
                         self.watch_gossip(now, target);
-                        (target, Some(self.write_syn(buf, target, None)), Kind::Syn)
-                    } else if let Some((to, start)) = self.next_sync() {
-                        (to, Some(self.write_syn(buf, to, Some(start))), Kind::Syn)
+                        (
+                            target,
+                            Some(self.write_syn(buf, target, None, false)),
+                            Kind::Syn,
+                        )
+                    } else if let Some((to, start, filter)) = self.next_sync() {
+                        (
+                            to,
+                            Some(self.write_syn(buf, to, Some(start), filter)),
+                            Kind::Syn,
+                        )
                     } else if let Some((to, size)) = self.write_catch_up(now, buf) {
                         (to, size, Kind::CatchUp)
                     } else {

@@ -404,7 +404,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
             return;
         }
         self.ring_cursor = next;
-        if more && self.catch_up.take_ask() && self.syncs.push((sender, next)).is_err() {
+        if more && self.catch_up.take_ask() && self.syncs.push((sender, next, true)).is_err() {
             self.add_target(sender);
         }
     }

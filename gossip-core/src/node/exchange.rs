@@ -17,7 +17,13 @@ impl<S: Storage, R: Rng> Node<S, R> {
     /// A SYN that syncs a segment (`at`: its start) starts there, and leaves
     /// the stretch the next SYN covers where it was.
     #[inline(never)]
-    pub(super) fn write_syn(&mut self, buf: &mut [u8], to: SocketAddr, at: Option<u32>) -> usize {
+    pub(super) fn write_syn(
+        &mut self,
+        buf: &mut [u8],
+        to: SocketAddr,
+        at: Option<u32>,
+        filter: bool,
+    ) -> usize {
         // A sync's SYN spends the datagram on its stretch.
         let hot_budget = if at.is_some() { 0 } else { buf.len() / 2 };
         let header = self.header();
@@ -36,9 +42,11 @@ impl<S: Storage, R: Rng> Node<S, R> {
             return 0;
         }
         #[cfg(feature = "catch-up")]
-        if let Some(start) = at {
+        if let Some(start) = at.filter(|_| filter) {
             return self.write_filter(w, start);
         }
+        #[cfg(not(feature = "catch-up"))]
+        let _ = filter;
         let peers = self.peers.as_mut_slice();
         for &(idx, stamp) in self.recent.iter().rev() {
             if w.len() >= hot_budget {

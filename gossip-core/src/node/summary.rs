@@ -21,7 +21,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
     /// [`SYNCS_PER_ROUND`] a round).
     #[cfg(feature = "catch-up")]
     pub(super) fn compare_summary(&mut self, sender: SocketAddr, to: SocketAddr, theirs: &Summary) {
-        if self.syncs.iter().any(|(a, _)| *a == to) {
+        if self.syncs.iter().any(|(a, _, _)| *a == to) {
             return;
         }
         // Members only: a stranger's SYN gets its ACK, no more.
@@ -34,6 +34,14 @@ impl<S: Storage, R: Rng> Node<S, R> {
         let per_segment = self.endpoint_count() / wire::SUMMARY_SEGMENTS + 1;
         let parts = per_segment.div_ceil(MIN_STRETCH).max(1) as u32;
         let mut from = (self.rng.next_u32() as usize) % wire::SUMMARY_SEGMENTS;
+        // Far apart (a quarter of the segments differ): a filter covers
+        // more at once. Close: digests, whose claims and versions also
+        // mend what the filter does not carry (a refutation lost to a
+        // lossy network).
+        let differing = (0..wire::SUMMARY_SEGMENTS)
+            .filter(|&s| self.summary.0.get(s) != theirs.0.get(s))
+            .count();
+        let filter = differing * 4 >= wire::SUMMARY_SEGMENTS;
         for _ in 0..SYNCS_PER_SYN {
             if usize::from(self.synced) >= self.syncs_per_round() {
                 return;
@@ -42,7 +50,8 @@ impl<S: Storage, R: Rng> Node<S, R> {
                 return;
             };
             // Around the ring back to a segment already queued: done.
-            let queued = |&(a, s): &(SocketAddr, u32)| a == to && Summary::segment(s) == segment;
+            let queued =
+                |&(a, s, _): &(SocketAddr, u32, bool)| a == to && Summary::segment(s) == segment;
             if self.syncs.iter().any(queued) {
                 return;
             }
@@ -51,7 +60,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
             let offset = ((1u64 << 26) * u64::from(part) / u64::from(parts)) as u32;
             if self
                 .syncs
-                .push((to, Summary::segment_start(segment) | offset))
+                .push((to, Summary::segment_start(segment) | offset, filter))
                 .is_err()
             {
                 return;
@@ -82,14 +91,19 @@ impl<S: Storage, R: Rng> Node<S, R> {
     /// The next SYN owed to a peer whose summary differs: to whom, and
     /// where its stretch starts.
     #[cfg(feature = "catch-up")]
-    pub(super) fn next_sync(&mut self) -> Option<(SocketAddr, u32)> {
-        let (to, start) = self.syncs.pop()?;
-        Some((to, self.catch_up.filter_start(start)))
+    pub(super) fn next_sync(&mut self) -> Option<(SocketAddr, u32, bool)> {
+        let (to, start, filter) = self.syncs.pop()?;
+        let start = if filter {
+            self.catch_up.filter_start(start)
+        } else {
+            start
+        };
+        Some((to, start, filter))
     }
 
     /// Without the `catch-up` feature: no syncs.
     #[cfg(not(feature = "catch-up"))]
-    pub(super) fn next_sync(&mut self) -> Option<(SocketAddr, u32)> {
+    pub(super) fn next_sync(&mut self) -> Option<(SocketAddr, u32, bool)> {
         None
     }
 }

@@ -560,7 +560,9 @@ fn graceful_shutdown_is_seen_at_once() {
     // unanswered.
     let before = net.node(leaving).stats().dropped(DropReason::ShutDown);
     let mut buf = vec![0u8; 1400];
-    let n = net.node_mut(0).write_syn(&mut buf, addr(leaving), None);
+    let n = net
+        .node_mut(0)
+        .write_syn(&mut buf, addr(leaving), None, false);
     assert!(n > 0);
     let now = net.now;
     net.node_mut(leaving)
@@ -1201,7 +1203,7 @@ fn a_syn_covers_half_the_ring_so_two_sweep_it() {
     let mut seen = std::collections::BTreeSet::new();
     for _ in 0..2 {
         let mut buf = vec![0u8; 8000];
-        let n = a.write_syn(&mut buf, member(0), None);
+        let n = a.write_syn(&mut buf, member(0), None, false);
         let Message::Syn(syn) = decoded(&buf[..n]) else {
             panic!("not a SYN");
         };

@@ -350,7 +350,7 @@ fn a_member_whose_summary_differs_gets_a_sync_that_finds_the_missing_endpoint() 
     assert_eq!(*r.summary(), recomputed(&r));
     // X's SYN covers some other stretch; its summary tells R the rest.
     let mut buf = vec![0u8; 1400];
-    let n = x.write_syn(&mut buf, addr(0), None);
+    let n = x.write_syn(&mut buf, addr(0), None, false);
     let Message::Syn(syn) = decoded(&buf[..n]) else {
         panic!("not a SYN");
     };
@@ -607,8 +607,8 @@ fn a_sync_covers_a_stretch_by_a_filter_past_what_this_round_covered() {
     let (p, q) = (many(1), many(2));
     let start = 0x2000_0000;
     a.syncs.clear();
-    let _ = a.syncs.push((p, start));
-    let _ = a.syncs.push((q, start));
+    let _ = a.syncs.push((p, start, true));
+    let _ = a.syncs.push((q, start, true));
     let mut syns = Vec::new();
     while let Some((to, bytes)) = poll(&mut a, now) {
         if let Message::Syn(s) = decoded(&bytes) {
@@ -639,7 +639,7 @@ fn a_sync_covers_a_stretch_by_a_filter_past_what_this_round_covered() {
     let next_round = now + a.config.gossip_interval * 2;
     a.handle_timeout(next_round);
     a.syncs.clear();
-    let _ = a.syncs.push((p, start));
+    let _ = a.syncs.push((p, start, true));
     let mut again = None;
     while let Some((_, bytes)) = poll(&mut a, next_round) {
         if let Message::Syn(s) = decoded(&bytes)
@@ -649,4 +649,46 @@ fn a_sync_covers_a_stretch_by_a_filter_past_what_this_round_covered() {
         }
     }
     assert_eq!(again, Some(start));
+}
+
+#[test]
+fn a_far_apart_member_gets_a_filter_and_a_close_one_digests() {
+    let c = big_config();
+    let now = Instant::from_millis(1000);
+    let total = 3000;
+    let sync_from = |known: usize| -> Option<bool> {
+        let mut r = knowing(c.clone(), total, now);
+        r.handle_timeout(now);
+        while poll(&mut r, now).is_some() {}
+        // X knows `known` of R's members, R among them.
+        let x_addr = many(total - 1);
+        let mut x = knowing(c.clone(), known, now);
+        learn_alive(&mut x, now, &[addr(0)]);
+        while x.poll_event().is_some() {}
+        let mut buf = vec![0u8; 1400];
+        let x_syn = {
+            let header = Header {
+                cluster: CLUSTER,
+                sender: x_addr,
+            };
+            let w = SynWriter::with_summary(&mut buf, &header, &[], x.summary()).unwrap();
+            let n = w.finish(RingRange { start: 0, end: 0 });
+            buf[..n].to_vec()
+        };
+        // X is a member of R's table: `many(total - 1)`.
+        r.handle_datagram(now, x_addr, &x_syn);
+        let mut sync = None;
+        while let Some((to, bytes)) = poll(&mut r, now) {
+            if to == x_addr
+                && let Message::Syn(s) = decoded(&bytes)
+            {
+                sync = Some(s.filter.is_some());
+            }
+        }
+        sync
+    };
+    // Every segment differs: a filter.
+    assert_eq!(sync_from(100), Some(true));
+    // A few differ: digests.
+    assert_eq!(sync_from(total - 3), Some(false));
 }
