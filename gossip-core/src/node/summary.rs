@@ -1,13 +1,17 @@
 //! Membership summaries: every SYN carries its sender's [`Summary`] of the
 //! endpoints it knows. A member whose summary differs from ours in some
 //! segment of the ring gets a sync's SYN from a random point of that
-//! segment: a [`Filter`](crate::wire::Filter) of every endpoint we hold from
-//! there on, as many as its bits cover (819 in a 1,400-byte datagram, where
-//! digests cover about 85). Its answer (an ACK, or a burst when we lack many)
-//! holds what the filter lacks; its summary gets us a sync back, for what the
-//! member lacks. An endpoint one node lacks is found in a round or two
+//! segment. When a quarter or more of the segments differ (one of us is
+//! far behind, as in a mass join), the SYN carries a
+//! [`Filter`](crate::wire::Filter) of every endpoint we hold from there on,
+//! as many as its bits cover (819 in a 1,400-byte datagram, where digests
+//! cover about 85), and its answer (an ACK, or a burst when we lack many)
+//! holds what the filter lacks; otherwise it carries digests, whose
+//! versions and claims also mend what differs besides membership (a
+//! refutation a lossy network lost). Its summary gets us a sync back, for
+//! what the member lacks. An endpoint one node lacks is found in a round or two
 //! wherever it lies on the ring, where the ring sweep alone, a datagram of
-//! digests a SYN, takes about N / 60 SYNs. A round's syncs start past the
+//! digests a SYN, takes about N / 60 SYNs. A round's filters start past the
 //! stretch its earlier ones covered (their answers are on their way) until
 //! they have covered the whole ring.
 

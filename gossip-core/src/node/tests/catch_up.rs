@@ -25,21 +25,26 @@ fn knowing(c: Config, total: usize, now: Instant) -> HeapNode {
     a
 }
 
-/// A SYN from `from` listing only its own digest, over `range`.
-fn bare_syn(from: SocketAddr, range: RingRange) -> Vec<u8> {
+/// A SYN from `from` into `buf`, its own digest written.
+fn own_syn(buf: &mut [u8], from: SocketAddr) -> SynWriter<'_> {
     let header = Header {
         cluster: CLUSTER,
         sender: from,
     };
-    let mut buf = vec![0u8; 1400];
-    let mut w = SynWriter::new(&mut buf, &header, &[]).unwrap();
+    let mut w = SynWriter::new(buf, &header, &[]).unwrap();
     assert!(w.push(&GossipDigest {
         endpoint: from,
         generation: Generation(GEN),
         max_version: Version(1),
         claim: Claim::alive(0),
     }));
-    let n = w.finish(range);
+    w
+}
+
+/// A SYN from `from` listing only its own digest, over `range`.
+fn bare_syn(from: SocketAddr, range: RingRange) -> Vec<u8> {
+    let mut buf = vec![0u8; 1400];
+    let n = own_syn(&mut buf, from).finish(range);
     buf.truncate(n);
     buf
 }
@@ -511,18 +516,8 @@ fn an_endpoint_too_large_to_go_whole_goes_in_part() {
 
 /// A sync's SYN from `from` over `range`, with a filter holding `known`.
 fn filter_syn(from: SocketAddr, range: RingRange, known: &[SocketAddr]) -> Vec<u8> {
-    let header = Header {
-        cluster: CLUSTER,
-        sender: from,
-    };
     let mut buf = vec![0u8; 1400];
-    let mut w = SynWriter::new(&mut buf, &header, &[]).unwrap();
-    assert!(w.push(&GossipDigest {
-        endpoint: from,
-        generation: Generation(GEN),
-        max_version: Version(1),
-        claim: Claim::alive(0),
-    }));
+    let mut w = own_syn(&mut buf, from);
     let len = w.reserve_filter(wire::MAX_FILTER_BYTES);
     let mut bits = vec![0u8; len];
     for a in known {
