@@ -194,10 +194,10 @@ pub struct Node<S: Storage, R> {
     catch_up: catch_up::CatchUps,
     /// Which endpoints we know, ourselves included: sent in every SYN.
     summary: wire::Summary,
-    /// SYNs owed to peers whose summaries differ from ours: where each
-    /// starts (the segment that differs).
+    /// Syncs owed (to peers whose summaries differ from ours, or whose
+    /// bursts asked for more): to whom, where from, and whether by a
+    /// filter.
     #[cfg_attr(not(feature = "catch-up"), allow(dead_code))]
-    /// Syncs owed: to whom, where from, and whether by a filter.
     syncs: heapless::Vec<(SocketAddr, u32, bool), SYNCS_PER_ROUND>,
     /// Syncs started this round.
     synced: u8,

@@ -76,11 +76,8 @@ impl Burst {
     /// from the start.
     #[cfg(feature = "catch-up")]
     fn mentions(&self, position: u32, distance: u32) -> bool {
-        if self.filter.is_empty() {
-            self.mentioned.binary_search(&distance).is_ok()
-        } else {
-            Filter::new(self.salt, &self.filter).contains(position)
-        }
+        self.mentioned.binary_search(&distance).is_ok()
+            || (!self.filter.is_empty() && Filter::new(self.salt, &self.filter).contains(position))
     }
 }
 
@@ -122,9 +119,23 @@ impl CatchUps {
         }
     }
 
+    /// A burst asks for the next filter from `next`: what this round's
+    /// filters covered ends there (the burst did not get further).
+    #[cfg(feature = "catch-up")]
+    fn resume_at(&mut self, next: u32) {
+        let into = u64::from(next.wrapping_sub(self.covered_from));
+        if self.covered <= u64::from(u32::MAX) && into < self.covered {
+            self.covered = into;
+        }
+    }
+
     /// A filter covered `range`.
     #[cfg(feature = "catch-up")]
     pub(super) fn filtered(&mut self, range: RingRange) {
+        if self.covered > u64::from(u32::MAX) {
+            // The whole ring, for the rest of the round.
+            return;
+        }
         let len = u64::from(range.end.wrapping_sub(range.start)) + 1;
         let len = if range.is_whole() { 1 << 32 } else { len };
         if self.covered > 0 && self.covered_from.wrapping_add(self.covered as u32) == range.start {
@@ -185,10 +196,11 @@ impl CatchUps {
 
 impl<S: Storage, R: Rng> Node<S, R> {
     /// How far behind the SYN's sender is (its digests flagged
-    /// [`flags::MENTIONED`]): `None` when it lacks fewer than [`FAR_BEHIND`]
-    /// of the endpoints we know on its range; `Some(true)` when it lacks at
-    /// least half of those seen, so it likely lacks as much off its range
-    /// too. Looks at most at the mentioned ones and that many more.
+    /// [`flags::MENTIONED`], or its filter): `None` when it lacks fewer
+    /// than [`FAR_BEHIND`] of the endpoints we know on its range;
+    /// `Some(true)` when it lacks at least half of those seen, so it likely
+    /// lacks as much off its range too. Stops at the [`FAR_BEHIND`]th
+    /// missing one.
     #[cfg(feature = "catch-up")]
     fn far_behind(&self, syn: &Syn<'_>, local_mentioned: bool) -> Option<bool> {
         let range = syn.range;
@@ -233,10 +245,10 @@ impl<S: Storage, R: Rng> Node<S, R> {
         let Some(lacks_most) = self.far_behind(syn, local_mentioned) else {
             return false;
         };
-        // The burst covers the SYN's range. A sender that lacks most of it
-        // likely lacks as much beyond: the burst's end asks for its next
-        // SYN (a filter from where the burst ended), rather than sending
-        // the ring beyond blind (much of which it may have).
+        // The burst covers the SYN's range. A sender that lacks most of a
+        // range short of the whole ring likely lacks as much beyond it: the
+        // burst's end asks for its next SYN (a filter from where the burst
+        // ended), which says what it has there.
         let start = syn.range.start;
         let span = syn.range.end.wrapping_sub(start);
         let mut mentioned = heapless::Vec::new();
@@ -270,7 +282,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
             mentioned,
             salt,
             filter,
-            chain: lacks_most,
+            chain: lacks_most && !syn.range.is_whole(),
         };
         if self.catch_up.bursts.push_back(burst).is_err() {
             return false;
@@ -404,7 +416,12 @@ impl<S: Storage, R: Rng> Node<S, R> {
             return;
         }
         self.ring_cursor = next;
-        if more && self.catch_up.take_ask() && self.syncs.push((sender, next, true)).is_err() {
+        if !more || !self.catch_up.take_ask() {
+            return;
+        }
+        #[cfg(feature = "catch-up")]
+        self.catch_up.resume_at(next);
+        if self.syncs.push((sender, next, true)).is_err() {
             self.add_target(sender);
         }
     }

@@ -42,8 +42,8 @@ impl<'a> StoredReply<'a> {
     /// Writes it into `out`, [`stored_len`](Self::stored_len) bytes.
     pub(super) fn store(&self, out: &mut [u8]) {
         let (kind, range) = match self {
-            StoredReply::Syn(_, range, None) => (0u8, *range),
-            StoredReply::Syn(_, range, Some(_)) => (2u8, *range),
+            StoredReply::Syn(_, range, _) if self.filter().is_some() => (2u8, *range),
+            StoredReply::Syn(_, range, _) => (0u8, *range),
             StoredReply::Ack(_) => (1u8, RingRange { start: 0, end: 0 }),
         };
         let digests = self.digests();

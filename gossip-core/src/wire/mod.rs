@@ -31,9 +31,10 @@
 //!   empty or a [`Summary`] of 128 bytes (64 little-endian `u16`) of every
 //!   endpoint the sender knows; then `filter: bytes`, empty or a [`Filter`]
 //!   (`salt: u32` little-endian, then 8 to 1,024 bytes of bits, a multiple
-//!   of 8) of the endpoints the sender knows on the range: a sync's SYN
-//!   covers its range by a filter rather than digests, and an endpoint on
-//!   the range the filter does not hold is one the sender lacks
+//!   of 8) of the endpoints the sender knows on the range: a sync's SYN to
+//!   a member far apart covers its range by a filter rather than digests,
+//!   and an endpoint on the range the filter does not hold is one the
+//!   sender lacks
 //! - **ACK**: `list<GossipDigest>` (requests), `list<EndpointDelta>` (deltas)
 //! - **ACK2**: `list<EndpointDelta>`
 //! - **SHUTDOWN**: the sender's own final delta without the endpoint:
@@ -322,8 +323,8 @@ pub struct Syn<'a> {
     /// [`Summary`] in its wire form ([`Summary::from_wire`] reads it).
     pub summary: Option<&'a [u8; SUMMARY_BYTES]>,
     /// Which endpoints the sender knows on `range`, as a [`Filter`] rather
-    /// than digests (a sync's SYN): an endpoint on the range the filter
-    /// does not hold is one the sender lacks.
+    /// than digests (a sync's SYN to a member far apart): an endpoint on
+    /// the range the filter does not hold is one the sender lacks.
     pub filter: Option<Filter<'a>>,
 }
 

@@ -1223,7 +1223,7 @@ fn a_syn_carries_its_filter_and_a_bad_one_is_malformed() {
     let f = s.filter.unwrap();
     assert_eq!((f.salt(), f.bits()), (42, &bits[..]));
     assert!(f.contains(12345));
-    // No room left for a second filter's worth.
+    // A short buffer gets a shorter filter, a multiple of 8 bytes.
     let mut small = [0u8; 200];
     let mut w = SynWriter::new(&mut small, &h, &[]).unwrap();
     let room = w.reserve_filter(MAX_FILTER_BYTES);
