@@ -110,21 +110,25 @@ impl CatchUps {
     /// the whole ring (their bursts are on their way).
     #[cfg(feature = "catch-up")]
     pub(super) fn filter_start(&self, start: u32) -> u32 {
-        if self.covered <= u64::from(u32::MAX)
-            && u64::from(start.wrapping_sub(self.covered_from)) < self.covered
-        {
-            self.covered_from.wrapping_add(self.covered as u32)
-        } else {
-            start
+        match self.offset_in_covered(start) {
+            Some(_) => self.covered_from.wrapping_add(self.covered as u32),
+            None => start,
         }
+    }
+
+    /// How far into this round's covered stretch `position` lies, if it
+    /// lies there (never once the whole ring is covered).
+    #[cfg(feature = "catch-up")]
+    fn offset_in_covered(&self, position: u32) -> Option<u64> {
+        let into = u64::from(position.wrapping_sub(self.covered_from));
+        (self.covered <= u64::from(u32::MAX) && into < self.covered).then_some(into)
     }
 
     /// A burst asks for the next filter from `next`: what this round's
     /// filters covered ends there (the burst did not get further).
     #[cfg(feature = "catch-up")]
     fn resume_at(&mut self, next: u32) {
-        let into = u64::from(next.wrapping_sub(self.covered_from));
-        if self.covered <= u64::from(u32::MAX) && into < self.covered {
+        if let Some(into) = self.offset_in_covered(next) {
             self.covered = into;
         }
     }
@@ -213,7 +217,7 @@ impl<S: Storage, R: Rng> Node<S, R> {
             if missing >= FAR_BEHIND || position.wrapping_sub(range.start) > span {
                 break;
             }
-            if syn.filter.is_some_and(|f| f.contains(position)) {
+            if syn.filter_holds(position) {
                 seen += 1;
                 continue;
             }

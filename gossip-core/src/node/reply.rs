@@ -494,7 +494,7 @@ pub(super) fn write_ack<S: Storage>(
             }
             // A filter answers before the peer is read (none without
             // bursts: see `handle_datagram`).
-            if cfg!(feature = "catch-up") && syn.filter.is_some_and(|f| f.contains(position)) {
+            if cfg!(feature = "catch-up") && syn.filter_holds(position) {
                 continue;
             }
             if let Some(p) = peers_ro.get(i as usize)

@@ -328,6 +328,14 @@ pub struct Syn<'a> {
     pub filter: Option<Filter<'a>>,
 }
 
+impl Syn<'_> {
+    /// Whether its filter holds the endpoint at `position` (false without
+    /// a filter).
+    pub fn filter_holds(&self, position: u32) -> bool {
+        self.filter.is_some_and(|f| f.contains(position))
+    }
+}
+
 /// Segments of the ring a [`Summary`] covers.
 pub const SUMMARY_SEGMENTS: usize = 64;
 
