@@ -2,7 +2,7 @@
 //! by round: the share of (node, peer) pairs known and known with both start
 //! states, the least-informed nodes' shares (0th, 1st, 10th percentile), and what moved the states
 //! (datagrams by kind, catch-up bursts and the endpoints they carried,
-//! summary syncs), cluster-wide, per node.
+//! summary syncs), cluster-wide, per node, and the wall time so far.
 //!
 //! `cargo run --release -p gossip-sim --example join -- 1000 [loss]`
 
@@ -30,8 +30,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pairs = (n * (n - 1)) as f64;
     let kinds = [Kind::Syn, Kind::Ack, Kind::Ack2, Kind::CatchUp];
     println!(
-        "round known  states least p1 p10 not-alive | per node: SYN ACK ACK2 CATCHUP bursts endpoints syncs KB"
+        "round known  states least p1 p10 not-alive | per node: SYN ACK ACK2 CATCHUP bursts endpoints syncs KB | wall s"
     );
+    let began = std::time::Instant::now();
     for r in 1..=150u64 {
         sim.run_until(Instant::from_millis(r * 1000 + 100), &mut ());
         let (mut known, mut full, mut down) = (0usize, 0usize, 0usize);
@@ -67,7 +68,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let share =
             |q: usize| each.get(q * each.len() / 100).copied().unwrap_or(0) as f64 / (n - 1) as f64;
         println!(
-            "{r:>5} {:.3} {:.3} {:.3} {:.3} {:.3} {down} | {:.1} {:.1} {:.1} {:.1} {:.2} {:.0} {:.2} {:.0}",
+            "{r:>5} {:.3} {:.3} {:.3} {:.3} {:.3} {down} | {:.1} {:.1} {:.1} {:.1} {:.2} {:.0} {:.2} {:.0} | {:.1}",
             known as f64 / pairs,
             full as f64 / pairs,
             share(0),
@@ -80,7 +81,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             per(bursts),
             per(endpoints),
             per(syncs),
-            sim.totals().bytes as f64 / n as f64 / 1024.0
+            sim.totals().bytes as f64 / n as f64 / 1024.0,
+            began.elapsed().as_secs_f64()
         );
         if (1..=4).contains(&down) {
             // Who sees whom not alive, how, and how the rest see it.
