@@ -106,6 +106,10 @@ const MAX_CORRECTIONS: usize = 4;
 /// Recently refreshed endpoints remembered for the next SYNs.
 const RECENT: usize = 64;
 
+/// News an ACK pushes beside what its SYN asked about (see `write_ack`).
+#[cfg(feature = "alloc")]
+const FRESH_NEWS: usize = 2;
+
 /// Members a SYN's stretch of the ring may always cover; in larger tables,
 /// at most half the members, so two SYNs sweep the ring when the datagram
 /// holds that many (a node also gets a SYN from another about every round;
@@ -218,6 +222,14 @@ pub struct Node<S: Storage, R> {
     /// matches).
     recent: heapless::Deque<(u32, u32), RECENT>,
     stamp: u32,
+    /// The latest slots whose application news reached us, with their
+    /// stamps then, newest last.
+    #[cfg(feature = "alloc")]
+    fresh: heapless::Deque<(u32, u32), FRESH_NEWS>,
+    /// The stamp at the start of the last round and of the one before:
+    /// news stamped past the older is fresh (see `fresh_news`).
+    #[cfg(feature = "alloc")]
+    round_stamps: [u32; 2],
     /// Rounds left that push application news to one more peer.
     news: u8,
     /// Rounds left that gossip to three more peers: new endpoints or
@@ -320,6 +332,10 @@ impl<S: Storage, R: Rng> Node<S, R> {
             phi_probes: PHI_PROBES_PER_ROUND,
             recent: heapless::Deque::new(),
             stamp: 0,
+            #[cfg(feature = "alloc")]
+            fresh: heapless::Deque::new(),
+            #[cfg(feature = "alloc")]
+            round_stamps: [0; 2],
             news: 0,
             joining: 0,
             rng,

@@ -142,6 +142,14 @@ impl<S: Storage, R: Rng> Node<S, R> {
     pub(super) fn refreshed(&mut self, idx: u32) {
         self.news = NEWS_ROUNDS;
         self.note_recent(idx);
+        #[cfg(feature = "alloc")]
+        {
+            if self.fresh.is_full() {
+                self.fresh.pop_front();
+            }
+            // Cannot fail: there is room now.
+            let _ = self.fresh.push_back((idx, self.stamp));
+        }
     }
 
     /// Puts slot `idx` first among the endpoints whose digests the next
@@ -157,6 +165,32 @@ impl<S: Storage, R: Rng> Node<S, R> {
         }
         // Cannot fail: there is room now.
         let _ = self.recent.push_back((idx, self.stamp));
+    }
+
+    /// The slots whose application news reached us this round or the one
+    /// before and is still theirs, newest first, while no endpoint is
+    /// joining (a mass join is all news: its ACKs are full of it already).
+    /// A fixed table (tens of slots) keeps none: its SYNs list it whole.
+    #[cfg(feature = "alloc")]
+    fn fresh_news(&self) -> heapless::Vec<u32, FRESH_NEWS> {
+        let mut fresh = heapless::Vec::new();
+        if self.news == 0 || self.joining > 0 {
+            return fresh;
+        }
+        let peers = self.peers.as_slice();
+        let floor = self.round_stamps[0];
+        for &(idx, stamp) in self.fresh.iter().rev() {
+            // Stamps count up (wrapping): one at or before the floor is older
+            // than the round before this one.
+            let since = stamp.wrapping_sub(floor);
+            if since == 0 || since > u32::MAX / 2 {
+                break;
+            }
+            if peers.get(idx as usize).is_some_and(|p| p.stamp == stamp) {
+                let _ = fresh.push(idx);
+            }
+        }
+        fresh
     }
 
     /// Notes a SYN's digests (heartbeat arrivals for phi, claims, news to
@@ -268,6 +302,8 @@ impl<S: Storage, R: Rng> Node<S, R> {
         let rumors = self.piggyback(to, &corrections);
         let header = self.header();
         let occupied = self.occupied;
+        #[cfg(feature = "alloc")]
+        let fresh = self.fresh_news();
         let own_claim = self.own_claim();
         let Node {
             config,
@@ -283,6 +319,8 @@ impl<S: Storage, R: Rng> Node<S, R> {
             own_claim,
             index: &*index,
             room_for_new: occupied < config.max_peers,
+            #[cfg(feature = "alloc")]
+            fresh: &fresh,
             rumors: &rumors,
         };
         let (size, kind) = match input {

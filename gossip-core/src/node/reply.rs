@@ -107,6 +107,10 @@ pub(super) struct ReplyContext<'a, S: Storage> {
     pub(super) own_claim: Claim,
     pub(super) index: &'a S::Index,
     pub(super) room_for_new: bool,
+    /// Slots whose application news reached us in the last rounds, newest
+    /// first (none while endpoints are joining).
+    #[cfg(feature = "alloc")]
+    pub(super) fresh: &'a [u32],
     /// The reply's rumors.
     pub(super) rumors: &'a [Rumor],
 }
@@ -473,6 +477,24 @@ pub(super) fn write_ack<S: Storage>(
     for (_, request) in wanted.sorted() {
         if w.len() >= request_budget || !w.push_request(request) {
             break;
+        }
+    }
+    // Our freshest news off the SYN's stretch, which it did not mention:
+    // a node no member happened to send a SYN to lately learns it here,
+    // since its own SYNs do not list it.
+    #[cfg(feature = "alloc")]
+    for &slot in ctx.fresh {
+        if let Some(p) = peers_ro.get(slot as usize)
+            && p.is_member()
+            && p.flags & flags::MENTIONED == 0
+            && !range.contains(ring_position(&p.addr()))
+        {
+            let c = Candidate {
+                gap: TIER_NEWS,
+                who: Who::Peer(slot),
+                above: Version(0),
+            };
+            ranked.offer(c.gap, c);
         }
     }
     // The members on the SYN's stretch of the ring, in ring order.

@@ -58,6 +58,10 @@ impl<S: Storage, R: Rng> Node<S, R> {
         // mongering): push-pull spreads it in about log3(N) rounds. While
         // endpoints are joining, three more exchanges a round carry their
         // states (a cluster's first convergence is bandwidth-bound).
+        #[cfg(feature = "alloc")]
+        {
+            self.round_stamps = [self.round_stamps[1], self.stamp];
+        }
         let news = self.news > 0;
         self.news = self.news.saturating_sub(1);
         let joining = self.joining > 0;

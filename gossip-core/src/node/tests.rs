@@ -1902,6 +1902,7 @@ fn a_version_near_the_top_is_refused_and_a_flood_evicts_no_member() {
 
 #[cfg(feature = "catch-up")]
 mod catch_up;
+mod exchange;
 mod liveness;
 
 #[cfg(feature = "internals")]

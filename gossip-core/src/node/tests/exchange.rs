@@ -1,0 +1,135 @@
+//! The anti-entropy exchange: what an ACK pushes beside what its SYN asked
+//! about.
+
+use super::*;
+use crate::state::DeltaItem;
+use crate::wire::RingRange;
+
+/// A node that knows 50 members and, rounds after they joined, learns a
+/// state change of one of them; returns it, the member and the time.
+fn with_news() -> (HeapNode, SocketAddr, Instant) {
+    let mut now = Instant::from_millis(1000);
+    let members: Vec<SocketAddr> = (2..52).map(member).collect();
+    let mut a: HeapNode = lone(config(), now);
+    learn_alive(&mut a, now, &members);
+    // Rounds go by: the members are no longer joining.
+    for _ in 0..5 {
+        now = now + config().gossip_interval;
+        a.handle_timeout(now);
+        while poll(&mut a, now).is_some() {}
+    }
+    while a.poll_event().is_some() {}
+    let news = member(30);
+    let header = Header {
+        cluster: CLUSTER,
+        sender: addr(1),
+    };
+    let mut buf = vec![0u8; 1400];
+    let mut w = Ack2Writer::new(&mut buf, &header, &[]).unwrap();
+    w.push_delta(
+        news,
+        Generation(GEN),
+        Claim::alive(0),
+        [DeltaItem::State(
+            StateKey::parse("load"),
+            VersionedValue {
+                version: Version(4),
+                value: b"0.9",
+            },
+        )],
+    );
+    let n = w.finish();
+    a.handle_datagram(now, addr(1), &buf[..n]);
+    (a, news, now)
+}
+
+/// The ACK `a` answers `from`'s SYN with, if any; the SYN lists `from`
+/// itself and `mentioned` (at their version 4), over `from`'s position
+/// alone.
+fn ack_to(
+    a: &mut HeapNode,
+    from: SocketAddr,
+    mentioned: &[SocketAddr],
+    now: Instant,
+) -> Option<Vec<u8>> {
+    let header = Header {
+        cluster: CLUSTER,
+        sender: from,
+    };
+    let mut buf = vec![0u8; 1400];
+    let mut w = SynWriter::new(&mut buf, &header, &[]).unwrap();
+    for &endpoint in [from].iter().chain(mentioned) {
+        assert!(w.push(&GossipDigest {
+            endpoint,
+            generation: Generation(GEN),
+            max_version: Version(if endpoint == from { 3 } else { 4 }),
+            claim: Claim::alive(0),
+        }));
+    }
+    let position = wire::ring_position(&from);
+    let n = w.finish(RingRange {
+        start: position,
+        end: position,
+    });
+    a.handle_datagram(now, from, &buf[..n]);
+    let (to, ack) = poll(a, now)?;
+    assert_eq!(to, from);
+    Some(ack)
+}
+
+/// An endpoint's delta: its states' keys and values.
+type Delta = (SocketAddr, Vec<(String, Vec<u8>)>);
+
+/// The endpoints an ACK has deltas of.
+fn deltas(ack: Option<Vec<u8>>) -> Vec<Delta> {
+    let Some(ack) = ack else {
+        return Vec::new();
+    };
+    let Message::Ack(k) = decoded(&ack) else {
+        panic!("expected ACK")
+    };
+    k.deltas
+        .map(|d| {
+            let states = d
+                .delta
+                .entries
+                .map(|(key, v)| (format!("{key:?}"), v.value.to_vec()))
+                .collect();
+            (d.endpoint, states)
+        })
+        .collect()
+}
+
+/// A SYN that does not list a member's fresh news (its sender's stretch
+/// lies elsewhere) gets it in the ACK all the same, whole: a node no member
+/// sends a SYN to for a while still learns news through its own exchanges.
+#[test]
+#[cfg(feature = "alloc")]
+fn an_ack_carries_fresh_news_its_syn_did_not_list() {
+    let (mut a, news, now) = with_news();
+    let got = deltas(ack_to(&mut a, member(7), &[], now));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].0, news);
+    assert!(got[0].1.iter().any(|(_, value)| value == b"0.9"), "{got:?}");
+}
+
+/// News the SYN shows its sender has already is not pushed again.
+#[test]
+#[cfg(feature = "alloc")]
+fn an_ack_does_not_push_news_its_syn_has() {
+    let (mut a, news, now) = with_news();
+    assert_eq!(deltas(ack_to(&mut a, member(7), &[news], now)), []);
+}
+
+/// News goes stale: two rounds later, an ACK pushes none.
+#[test]
+#[cfg(feature = "alloc")]
+fn an_ack_pushes_only_fresh_news() {
+    let (mut a, _, mut now) = with_news();
+    for _ in 0..2 {
+        now = now + config().gossip_interval;
+        a.handle_timeout(now);
+        while poll(&mut a, now).is_some() {}
+    }
+    assert_eq!(deltas(ack_to(&mut a, member(7), &[], now)), []);
+}
