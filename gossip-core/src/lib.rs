@@ -115,7 +115,11 @@
 //! newer on the other side (endpoints it lacks first) and sends, in its ACK,
 //! what is newer on its side, plus every endpoint it knows in the stretch that
 //! the SYN left out (the sender lacks those), ranked: whole endpoints, then
-//! application news, then heartbeats, largest version gap first. The ACK2
+//! application news, then heartbeats, largest version gap first. With
+//! `alloc`, the ACK also carries whole, after the other news, up to two
+//! endpoints whose states changed in the last two rounds when the SYN did
+//! not mention them (none while endpoints are joining): a node that no
+//! member happens to send a SYN to still learns news through its own. The ACK2
 //! answers the requests. Whatever does not fit one datagram (1400 bytes by
 //! default) follows in later rounds.
 //!

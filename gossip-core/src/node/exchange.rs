@@ -168,9 +168,12 @@ impl<S: Storage, R: Rng> Node<S, R> {
     }
 
     /// The slots whose application news reached us this round or the one
-    /// before and is still theirs, newest first, while no endpoint is
-    /// joining (a mass join is all news: its ACKs are full of it already).
-    /// A fixed table (tens of slots) keeps none: its SYNs list it whole.
+    /// before, newest first, for the ACKs to push. None while an endpoint
+    /// is joining (a new endpoint or generation met in the last two
+    /// rounds): a mass join is all news and its ACKs are full of it, so
+    /// the news pushed is of known endpoints' states. Not news whose
+    /// endpoint's liveness changed since (its stamp moved on): that one
+    /// heads our SYNs' digests anyway. Without `alloc`, none.
     #[cfg(feature = "alloc")]
     fn fresh_news(&self) -> heapless::Vec<u32, FRESH_NEWS> {
         let mut fresh = heapless::Vec::new();

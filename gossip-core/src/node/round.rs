@@ -29,6 +29,11 @@ impl<S: Storage, R: Rng> Node<S, R> {
         self.rumors.new_round();
         self.catch_up.new_round();
         self.synced = 0;
+        // What this round's ACKs count as fresh news (see `fresh_news`).
+        #[cfg(feature = "alloc")]
+        {
+            self.round_stamps = [self.round_stamps[1], self.stamp];
+        }
         // Cannot fail while running (the counter is exhausted only by shutdown).
         let _ = self.me.beat();
         self.choose_targets();
@@ -58,10 +63,6 @@ impl<S: Storage, R: Rng> Node<S, R> {
         // mongering): push-pull spreads it in about log3(N) rounds. While
         // endpoints are joining, three more exchanges a round carry their
         // states (a cluster's first convergence is bandwidth-bound).
-        #[cfg(feature = "alloc")]
-        {
-            self.round_stamps = [self.round_stamps[1], self.stamp];
-        }
         let news = self.news > 0;
         self.news = self.news.saturating_sub(1);
         let joining = self.joining > 0;

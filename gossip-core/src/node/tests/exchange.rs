@@ -5,21 +5,30 @@ use super::*;
 use crate::state::DeltaItem;
 use crate::wire::RingRange;
 
-/// A node that knows 50 members and, rounds after they joined, learns a
-/// state change of one of them; returns it, the member and the time.
-fn with_news() -> (HeapNode, SocketAddr, Instant) {
+/// A node that knows 50 members, rounds after they joined, and the time.
+fn settled() -> (HeapNode, Instant) {
     let mut now = Instant::from_millis(1000);
     let members: Vec<SocketAddr> = (2..52).map(member).collect();
     let mut a: HeapNode = lone(config(), now);
     learn_alive(&mut a, now, &members);
     // Rounds go by: the members are no longer joining.
-    for _ in 0..5 {
+    now = rounds(&mut a, now, 5);
+    (a, now)
+}
+
+/// `rounds` rounds later.
+fn rounds(a: &mut HeapNode, mut now: Instant, rounds: u32) -> Instant {
+    for _ in 0..rounds {
         now = now + config().gossip_interval;
         a.handle_timeout(now);
-        while poll(&mut a, now).is_some() {}
+        while poll(a, now).is_some() {}
     }
     while a.poll_event().is_some() {}
-    let news = member(30);
+    now
+}
+
+/// `a` learns from node 1 that `endpoint` set its `load` (version 4 and on).
+fn learn_news(a: &mut HeapNode, now: Instant, endpoint: SocketAddr, version: u64) {
     let header = Header {
         cluster: CLUSTER,
         sender: addr(1),
@@ -27,19 +36,26 @@ fn with_news() -> (HeapNode, SocketAddr, Instant) {
     let mut buf = vec![0u8; 1400];
     let mut w = Ack2Writer::new(&mut buf, &header, &[]).unwrap();
     w.push_delta(
-        news,
+        endpoint,
         Generation(GEN),
         Claim::alive(0),
         [DeltaItem::State(
             StateKey::parse("load"),
             VersionedValue {
-                version: Version(4),
+                version: Version(version),
                 value: b"0.9",
             },
         )],
     );
     let n = w.finish();
     a.handle_datagram(now, addr(1), &buf[..n]);
+}
+
+/// [`settled`], with news of member 30 just learned.
+fn with_news() -> (HeapNode, SocketAddr, Instant) {
+    let (mut a, now) = settled();
+    let news = member(30);
+    learn_news(&mut a, now, news, 4);
     (a, news, now)
 }
 
@@ -121,15 +137,44 @@ fn an_ack_does_not_push_news_its_syn_has() {
     assert_eq!(deltas(ack_to(&mut a, member(7), &[news], now)), []);
 }
 
+/// News stays fresh for the rest of its round and the next: the ACKs of
+/// the next round push it too.
+#[test]
+#[cfg(feature = "alloc")]
+fn an_ack_pushes_news_of_the_round_before() {
+    let (mut a, news, now) = with_news();
+    let now = rounds(&mut a, now, 1);
+    let got = deltas(ack_to(&mut a, member(7), &[], now));
+    assert_eq!(got.iter().map(|d| d.0).collect::<Vec<_>>(), [news]);
+}
+
 /// News goes stale: two rounds later, an ACK pushes none.
 #[test]
 #[cfg(feature = "alloc")]
 fn an_ack_pushes_only_fresh_news() {
-    let (mut a, _, mut now) = with_news();
-    for _ in 0..2 {
-        now = now + config().gossip_interval;
-        a.handle_timeout(now);
-        while poll(&mut a, now).is_some() {}
-    }
+    let (mut a, _, now) = with_news();
+    let now = rounds(&mut a, now, 2);
+    assert_eq!(deltas(ack_to(&mut a, member(7), &[], now)), []);
+}
+
+/// Older news is not pushed beside newer: only what arrived this round or
+/// the one before.
+#[test]
+#[cfg(feature = "alloc")]
+fn older_news_is_not_pushed_beside_newer() {
+    let (mut a, _, now) = with_news();
+    let now = rounds(&mut a, now, 2);
+    let newer = member(40);
+    learn_news(&mut a, now, newer, 4);
+    let got = deltas(ack_to(&mut a, member(7), &[], now));
+    assert_eq!(got.iter().map(|d| d.0).collect::<Vec<_>>(), [newer]);
+}
+
+/// While endpoints are joining, the ACKs push no news.
+#[test]
+#[cfg(feature = "alloc")]
+fn no_news_is_pushed_while_endpoints_join() {
+    let (mut a, _, now) = with_news();
+    learn_alive(&mut a, now, &[member(60)]);
     assert_eq!(deltas(ack_to(&mut a, member(7), &[], now)), []);
 }
