@@ -556,6 +556,12 @@ fn is_complete(pair: u8) -> bool {
 }
 
 impl Observer for Tracker {
+    /// Its account of each node reads that node's events alone (and the
+    /// goals are checked between steps).
+    fn in_time_order(&self) -> bool {
+        false
+    }
+
     fn on_event(&mut self, now: Instant, i: usize, event: &Event<'_>) {
         let n = self.n;
         let idx = move |addr| crate::Sim::index_for(addr).filter(|j| *j < n);
