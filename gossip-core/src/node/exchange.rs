@@ -305,8 +305,12 @@ impl<S: Storage, R: Rng> Node<S, R> {
         let rumors = self.piggyback(to, &corrections);
         let header = self.header();
         let occupied = self.occupied;
+        // (Only an ACK pushes news.)
         #[cfg(feature = "alloc")]
-        let fresh = self.fresh_news();
+        let fresh = match input {
+            StoredReply::Syn(..) => self.fresh_news(),
+            StoredReply::Ack(_) => heapless::Vec::new(),
+        };
         let own_claim = self.own_claim();
         let Node {
             config,

@@ -7,12 +7,10 @@ use crate::wire::RingRange;
 
 /// A node that knows 50 members, rounds after they joined, and the time.
 fn settled() -> (HeapNode, Instant) {
-    let mut now = Instant::from_millis(1000);
-    let members: Vec<SocketAddr> = (2..52).map(member).collect();
-    let mut a: HeapNode = lone(config(), now);
-    learn_alive(&mut a, now, &members);
+    let now = Instant::from_millis(1000);
+    let mut a = with_members(config(), 50, now);
     // Rounds go by: the members are no longer joining.
-    now = rounds(&mut a, now, 5);
+    let now = rounds(&mut a, now, 5);
     (a, now)
 }
 
