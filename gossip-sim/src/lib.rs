@@ -38,6 +38,7 @@ pub mod fuzz;
 mod observed;
 pub mod scenario;
 mod step;
+mod tracker;
 
 use observed::Observed;
 use step::{Effects, Job, NodeRun, World, jobs, run_job};
@@ -155,7 +156,30 @@ pub trait Observer {
     fn in_time_order(&self) -> bool {
         true
     }
+
+    /// The observer's part that takes each node's events where the node
+    /// runs, on the simulator's threads, if it has one (`None` by
+    /// default). An observer whose account of each node reads that node's
+    /// events alone gives one: then no event is copied and none waits for
+    /// the step to end, and [`on_event`](Self::on_event) gets none.
+    fn by_node(&self) -> Option<&dyn NodeObserver> {
+        None
+    }
 }
+
+/// Takes one node's events where that node runs ([`Observer::by_node`]):
+/// calls for different nodes may come at once, on different threads; those
+/// for one node come in its order, and all of a step's before the step
+/// returns.
+pub trait NodeObserver: Sync {
+    /// Node `node` reported events at `now`: `events` hands each of them, in
+    /// order, to the function it is given.
+    fn on_node_events(&self, now: Instant, node: usize, events: &mut NodeEvents<'_>);
+}
+
+/// A node's events being handed over ([`NodeObserver::on_node_events`]):
+/// called once, it passes each event in turn to the function it is given.
+pub type NodeEvents<'a> = dyn FnMut(&mut dyn FnMut(&Event<'_>)) + 'a;
 
 impl Observer for () {
     fn on_event(&mut self, _: Instant, _: usize, _: &Event<'_>) {}
@@ -405,6 +429,7 @@ impl Sim {
         let world = World {
             cfg: &self.cfg,
             groups: &self.groups,
+            observer: observer.by_node(),
         };
         let run = |job: &mut Job<'_>| run_job(job, &world, start, end, first_local_seq);
         let parallel = jobs.len() >= PARALLEL_JOBS;
@@ -520,6 +545,7 @@ impl Sim {
         let world = World {
             cfg: &self.cfg,
             groups: &self.groups,
+            observer: observer.by_node(),
         };
         let mut fx = Effects::default();
         {

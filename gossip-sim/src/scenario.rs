@@ -19,12 +19,13 @@ use std::time::Duration;
 
 use gossip_core::state::Generation;
 use gossip_core::wire::ClusterId;
-use gossip_core::{Config, Event, Instant};
+use gossip_core::{Config, Instant};
 use rand_core::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::Serialize;
 
-use crate::{NetworkModel, Observer, Sim, SimConfig, node_addr};
+use crate::tracker::{Tracker, Watch};
+use crate::{NetworkModel, Sim, SimConfig, node_addr};
 
 /// The standard scenarios.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -331,7 +332,7 @@ fn run_on_worker(cfg: &ScenarioConfig, hooks: Hooks<'_>) -> Result<Figures, Stri
         let secs = (sim.now() - start).as_secs_f64().max(1e-9);
         let quiet = (sim.totals().bytes - before.bytes) as f64;
         fig.steady_bytes_per_node_per_s = Some(round2(quiet / cfg.nodes as f64 / secs));
-        run.tracker.false_downs = 0;
+        run.tracker.reset_false_downs();
         goal = match cfg.scenario {
             Scenario::Converge => true,
             Scenario::Disseminate => run.disseminate(&mut sim, &mut fig),
@@ -359,7 +360,7 @@ fn run_on_worker(cfg: &ScenarioConfig, hooks: Hooks<'_>) -> Result<Figures, Stri
     fig.bytes_per_node_per_s = round2(per(totals.bytes));
     fig.max_datagram_bytes = totals.max_datagram;
     fig.sim_time_ms = sim.now().as_micros() / 1000;
-    fig.false_downs = run.tracker.false_downs;
+    fig.false_downs = run.tracker.false_downs();
     fig.violation = sim.violation().map(|v| v.to_string());
     fig.converged = goal && fig.violation.is_none();
     fig.timeline = run.timeline;
@@ -381,262 +382,6 @@ fn round2(x: f64) -> f64 {
 
 fn ms(d: Duration) -> u64 {
     d.as_millis() as u64
-}
-
-/// Pair flags in the tracker.
-const ALIVE: u8 = 1;
-/// States seen, counted in the upper bits.
-const STATE_UNIT: u8 = 2;
-/// States every node publishes at start.
-const START_STATES: u8 = 2;
-
-/// Follows events to know, cheaply, which nodes reached a goal.
-struct Tracker {
-    n: usize,
-    /// Per (observer, endpoint): ALIVE and a count of state events.
-    pairs: Vec<u8>,
-    /// Per observer: endpoints seen alive with all their start states.
-    complete: Vec<u32>,
-    /// Nodes whose complete count is `full`.
-    done: usize,
-    /// Endpoints a node must see complete: every other node, but a joiner
-    /// not started yet.
-    full: u32,
-    /// Nodes that must reach `full` for everyone to be done.
-    members: usize,
-    /// Which nodes are down on purpose (crashed, left, paused), and groups.
-    absent: Vec<bool>,
-    /// An endpoint whose downs are true ones whatever its state (the
-    /// `pause` scenario's frozen node: others may still time out its
-    /// suspicion after it resumed).
-    excused: Option<usize>,
-    /// Per (observer, endpoint), a bit: the observer may still hold an
-    /// incarnation of the endpoint from before its last restart (a down of
-    /// that one is a true one).
-    stale: Vec<u64>,
-    groups: Vec<u32>,
-    false_downs: u64,
-    /// Watched per-scenario events: (observer) -> when.
-    watch: Watch,
-    hits: Vec<Option<Instant>>,
-    hit_count: usize,
-    /// Nodes with an event since the last check.
-    touched: Vec<u32>,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Watch {
-    Nothing,
-    Key(usize),
-    Down(usize),
-    Touch(usize),
-    /// Nodes that see this one alive with its states.
-    Complete(usize),
-}
-
-impl Tracker {
-    /// Follows `n` nodes, of which `held_back` (if any) starts late.
-    fn new(n: usize, held_back: Option<usize>) -> Self {
-        let late = usize::from(held_back.is_some());
-        let mut absent = vec![false; n];
-        if let Some(j) = held_back {
-            absent[j] = true;
-        }
-        Self {
-            n,
-            pairs: vec![0; n * n],
-            complete: vec![0; n],
-            done: 0,
-            full: (n - 1 - late) as u32,
-            members: n - late,
-            absent,
-            stale: vec![0; (n * n).div_ceil(64)],
-            excused: None,
-            groups: vec![0; n],
-            false_downs: 0,
-            watch: Watch::Nothing,
-            hits: vec![None; n],
-            hit_count: 0,
-            touched: Vec::new(),
-        }
-    }
-
-    fn watch(&mut self, w: Watch) {
-        self.watch = w;
-        self.hits = vec![None; self.n];
-        self.hit_count = 0;
-        self.touched.clear();
-    }
-
-    fn hit(&mut self, i: usize, now: Instant) {
-        if let Some(slot) = self.hits.get_mut(i)
-            && slot.is_none()
-        {
-            *slot = Some(now);
-            self.hit_count += 1;
-        }
-    }
-
-    fn update(&mut self, i: usize, j: usize, f: impl FnOnce(u8) -> u8) {
-        let Some(pair) = self.pairs.get_mut(i * self.n + j) else {
-            return;
-        };
-        let before = is_complete(*pair);
-        *pair = f(*pair);
-        let after = is_complete(*pair);
-        let Some(c) = self.complete.get_mut(i) else {
-            return;
-        };
-        let full = self.full;
-        match (before, after) {
-            (false, true) => {
-                *c += 1;
-                if *c == full {
-                    self.done += 1;
-                }
-            }
-            (true, false) => {
-                if *c == full {
-                    self.done -= 1;
-                }
-                *c -= 1;
-            }
-            _ => {}
-        }
-    }
-
-    fn all_done(&self) -> bool {
-        self.done == self.members
-    }
-
-    /// A held-back node `j` started: everyone must now see it, and it
-    /// everyone.
-    fn joined(&mut self, j: usize) {
-        if let Some(a) = self.absent.get_mut(j) {
-            *a = false;
-        }
-        self.full = (self.n - 1) as u32;
-        self.members = self.n;
-        self.done = self.complete.iter().filter(|&&c| c == self.full).count();
-    }
-
-    /// Node `j` restarts: present again, and every other node holds its old
-    /// incarnation until it learns of the new one.
-    fn rejoined(&mut self, j: usize) {
-        if let Some(a) = self.absent.get_mut(j) {
-            *a = false;
-        }
-        for i in (0..self.n).filter(|i| *i != j) {
-            self.set_stale(i, j, true);
-        }
-    }
-
-    fn set_stale(&mut self, i: usize, j: usize, on: bool) {
-        let bit = i * self.n + j;
-        if let Some(word) = self.stale.get_mut(bit / 64) {
-            let mask = 1u64 << (bit % 64);
-            if on {
-                *word |= mask;
-            } else {
-                *word &= !mask;
-            }
-        }
-    }
-
-    fn is_stale(&self, i: usize, j: usize) -> bool {
-        let bit = i * self.n + j;
-        self.stale
-            .get(bit / 64)
-            .is_some_and(|w| w & (1u64 << (bit % 64)) != 0)
-    }
-}
-
-fn is_complete(pair: u8) -> bool {
-    pair & ALIVE != 0 && pair / STATE_UNIT >= START_STATES
-}
-
-impl Observer for Tracker {
-    /// Its account of each node reads that node's events alone (and the
-    /// goals are checked between steps).
-    fn in_time_order(&self) -> bool {
-        false
-    }
-
-    fn on_event(&mut self, now: Instant, i: usize, event: &Event<'_>) {
-        let n = self.n;
-        let idx = move |addr| crate::Sim::index_for(addr).filter(|j| *j < n);
-        match *event {
-            Event::Up { endpoint } => {
-                if let Some(j) = idx(endpoint) {
-                    self.update(i, j, |p| p | ALIVE);
-                }
-            }
-            Event::Down { endpoint } => {
-                if let Some(j) = idx(endpoint) {
-                    self.update(i, j, |p| p & !ALIVE);
-                    let reachable = self.groups.get(i) == self.groups.get(j);
-                    if !self.absent.get(j).copied().unwrap_or(true)
-                        && reachable
-                        && !self.is_stale(i, j)
-                        && self.excused != Some(j)
-                    {
-                        self.false_downs += 1;
-                    }
-                    if self.watch == Watch::Down(j) {
-                        self.hit(i, now);
-                    }
-                }
-            }
-            Event::Restarted { endpoint, .. } | Event::Discovered { endpoint } => {
-                if let Some(j) = idx(endpoint) {
-                    self.set_stale(i, j, false);
-                }
-                if let (Event::Restarted { .. }, Some(j)) = (event, idx(endpoint)) {
-                    // A new incarnation publishes its states again.
-                    self.update(i, j, |p| p & ALIVE);
-                }
-            }
-            Event::StateChanged { endpoint, key, .. } => {
-                if let Some(j) = idx(endpoint) {
-                    use gossip_core::state::{ApplicationState, StateKey};
-                    if matches!(
-                        key,
-                        StateKey::Known(ApplicationState::Status | ApplicationState::HostId)
-                    ) {
-                        self.update(i, j, |p| p.saturating_add(STATE_UNIT));
-                    }
-                    if self.watch == Watch::Key(j) && key == StateKey::User("probe") {
-                        self.hit(i, now);
-                    }
-                }
-            }
-            _ => {}
-        }
-        if let Watch::Touch(j) = self.watch
-            && event_endpoint(event).and_then(idx) == Some(j)
-        {
-            self.touched.push(i as u32);
-        }
-        if let Watch::Complete(j) = self.watch
-            && event_endpoint(event).and_then(idx) == Some(j)
-            && self.pairs.get(i * n + j).is_some_and(|p| is_complete(*p))
-        {
-            self.hit(i, now);
-        }
-    }
-}
-
-fn event_endpoint(e: &Event<'_>) -> Option<std::net::SocketAddr> {
-    Some(match *e {
-        Event::Discovered { endpoint }
-        | Event::Up { endpoint }
-        | Event::Suspect { endpoint }
-        | Event::Down { endpoint }
-        | Event::Restarted { endpoint, .. }
-        | Event::ShutDown { endpoint }
-        | Event::Removed { endpoint }
-        | Event::StateChanged { endpoint, .. } => endpoint,
-    })
 }
 
 struct Run<'c, 'h> {
@@ -717,7 +462,7 @@ impl Run<'_, '_> {
         // its states).
         let started = sim.now() + sim.config().start_spread;
         sim.run_until(started, &mut self.tracker);
-        let elapsed = self.until(sim, |_, t| t.all_done(), |_, t| t.done as f64 / n as f64);
+        let elapsed = self.until(sim, |_, t| t.all_done(), |_, t| t.done() as f64 / n as f64);
         if !record {
             self.timeline.clear();
         }
@@ -731,8 +476,8 @@ impl Run<'_, '_> {
         sim.set_state(0, "probe", b"changed", &mut self.tracker);
         let took = self.until(
             sim,
-            |_, t| t.hit_count == t.n,
-            |_, t| t.hit_count as f64 / n as f64,
+            |_, t| t.hit_count() == t.n,
+            |_, t| t.hit_count() as f64 / n as f64,
         );
         fig.disseminate_ms = took.map(ms);
         fig.rounds = took.map(|d| rounds(d, self.cfg.interval));
@@ -752,12 +497,12 @@ impl Run<'_, '_> {
         let took = self.until(
             sim,
             |sim, t| {
-                if has_all.is_none() && t.complete[j] == t.full {
+                if has_all.is_none() && t.complete(j) == t.full {
                     has_all = Some(sim.now() - start);
                 }
-                has_all.is_some() && t.hit_count == t.n
+                has_all.is_some() && t.hit_count() == t.n
             },
-            |_, t| t.hit_count as f64 / n as f64,
+            |_, t| t.hit_count() as f64 / n as f64,
         );
         fig.join_ms = has_all.map(ms);
         fig.joined_ms = took.map(ms);
@@ -780,12 +525,12 @@ impl Run<'_, '_> {
         sim.crash(v);
         let took = self.until(
             sim,
-            |_, t| t.hit_count == t.n,
-            |_, t| t.hit_count as f64 / n as f64,
+            |_, t| t.hit_count() == t.n,
+            |_, t| t.hit_count() as f64 / n as f64,
         );
         let mut times: Vec<u64> = self
             .tracker
-            .hits
+            .hits()
             .iter()
             .enumerate()
             .filter(|(i, _)| *i != v)
@@ -830,7 +575,7 @@ impl Run<'_, '_> {
             sim,
             |sim, t| {
                 let now = sim.now();
-                let touched = std::mem::take(&mut t.touched);
+                let touched = t.take_touched();
                 for i in touched {
                     let i = i as usize;
                     let up = sim
@@ -841,9 +586,9 @@ impl Run<'_, '_> {
                         t.hit(i, now);
                     }
                 }
-                t.hit_count == t.n
+                t.hit_count() == t.n
             },
-            |_, t| t.hit_count as f64 / n as f64,
+            |_, t| t.hit_count() as f64 / n as f64,
         )
     }
 
@@ -863,7 +608,7 @@ impl Run<'_, '_> {
             let up = (0..sim.len()).filter(|i| sim.is_up(*i)).count().max(1);
             self.timeline.push((
                 (sim.now() - start).as_secs_f64(),
-                self.tracker.done as f64 / up as f64,
+                self.tracker.done() as f64 / up as f64,
             ));
         }
     }
@@ -873,7 +618,6 @@ impl Run<'_, '_> {
     /// down of a live node count as false. Others' downs of the frozen node
     /// are true ones, even those that land after it resumed.
     fn pause(&mut self, sim: &mut Sim, fig: &mut Figures) -> bool {
-        let n = self.cfg.nodes;
         let v = self.victim();
         self.tracker.excused = Some(v);
         sim.pause(v, self.cfg.pause);
@@ -881,7 +625,7 @@ impl Run<'_, '_> {
         sim.run_until(resume, &mut self.tracker);
         self.tracker.watch(Watch::Touch(v));
         // Everyone is checked once at the resume; then those with news of it.
-        self.tracker.touched = (0..n as u32).collect();
+        self.tracker.touch_all();
         self.tracker.hit(v, sim.now());
         let took = self.until_all_see(sim, v, |p| p.is_alive());
         fig.resume_ms = took.map(ms);
@@ -900,13 +644,9 @@ impl Run<'_, '_> {
         while sim.now() < limit && sim.violation().is_none() {
             let next = sim.now() + self.cfg.interval;
             sim.run_until(next, &mut self.tracker);
-            let t = &self.tracker;
-            let cross_alive = (0..n).any(|i| {
-                (0..n).any(|j| {
-                    groups.get(i) != groups.get(j)
-                        && t.pairs.get(i * n + j).is_some_and(|p| p & ALIVE != 0)
-                })
-            });
+            let t = &mut self.tracker;
+            let cross_alive = (0..n)
+                .any(|i| (0..n).any(|j| groups.get(i) != groups.get(j) && t.sees_alive(i, j)));
             if !cross_alive {
                 break;
             }

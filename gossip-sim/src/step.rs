@@ -8,6 +8,8 @@ use super::*;
 pub(super) struct World<'a> {
     pub(super) cfg: &'a SimConfig,
     pub(super) groups: &'a [u32],
+    /// Takes each node's events as it runs, if the observer can.
+    pub(super) observer: Option<&'a dyn NodeObserver>,
 }
 
 /// What handling one node in a window produced, merged afterwards in node
@@ -266,8 +268,27 @@ impl NodeRun<'_, '_> {
                 out.push((t.destination, datagram(buf.get(..t.size).unwrap_or(&[]))));
             }
             deadline = node.poll_timeout();
-            while let Some(e) = node.poll_event() {
-                events.push(Observed::of(&e, &mut self.fx.event_bytes));
+            if let Some(observer) = self.world.observer {
+                // Straight to the observer; what the checks below read of
+                // each event (those with no value) is kept.
+                observer.on_node_events(now, self.i as usize, &mut |f| {
+                    while let Some(e) = node.poll_event() {
+                        f(&e);
+                        if matches!(
+                            e,
+                            Event::Down { .. } | Event::Removed { .. } | Event::Discovered { .. }
+                        ) {
+                            events.push(Observed::of(&e, &mut self.fx.event_bytes));
+                        }
+                    }
+                });
+                for e in events.drain(..) {
+                    self.watch(&e);
+                }
+            } else {
+                while let Some(e) = node.poll_event() {
+                    events.push(Observed::of(&e, &mut self.fx.event_bytes));
+                }
             }
         }
         DRAIN_BUF.with(|b| *b.borrow_mut() = buf);

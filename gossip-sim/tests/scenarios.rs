@@ -126,16 +126,29 @@ fn same_seed_same_figures() {
     assert_ne!(a.sim_time_ms, c.sim_time_ms);
 }
 
+/// How a [`Log`] takes the events.
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+enum Mode {
+    /// In time order, after each step.
+    #[default]
+    Timed,
+    /// Node by node, after each step, unsorted.
+    Unsorted,
+    /// Where each node runs ([`gossip_sim::Observer::by_node`]).
+    ByNode,
+}
+
 /// Every event every node reported, in the order the observer saw them,
 /// and how many came out of order: earlier than the one before, or at the
-/// same moment from a node before the one before. `node_by_node`: it does
-/// not ask for time order.
+/// same moment from a node before the one before. Taking them by node, it
+/// keeps each node's apart and counts the ones `on_event` got anyway.
 #[derive(Default)]
 struct Log {
     events: Vec<(usize, String)>,
     last: Option<(Instant, usize)>,
     out_of_order: usize,
-    node_by_node: bool,
+    mode: Mode,
+    per_node: Vec<std::sync::Mutex<Vec<String>>>,
 }
 
 impl gossip_sim::Observer for Log {
@@ -149,7 +162,18 @@ impl gossip_sim::Observer for Log {
     }
 
     fn in_time_order(&self) -> bool {
-        !self.node_by_node
+        self.mode == Mode::Timed
+    }
+
+    fn by_node(&self) -> Option<&dyn gossip_sim::NodeObserver> {
+        (self.mode == Mode::ByNode).then_some(self as &dyn gossip_sim::NodeObserver)
+    }
+}
+
+impl gossip_sim::NodeObserver for Log {
+    fn on_node_events(&self, now: Instant, node: usize, events: &mut gossip_sim::NodeEvents<'_>) {
+        let mut log = self.per_node[node].lock().unwrap();
+        events(&mut |event| log.push(format!("{now:?} {node} {event:?}")));
     }
 }
 
@@ -166,7 +190,7 @@ type Run = (
 /// the least latency, holds several nodes' work, split between threads
 /// when there are two): loss, a crash, a restart, a partition and a state
 /// change. Returns the event log, totals, window counts and convergence.
-fn scripted_run(threads: usize, reserve_peers: bool, node_by_node: bool) -> Run {
+fn scripted_run(threads: usize, reserve_peers: bool, mode: Mode) -> Run {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
@@ -179,7 +203,8 @@ fn scripted_run(threads: usize, reserve_peers: bool, node_by_node: bool) -> Run 
         cfg.reserve_peers = reserve_peers;
         let mut sim = Sim::new(cfg).unwrap();
         let mut log = Log {
-            node_by_node,
+            mode,
+            per_node: (0..48).map(|_| Default::default()).collect(),
             ..Log::default()
         };
         let at = Instant::from_millis;
@@ -193,8 +218,19 @@ fn scripted_run(threads: usize, reserve_peers: bool, node_by_node: bool) -> Run 
         sim.heal();
         sim.run_until(at(40_000), &mut log);
         let converged = sim.check_converged();
+        if mode == Mode::ByNode {
+            assert!(
+                log.events.is_empty(),
+                "on_event got {} events",
+                log.events.len()
+            );
+            for (node, events) in log.per_node.into_iter().enumerate() {
+                let events = events.into_inner().unwrap();
+                log.events.extend(events.into_iter().map(|e| (node, e)));
+            }
+        }
         assert!(!log.events.is_empty());
-        if !node_by_node {
+        if mode == Mode::Timed {
             assert_eq!(log.out_of_order, 0, "events out of (time, node) order");
         }
         (log.events, sim.totals().clone(), sim.windows(), converged)
@@ -203,7 +239,10 @@ fn scripted_run(threads: usize, reserve_peers: bool, node_by_node: bool) -> Run 
 
 #[test]
 fn reserving_the_tables_changes_nothing_but_memory() {
-    let (grown, reserved) = (scripted_run(1, false, false), scripted_run(1, true, false));
+    let (grown, reserved) = (
+        scripted_run(1, false, Mode::Timed),
+        scripted_run(1, true, Mode::Timed),
+    );
     assert!(reserved.3.is_ok(), "{:?}", reserved.3);
     assert_eq!(grown.1, reserved.1);
     assert_eq!(grown.0, reserved.0);
@@ -211,7 +250,7 @@ fn reserving_the_tables_changes_nothing_but_memory() {
 
 #[test]
 fn the_same_run_on_one_thread_and_on_two() {
-    let on = |threads: usize| scripted_run(threads, false, false);
+    let on = |threads: usize| scripted_run(threads, false, Mode::Timed);
     let (one, two) = (on(1), on(2));
     assert!(one.3.is_ok(), "{:?}", one.3);
     let (windows, parallel) = one.2;
@@ -227,25 +266,29 @@ fn the_same_run_on_one_thread_and_on_two() {
     }
 }
 
-/// An observer that does not ask for time order gets the same events, each
-/// node's in the same order, and the run is the same.
+/// An observer that does not ask for time order, or that takes each node's
+/// events where it runs, gets the same events, each node's in the same
+/// order, and the run is the same.
 #[test]
 fn events_node_by_node_are_the_same_events() {
-    let (timed, by_node) = (scripted_run(2, false, false), scripted_run(2, false, true));
-    assert_eq!(timed.1, by_node.1);
-    assert_eq!(timed.2, by_node.2);
+    let timed = scripted_run(2, false, Mode::Timed);
     let of = |log: &[(usize, String)], node: usize| -> Vec<String> {
         log.iter()
             .filter(|(n, _)| *n == node)
             .map(|(_, e)| e.clone())
             .collect()
     };
-    for node in 0..48 {
-        assert_eq!(of(&timed.0, node), of(&by_node.0, node), "node {node}");
+    for mode in [Mode::Unsorted, Mode::ByNode] {
+        let other = scripted_run(2, false, mode);
+        assert_eq!(timed.1, other.1);
+        assert_eq!(timed.2, other.2);
+        for node in 0..48 {
+            assert_eq!(of(&timed.0, node), of(&other.0, node), "node {node}");
+        }
+        assert_eq!(timed.0.len(), other.0.len());
+        // And it was not sorted for it: some events came before earlier ones.
+        assert_ne!(timed.0, other.0);
     }
-    assert_eq!(timed.0.len(), by_node.0.len());
-    // And it was not sorted for it: some events came before earlier ones.
-    assert_ne!(timed.0, by_node.0);
 }
 
 #[test]
