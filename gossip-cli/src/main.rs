@@ -182,6 +182,11 @@ fn parse_loss(s: &str) -> Result<f64, String> {
     }
 }
 
+/// The simulator reserves its nodes' peer tables in huge pages
+/// ([`gossip_sim::arena`]); every other allocation is the system's.
+#[global_allocator]
+static ALLOC: gossip_sim::arena::TableAlloc = gossip_sim::arena::TableAlloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {

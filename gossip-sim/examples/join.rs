@@ -12,6 +12,10 @@ use gossip_core::wire::Kind;
 use gossip_sim::scenario::start_states;
 use gossip_sim::{Scenario, ScenarioConfig, Sim, SimConfig};
 
+/// The tables in huge pages, as in `gossip sim`.
+#[global_allocator]
+static ALLOC: gossip_sim::arena::TableAlloc = gossip_sim::arena::TableAlloc;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n: usize = std::env::args()
         .nth(1)

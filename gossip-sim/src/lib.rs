@@ -33,6 +33,7 @@ use gossip_core::{Config, ConfigError, Event, HeapStorage, Instant, Node};
 use rand_core::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
+pub mod arena;
 pub mod faults;
 pub mod fuzz;
 mod observed;
@@ -88,7 +89,8 @@ pub struct SimConfig {
     pub start_spread: Duration,
     /// Each node makes room for every other node when it starts
     /// ([`Node::reserve_peers`]), as a deployment that knows its cluster's
-    /// size can: its tables are allocated once instead of growing.
+    /// size can: its tables are allocated once instead of growing (in huge
+    /// pages when [`arena::TableAlloc`] is the global allocator).
     pub reserve_peers: bool,
     /// The application states node `i` (of generation `g`) sets before its
     /// first round, each time it starts, as Cassandra's nodes preload

@@ -170,7 +170,8 @@ impl NodeRun<'_, '_> {
         ) {
             Ok(mut node) => {
                 if cfg.reserve_peers {
-                    node.reserve_peers(cfg.nodes.saturating_sub(1));
+                    // In huge pages, where the CLI installs the arena.
+                    crate::arena::long_lived(|| node.reserve_peers(cfg.nodes.saturating_sub(1)));
                 }
                 for (key, value) in cfg
                     .start_states
