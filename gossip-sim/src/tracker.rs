@@ -344,12 +344,12 @@ impl Tracker {
             _ => {}
         }
         if let Watch::Touch(j) = self.watch
-            && event_endpoint(event).and_then(idx) == Some(j)
+            && idx(event.endpoint()) == Some(j)
         {
             tally.touched = true;
         }
         if let Watch::Complete(j) = self.watch
-            && event_endpoint(event).and_then(idx) == Some(j)
+            && idx(event.endpoint()) == Some(j)
             && row.pairs.get(j).is_some_and(|p| is_complete(*p))
         {
             Self::row_hit(row, tally, now);
@@ -406,17 +406,4 @@ impl Observer for Tracker {
 
 fn is_complete(pair: u8) -> bool {
     pair & ALIVE != 0 && pair / STATE_UNIT >= START_STATES
-}
-
-fn event_endpoint(e: &Event<'_>) -> Option<std::net::SocketAddr> {
-    Some(match *e {
-        Event::Discovered { endpoint }
-        | Event::Up { endpoint }
-        | Event::Suspect { endpoint }
-        | Event::Down { endpoint }
-        | Event::Restarted { endpoint, .. }
-        | Event::ShutDown { endpoint }
-        | Event::Removed { endpoint }
-        | Event::StateChanged { endpoint, .. } => endpoint,
-    })
 }

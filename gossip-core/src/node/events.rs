@@ -68,6 +68,22 @@ pub enum Event<'a> {
     },
 }
 
+impl Event<'_> {
+    /// The endpoint the event is about.
+    pub fn endpoint(&self) -> SocketAddr {
+        match *self {
+            Event::Discovered { endpoint }
+            | Event::Up { endpoint }
+            | Event::Suspect { endpoint }
+            | Event::Down { endpoint }
+            | Event::Restarted { endpoint, .. }
+            | Event::ShutDown { endpoint }
+            | Event::Removed { endpoint }
+            | Event::StateChanged { endpoint, .. } => endpoint,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum EventKind {
     Discovered,
