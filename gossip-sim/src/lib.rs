@@ -162,8 +162,8 @@ pub trait Observer {
     /// The observer's part that takes each node's events where the node
     /// runs, on the simulator's threads, if it has one (`None` by
     /// default). An observer whose account of each node reads that node's
-    /// events alone gives one: then no event is copied and none waits for
-    /// the step to end, and [`on_event`](Self::on_event) gets none.
+    /// events alone gives one: then no event is copied for it, none waits
+    /// for the step to end, and [`on_event`](Self::on_event) gets none.
     fn by_node(&self) -> Option<&dyn NodeObserver> {
         None
     }

@@ -270,8 +270,8 @@ impl NodeRun<'_, '_> {
             }
             deadline = node.poll_timeout();
             if let Some(observer) = self.world.observer {
-                // Straight to the observer; what the checks below read of
-                // each event (those with no value) is kept.
+                // Straight to the observer; the events the checks below
+                // read (none with a value) are kept for them.
                 observer.on_node_events(now, self.i as usize, &mut |f| {
                     while let Some(e) = node.poll_event() {
                         f(&e);
@@ -283,9 +283,6 @@ impl NodeRun<'_, '_> {
                         }
                     }
                 });
-                for e in events.drain(..) {
-                    self.watch(&e);
-                }
             } else {
                 while let Some(e) = node.poll_event() {
                     events.push(Observed::of(&e, &mut self.fx.event_bytes));
@@ -309,9 +306,12 @@ impl NodeRun<'_, '_> {
             self.slot.scheduled = Some(at);
             self.schedule(at, self.i, Action::Timeout);
         }
+        let to_observer = self.world.observer.is_none();
         for e in events.drain(..) {
             self.watch(&e);
-            self.fx.events.push((now, e));
+            if to_observer {
+                self.fx.events.push((now, e));
+            }
         }
         DRAIN_OUT.with(|b| *b.borrow_mut() = (out, events));
     }
