@@ -28,6 +28,8 @@ mod catch_up;
 mod claims;
 mod events;
 mod exchange;
+mod fit;
+mod getters;
 mod members;
 mod merge;
 mod probe;
@@ -596,134 +598,6 @@ impl<S: Storage, R: Rng> Node<S, R> {
         })
     }
 
-    // ---- getters --------------------------------------------------------
-
-    /// This node's address.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local
-    }
-
-    /// This node's own state.
-    pub fn local_state(&self) -> &EndpointState<S::StateBuf> {
-        &self.me
-    }
-
-    /// The configuration.
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
-    /// The seeds (without this node).
-    pub fn seeds(&self) -> &[SocketAddr] {
-        &self.seeds
-    }
-
-    /// Every known endpoint other than this node (removed ones excluded).
-    pub fn endpoints(&self) -> impl Iterator<Item = &Peer<S::StateBuf>> + '_ {
-        self.peers.as_slice().iter().filter(|p| p.is_member())
-    }
-
-    /// The endpoint at `addr`, if known (not this node).
-    pub fn endpoint(&self, addr: &SocketAddr) -> Option<&Peer<S::StateBuf>> {
-        let idx = self.index.find(addr, self.peers.as_slice())?;
-        self.peers
-            .as_slice()
-            .get(idx as usize)
-            .filter(|p| p.is_member())
-    }
-
-    /// Where the endpoint at `addr` sits in the peer table, if known: a
-    /// handle for [`endpoint_at`](Self::endpoint_at) that saves the lookup.
-    /// It stays valid while the endpoint is in the table; once the endpoint
-    /// is removed, the slot may hold another.
-    #[cfg(any(test, feature = "internals"))]
-    pub fn endpoint_slot(&self, addr: &SocketAddr) -> Option<usize> {
-        let idx = self.index.find(addr, self.peers.as_slice())? as usize;
-        self.peers.as_slice().get(idx)?.is_member().then_some(idx)
-    }
-
-    /// The views the last datagram merged deltas into (and the sender's, for
-    /// a shutdown notice), each as `(slot, generation, max version)` before
-    /// the merge: once the datagram is handled, the endpoint in each slot
-    /// should be at that point or past it.
-    #[cfg(feature = "internals")]
-    pub fn merged_views(&self) -> impl Iterator<Item = (usize, Generation, Version)> + '_ {
-        self.merged.iter().map(|&(s, g, v)| (s as usize, g, v))
-    }
-
-    /// The endpoint in table slot `slot` (see
-    /// [`endpoint_slot`](Self::endpoint_slot)), if the slot holds one.
-    #[cfg(any(test, feature = "internals"))]
-    pub fn endpoint_at(&self, slot: usize) -> Option<&Peer<S::StateBuf>> {
-        self.peers.as_slice().get(slot).filter(|p| p.is_member())
-    }
-
-    /// Makes room for `additional` more endpoints at once (never past
-    /// [`Config::max_peers`]), for a node that knows how large its cluster
-    /// is: with [`HeapStorage`](crate::HeapStorage) the peer table, its
-    /// index and ring order are allocated once, at that size, instead of
-    /// growing (and copying themselves) as endpoints are learned, and hold
-    /// no spare room past it. Fixed storage has all its room already: a
-    /// no-op there.
-    pub fn reserve_peers(&mut self, additional: usize) {
-        let slots = self.peers.as_slice().len();
-        let room = self.config.max_peers.saturating_sub(self.occupied);
-        let additional = additional.min(room);
-        // Free slots are reused before the table grows.
-        let new_slots = additional
-            .saturating_sub(self.free.as_slice().len())
-            .min(self.config.max_peers.saturating_sub(slots));
-        self.peers.reserve(new_slots);
-        self.index.reserve(additional, self.peers.as_slice());
-    }
-
-    /// This node's incarnation within its generation: raised each time it
-    /// refutes a suspicion of itself.
-    pub fn incarnation(&self) -> u32 {
-        self.incarnation
-    }
-
-    /// Local health (Lifeguard): 0 when healthy, up to [`MAX_HEALTH`]; probe
-    /// and suspicion timeouts are multiplied by one more than it.
-    pub fn health(&self) -> u8 {
-        self.health
-    }
-
-    /// Known endpoints (this node excluded).
-    pub fn endpoint_count(&self) -> usize {
-        self.alive + self.unreachable
-    }
-
-    /// The membership summary this node's SYNs carry.
-    pub fn summary(&self) -> &wire::Summary {
-        &self.summary
-    }
-
-    /// Endpoints believed up (alive or suspected).
-    pub fn live_count(&self) -> usize {
-        self.alive
-    }
-
-    /// Endpoints down or left.
-    pub fn unreachable_count(&self) -> usize {
-        self.unreachable
-    }
-
-    /// Counters.
-    pub fn stats(&self) -> &Stats {
-        &self.stats
-    }
-
-    /// Whether [`shutdown`](Self::shutdown) was called.
-    pub fn is_shutting_down(&self) -> bool {
-        self.phase != Phase::Running
-    }
-
-    /// Whether the shutdown notices have all been polled.
-    pub fn is_shut_down(&self) -> bool {
-        self.phase == Phase::Stopped
-    }
-
     // ---- private: input -------------------------------------------------
 
     fn try_handle(
@@ -964,71 +838,6 @@ impl<S: Storage, R: Rng> Node<S, R> {
             self.me.items_above(Version(0)),
         )
         .unwrap_or(0)
-    }
-}
-
-impl Config {
-    /// This configuration shrunk to what storage `S` holds, checked: the
-    /// way to a configuration for a [`FixedStorage`](crate::FixedStorage)
-    /// (growable storage changes nothing).
-    ///
-    /// `max_peers`, `max_datagram_size` and `max_pending_replies` drop to the
-    /// storage's capacities. If its state buffer is smaller than the
-    /// [`Limits`](crate::state::Limits) need, the limits shrink until they
-    /// fit: at most 8 keys per endpoint and 16-byte key names, then values
-    /// as long as the buffer allows. An error says what still cannot fit
-    /// (a buffer too small for one short value per key, datagrams too
-    /// small for the largest entry, ...).
-    ///
-    /// ```
-    /// use gossip_core::{Config, FixedStorage};
-    /// use gossip_core::wire::ClusterId;
-    ///
-    /// // 16 peers, 488 bytes of state each, 512-byte datagrams, 2 replies.
-    /// type Storage = FixedStorage<16, 488, 512, 2>;
-    /// let config = Config::lan(ClusterId::from_name("demo")).fit::<Storage>()?;
-    /// assert_eq!((config.max_peers, config.max_datagram_size), (16, 512));
-    /// assert_eq!(config.limits.max_value_len, 32);
-    /// # Ok::<(), gossip_core::ConfigError>(())
-    /// ```
-    pub fn fit<S: Storage>(mut self) -> Result<Config, ConfigError> {
-        let shrink = |value: &mut usize, cap: Option<usize>| {
-            if let Some(cap) = cap {
-                *value = (*value).min(cap);
-            }
-        };
-        shrink(&mut self.max_peers, S::Peers::default().capacity_limit());
-        shrink(&mut self.max_peers, S::Indices::default().capacity_limit());
-        shrink(
-            &mut self.max_datagram_size,
-            S::Datagram::default().capacity_limit(),
-        );
-        shrink(
-            &mut self.max_pending_replies,
-            S::Replies::default().capacity_limit(),
-        );
-        if let Some(cap) = S::StateBuf::default().capacity_limit()
-            && self.limits.max_state_bytes() > cap
-        {
-            let l = &mut self.limits;
-            l.max_keys_per_endpoint = l.max_keys_per_endpoint.min(8);
-            l.max_key_len = l.max_key_len.min(16);
-            // The longest value whose entries all fit (a value's length
-            // prefix grows with it, so step down from the first guess).
-            let per_key = cap / l.max_keys_per_endpoint.max(1);
-            l.max_value_len = l.max_value_len.min(per_key);
-            while l.max_value_len > 0 && l.max_state_bytes() > cap {
-                let over = l.max_state_bytes() - cap;
-                let step = over.div_ceil(l.max_keys_per_endpoint.max(1)).max(1);
-                l.max_value_len = l.max_value_len.saturating_sub(step);
-            }
-            if l.max_value_len == 0 {
-                return Err(ConfigError::Storage(StorageShortfall::StateBytes));
-            }
-        }
-        self.validate()?;
-        check_storage::<S>(&self)?;
-        Ok(self)
     }
 }
 

@@ -1,5 +1,6 @@
-//! The anti-entropy exchange: what an ACK pushes beside what its SYN asked
-//! about.
+//! The anti-entropy exchange: the stretch of the ring a SYN covers and the
+//! round's sweep over a large table, what an ACK sends of the stretch, and
+//! what it pushes beside what its SYN asked about.
 
 use super::*;
 use crate::state::DeltaItem;
@@ -182,4 +183,139 @@ fn no_news_is_pushed_while_endpoints_join() {
     let (mut a, _, now) = with_news();
     learn_alive(&mut a, now, &[member(60)]);
     assert_eq!(pushed(&mut a, now), []);
+}
+
+#[test]
+fn a_syn_covers_half_the_ring_so_two_sweep_it() {
+    let mut c = config();
+    c.max_datagram_size = 8000;
+    let now = Instant::from_millis(1000);
+    let total = 200;
+    let mut a = with_members(c, total, now);
+    // No fresh news: the SYNs are our digest and their stretch.
+    a.recent.clear();
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..2 {
+        let mut buf = vec![0u8; 8000];
+        let n = a.write_syn(&mut buf, member(0), None, false);
+        let Message::Syn(syn) = decoded(&buf[..n]) else {
+            panic!("not a SYN");
+        };
+        let listed: Vec<SocketAddr> = syn
+            .digests
+            .map(|d| d.endpoint)
+            .filter(|e| *e != addr(0))
+            .collect();
+        assert_eq!(listed.len(), total / 2);
+        seen.extend(listed);
+    }
+    assert_eq!(seen.len(), total);
+}
+
+#[test]
+fn the_round_sweep_covers_a_large_table_a_bounded_stretch_at_a_time() {
+    let mut c = config();
+    c.removal_delay = Duration::from_secs(10);
+    let start = Instant::from_millis(1000);
+    let total = 200;
+    let mut a = with_members(c, total, start);
+    assert_eq!(a.endpoint_count(), total);
+    // Every one of them down (as if convicted here).
+    for i in 0..total {
+        let idx = a.index.find(&member(i), a.peers.as_slice()).unwrap();
+        a.merge_claim(
+            start,
+            idx,
+            Generation(GEN),
+            Claim::new(0, Status::Down),
+            Source::Own,
+        );
+    }
+    assert_eq!(a.live_count(), 0);
+    // Past the removal delay, each round removes one stretch of the table.
+    let mut now = start + Duration::from_secs(11);
+    let mut left = vec![total];
+    while left.last() != Some(&0) && left.len() < 10 {
+        a.round(now);
+        left.push(a.endpoint_count());
+        now = now + Duration::from_secs(1);
+    }
+    let stretch = SWEEP_PER_ROUND;
+    assert!(stretch < total);
+    let want: Vec<usize> = (0..=total.div_ceil(stretch))
+        .map(|k| total.saturating_sub(k * stretch))
+        .collect();
+    assert_eq!(left, want);
+}
+
+#[test]
+fn an_ack_sends_what_the_syn_stretch_left_out() {
+    let mut net = net(5);
+    assert!(net.run_until(Duration::from_secs(30), |n| n.converged()));
+    let now = net.now;
+    let a = net.node_mut(0);
+    let target = addr(3);
+    let pos = wire::ring_position(&target);
+    let header = Header {
+        cluster: CLUSTER,
+        sender: addr(7),
+    };
+    let syn = |range: wire::RingRange| {
+        let mut buf = vec![0u8; 1400];
+        let n = SynWriter::new(&mut buf, &header, &[])
+            .unwrap()
+            .finish(range);
+        buf.truncate(n);
+        buf
+    };
+    let deltas_in = |a: &mut HeapNode, bytes: &[u8]| -> Vec<SocketAddr> {
+        a.handle_datagram(now, addr(7), bytes);
+        let Some((_, ack)) = poll(a, now) else {
+            return Vec::new();
+        };
+        match decoded(&ack) {
+            Message::Ack(k) => k.deltas.map(|d| d.endpoint).collect(),
+            other => panic!("{other:?}"),
+        }
+    };
+    // A stretch holding only the target's position: the SYN lists nothing
+    // there, so the sender lacks it.
+    let only = wire::RingRange {
+        start: pos,
+        end: pos,
+    };
+    assert_eq!(deltas_in(a, &syn(only)), [target]);
+    // A stretch just past it: nothing to say about the target.
+    let past = wire::RingRange {
+        start: pos.wrapping_add(1),
+        end: pos.wrapping_add(1),
+    };
+    assert!(!deltas_in(a, &syn(past)).contains(&target));
+    // The whole ring: every endpoint A knows, itself included.
+    let mut all = deltas_in(a, &syn(wire::RingRange::WHOLE));
+    all.sort();
+    assert_eq!(all, [addr(0), addr(1), addr(2), addr(3), addr(4)]);
+}
+
+#[test]
+fn application_news_gossips_to_one_more_peer() {
+    let mut net = net(6);
+    assert!(net.run_until(Duration::from_secs(30), |n| n.converged()));
+    net.run_for(Duration::from_secs(20));
+    let syns = |n: &Net<HeapStorage>| n.node(1).stats().sent(Kind::Syn);
+    // Quiet rounds: one live peer a round (plus, now and then, the seed).
+    let before = syns(&net);
+    net.run_for(Duration::from_secs(30));
+    let quiet = syns(&net) - before;
+    // News every third round: one more peer for two rounds each time, 20
+    // more SYNs in all (the seed's share varies by a few either way).
+    let before = syns(&net);
+    for k in 0..10 {
+        net.node_mut(1)
+            .set_local_state(StateKey::parse("k"), format!("v{k}").as_bytes())
+            .unwrap();
+        net.run_for(Duration::from_secs(3));
+    }
+    let busy = syns(&net) - before;
+    assert!(busy >= quiet + 12, "quiet {quiet}, with news {busy}");
 }
