@@ -713,11 +713,13 @@ impl<B: StateBuf> EndpointState<B> {
     /// yields: every state above version 0, and the heartbeat once it has
     /// beaten.
     pub fn item_count(&self) -> usize {
-        let states = self
+        // Entries ascend by version: any at version 0 lead, and only those
+        // are read.
+        let unversioned = self
             .entries()
-            .filter(|(_, v)| v.version > Version(0))
+            .take_while(|(_, v)| v.version == Version(0))
             .count();
-        states + usize::from(self.version > 0)
+        usize::from(self.count).saturating_sub(unversioned) + usize::from(self.version > 0)
     }
 
     /// Bytes of state storage in use (not counting the buffer's own header).
