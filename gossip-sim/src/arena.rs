@@ -30,6 +30,11 @@ thread_local! {
     static LONG_LIVED: Cell<bool> = const { Cell::new(false) };
 }
 
+/// Whether a block of `size` bytes made now goes to the region.
+fn for_region(size: usize) -> bool {
+    size >= MIN_BLOCK && LONG_LIVED.try_with(Cell::get).unwrap_or(false)
+}
+
 /// Runs `f` with this thread's large allocations (at least [`MIN_BLOCK`]
 /// bytes) placed in the huge-page region, when [`TableAlloc`] is the global
 /// allocator; otherwise just runs `f`.
@@ -206,8 +211,7 @@ mod region {
 // apart by address, since the region's addresses are the mapping's alone.
 unsafe impl GlobalAlloc for TableAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if layout.size() >= MIN_BLOCK
-            && LONG_LIVED.try_with(Cell::get).unwrap_or(false)
+        if for_region(layout.size())
             && let Some(p) = region::alloc(layout.size(), layout.align())
         {
             return p;
@@ -225,7 +229,7 @@ unsafe impl GlobalAlloc for TableAlloc {
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if layout.size() >= MIN_BLOCK && LONG_LIVED.try_with(Cell::get).unwrap_or(false) {
+        if for_region(layout.size()) {
             // SAFETY: as `alloc`; a region block may hold an old block's
             // bytes, so it is zeroed here.
             let p = unsafe { self.alloc(layout) };
@@ -240,9 +244,7 @@ unsafe impl GlobalAlloc for TableAlloc {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if region::owns(ptr)
-            || (new_size >= MIN_BLOCK && LONG_LIVED.try_with(Cell::get).unwrap_or(false))
-        {
+        if region::owns(ptr) || for_region(new_size) {
             // Into or out of the region: a new block, the bytes copied.
             // SAFETY: the caller's contract: `new_size` is non-zero and,
             // rounded to `layout.align()`, does not overflow.

@@ -275,10 +275,7 @@ impl NodeRun<'_, '_> {
                 observer.on_node_events(now, self.i as usize, &mut |f| {
                     while let Some(e) = node.poll_event() {
                         f(&e);
-                        if matches!(
-                            e,
-                            Event::Down { .. } | Event::Removed { .. } | Event::Discovered { .. }
-                        ) {
+                        if watched(&e) {
                             events.push(Observed::of(&e, &mut self.fx.event_bytes));
                         }
                     }
@@ -368,7 +365,7 @@ impl NodeRun<'_, '_> {
         }
     }
 
-    /// Invariant bookkeeping on events.
+    /// Invariant bookkeeping on events (those [`watched`] says).
     fn watch(&mut self, e: &Observed) {
         let i = self.i;
         let n = self.world.groups.len();
@@ -449,4 +446,13 @@ fn recycle(buf: Vec<u8>) {
 
 fn chance(rng: &mut Xoshiro256PlusPlus, p: f64) -> bool {
     p > 0.0 && (rng.next_u64() as f64 / u64::MAX as f64) < p
+}
+
+/// Whether [`NodeRun::watch`] reads `e`: downs, removals and discoveries
+/// (none with a value to copy).
+fn watched(e: &Event<'_>) -> bool {
+    matches!(
+        e,
+        Event::Down { .. } | Event::Removed { .. } | Event::Discovered { .. }
+    )
 }

@@ -110,7 +110,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn row_mut(m: &mut Mutex<Row>) -> &mut Row {
+fn unlocked<T>(m: &mut Mutex<T>) -> &mut T {
     m.get_mut().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -169,30 +169,26 @@ impl Tracker {
 
     /// When the watched event reached each node.
     pub(crate) fn hits(&mut self) -> Vec<Option<Instant>> {
-        self.rows.iter_mut().map(|r| row_mut(r).hit).collect()
+        self.rows.iter_mut().map(|r| unlocked(r).hit).collect()
     }
 
     /// Endpoints node `i` sees complete.
     pub(crate) fn complete(&mut self, i: usize) -> u32 {
-        self.rows.get_mut(i).map_or(0, |r| row_mut(r).complete)
+        self.rows.get_mut(i).map_or(0, |r| unlocked(r).complete)
     }
 
     /// Whether node `i` sees endpoint `j` alive.
     pub(crate) fn sees_alive(&mut self, i: usize, j: usize) -> bool {
         self.rows
             .get_mut(i)
-            .and_then(|r| row_mut(r).pairs.get(j).copied())
+            .and_then(|r| unlocked(r).pairs.get(j).copied())
             .is_some_and(|p| p & ALIVE != 0)
     }
 
     /// The nodes with an event about the touched endpoint since the last
     /// call, in node order.
     pub(crate) fn take_touched(&mut self) -> Vec<u32> {
-        let touched = self
-            .touched
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner);
-        let mut all = std::mem::take(touched);
+        let mut all = std::mem::take(unlocked(&mut self.touched));
         all.sort_unstable();
         all.dedup();
         all
@@ -200,32 +196,24 @@ impl Tracker {
 
     /// Every node counts as touched once.
     pub(crate) fn touch_all(&mut self) {
-        *self
-            .touched
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner) = (0..self.n as u32).collect();
+        *unlocked(&mut self.touched) = (0..self.n as u32).collect();
     }
 
     pub(crate) fn watch(&mut self, w: Watch) {
         self.watch = w;
         for r in &mut self.rows {
-            row_mut(r).hit = None;
+            unlocked(r).hit = None;
         }
         *self.hit_count.get_mut() = 0;
-        self.touched
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
+        unlocked(&mut self.touched).clear();
     }
 
     /// The watched event reached node `i` at `now` (if it had not yet).
     pub(crate) fn hit(&mut self, i: usize, now: Instant) {
         if let Some(r) = self.rows.get_mut(i) {
-            let row = row_mut(r);
-            if row.hit.is_none() {
-                row.hit = Some(now);
-                *self.hit_count.get_mut() += 1;
-            }
+            let mut tally = Tally::default();
+            Self::row_hit(unlocked(r), &mut tally, now);
+            *self.hit_count.get_mut() += tally.hits;
         }
     }
 
@@ -241,7 +229,7 @@ impl Tracker {
         let done = self
             .rows
             .iter_mut()
-            .map(row_mut)
+            .map(unlocked)
             .filter(|r| r.complete == full)
             .count();
         *self.done.get_mut() = done;
@@ -255,7 +243,7 @@ impl Tracker {
         }
         for (i, r) in self.rows.iter_mut().enumerate() {
             if i != j {
-                row_mut(r).set_stale(j, true);
+                unlocked(r).set_stale(j, true);
             }
         }
     }

@@ -64,25 +64,6 @@ impl<S: Storage, R: Rng> Node<S, R> {
         self.peers.as_slice().get(slot).filter(|p| p.is_member())
     }
 
-    /// Makes room for `additional` more endpoints at once (never past
-    /// [`Config::max_peers`]), for a node that knows how large its cluster
-    /// is: with [`HeapStorage`](crate::HeapStorage) the peer table, its
-    /// index and ring order are allocated once, at that size, instead of
-    /// growing (and copying themselves) as endpoints are learned, and hold
-    /// no spare room past it. Fixed storage has all its room already: a
-    /// no-op there.
-    pub fn reserve_peers(&mut self, additional: usize) {
-        let slots = self.peers.as_slice().len();
-        let room = self.config.max_peers.saturating_sub(self.occupied);
-        let additional = additional.min(room);
-        // Free slots are reused before the table grows.
-        let new_slots = additional
-            .saturating_sub(self.free.as_slice().len())
-            .min(self.config.max_peers.saturating_sub(slots));
-        self.peers.reserve(new_slots);
-        self.index.reserve(additional, self.peers.as_slice());
-    }
-
     /// This node's incarnation within its generation: raised each time it
     /// refutes a suspicion of itself.
     pub fn incarnation(&self) -> u32 {
