@@ -841,6 +841,18 @@ fn the_bogus_generation_limit_moves_with_time() {
 
 // ---- authentication and hostile peers (feature `auth`) --------------------
 
+/// `bytes` sealed with `with` at sequence number `seq`.
+#[cfg(feature = "auth")]
+fn sealed(bytes: &[u8], with: &crate::auth::Key, seq: u64) -> Vec<u8> {
+    let mut buf = bytes.to_vec();
+    buf.resize(bytes.len() + crate::auth::TRAILER_LEN, 0);
+    let n = crate::auth::Keyring::new(with.clone())
+        .seal(&mut buf, bytes.len(), seq)
+        .unwrap();
+    buf.truncate(n);
+    buf
+}
+
 #[cfg(feature = "catch-up")]
 mod catch_up;
 mod defects;

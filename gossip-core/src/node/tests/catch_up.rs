@@ -230,17 +230,9 @@ fn a_joiner_catches_up_in_a_round_with_bursts_and_not_without() {
 #[cfg(feature = "auth")]
 #[test]
 fn an_authenticated_cluster_bursts_only_to_members() {
-    use crate::auth::{Key, Keyring, TRAILER_LEN};
+    use crate::auth::{Key, Keyring};
     let key = Key::new([5; 32]);
-    let seal = |bytes: &[u8], seq: u64| {
-        let mut buf = bytes.to_vec();
-        buf.resize(bytes.len() + TRAILER_LEN, 0);
-        let n = Keyring::new(key.clone())
-            .seal(&mut buf, bytes.len(), seq)
-            .unwrap();
-        buf.truncate(n);
-        buf
-    };
+    let seal = |bytes: &[u8], seq: u64| sealed(bytes, &key, seq);
     let c = big_config();
     let now = Instant::from_millis(1000);
     let mut a = knowing(c, 5000, now);

@@ -4,7 +4,7 @@
 //! and unkeyed nodes refusing each other.
 
 use super::*;
-use crate::auth::{Key, Keyring, TRAILER_LEN};
+use crate::auth::{Key, Keyring};
 
 fn key(b: u8) -> Key {
     Key::new([b; 32])
@@ -40,16 +40,6 @@ fn ack2_about(sender: SocketAddr, endpoint: SocketAddr, generation: u64, version
     ];
     assert!(w.push_delta(endpoint, Generation(generation), Default::default(), items) > 0);
     let n = w.finish();
-    buf.truncate(n);
-    buf
-}
-
-fn sealed(bytes: &[u8], with: &Key, seq: u64) -> Vec<u8> {
-    let mut buf = bytes.to_vec();
-    buf.resize(bytes.len() + TRAILER_LEN, 0);
-    let n = Keyring::new(with.clone())
-        .seal(&mut buf, bytes.len(), seq)
-        .unwrap();
     buf.truncate(n);
     buf
 }
